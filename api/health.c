@@ -1,0 +1,40 @@
+/* health.c - GET /health, GET /ready, GET /metrics. */
+#include <stdlib.h>
+
+#include "app.h"
+#include "http.h"
+#include "routes.h"
+
+void api_health(http_req *req) {
+    http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void api_ready(http_req *req) {
+    app *a = http_req_app(req);
+    if (a->state == APP_READY) {
+        http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+        return;
+    }
+    http_reply_header(req, "Retry-After", "1");
+    if (a->state == APP_DRAINING)
+        http_reply_error(req, API_ERR_SHUTTING_DOWN, NULL, "the server is shutting down");
+    else
+        http_reply_error(req, API_ERR_NOT_READY, NULL, "models are still loading");
+}
+
+void api_metrics(http_req *req) {
+    app *a = http_req_app(req);
+    metrics_gauges g = {
+        .in_flight = http_server_in_flight(a->http),
+        .ready = a->state == APP_READY,
+        .start_time = a->start_time,
+    };
+    size_t len;
+    char *text = metrics_render(a->metrics, &g, &len);
+    if (!text) {
+        http_reply_error(req, API_ERR_INTERNAL, NULL, "cannot render metrics");
+        return;
+    }
+    http_reply_data(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}

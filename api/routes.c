@@ -1,0 +1,17 @@
+/* routes.c - the one table of routes. The dispatcher checks method, auth,
+ * readiness, content type and body size from it before any handler runs;
+ * tests/unit/test_openapi.c keeps openapi.yaml equal to it. */
+#include "routes.h"
+
+const route api_routes[] = {
+    /* method  pattern               handler          auth                body             limit  flags                summary */
+    {"GET",    "/health",            api_health,      ROUTE_AUTH_HEALTH,  ROUTE_BODY_NONE, 0,     0,                   "Liveness: the process answers"},
+    {"GET",    "/ready",             api_ready,       ROUTE_AUTH_HEALTH,  ROUTE_BODY_NONE, 0,     0,                   "Readiness: every model loaded, not shutting down"},
+    {"GET",    "/metrics",           api_metrics,     ROUTE_AUTH_METRICS, ROUTE_BODY_NONE, 0,     0,                   "Prometheus metrics"},
+    {"GET",    "/v1/models",         api_models_list, ROUTE_AUTH_KEY,     ROUTE_BODY_NONE, 0,     0,                   "List served models (OpenAI shape)"},
+    {"GET",    "/v1/models/{model}", api_models_get,  ROUTE_AUTH_KEY,     ROUTE_BODY_NONE, 0,     0,                   "One served model"},
+    {"POST",   "/debug/echo",        api_debug_echo,  ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 65536, ROUTE_F_DEBUG | ROUTE_F_NEEDS_READY, "Echo answered late by a worker thread"},
+    {"GET",    "/debug/sse",         api_debug_sse,   ROUTE_AUTH_KEY,     ROUTE_BODY_NONE, 0,     ROUTE_F_DEBUG | ROUTE_F_NEEDS_READY, "Server-Sent Events ticker"},
+};
+
+const size_t api_routes_count = sizeof api_routes / sizeof api_routes[0];

@@ -1,0 +1,24 @@
+/* routes.h - the route table (api/routes.c) and the handlers it names.
+ * Handlers run on the loop thread, after the dispatcher's checks. */
+#ifndef ROUTES_H
+#define ROUTES_H
+
+#include <stddef.h>
+
+#include "router.h"
+
+extern const route api_routes[];
+extern const size_t api_routes_count;
+
+/* api/health.c */
+void api_health(http_req *req);
+void api_ready(http_req *req);
+void api_metrics(http_req *req);
+/* api/models.c */
+void api_models_list(http_req *req);
+void api_models_get(http_req *req);
+/* api/debug.c */
+void api_debug_echo(http_req *req);
+void api_debug_sse(http_req *req);
+
+#endif

@@ -1,0 +1,56 @@
+/* cfg_file.c - INI configuration files through libinih. */
+#include "cfg.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <string.h>
+
+typedef struct cfg__file_ctx {
+    cfg *c;
+    const char *path;
+    char *err;
+    size_t errlen;
+    int rc;
+} cfg__file_ctx;
+
+/* inih calls this per name=value; returning 0 stops parsing, and ini_parse
+ * then returns the line number, which we add to the message. */
+static int cfg__on_ini(void *user, const char *section, const char *name, const char *value) {
+    cfg__file_ctx *x = user;
+    int id = cfg_find(section, name);
+    if (id < 0 && !*section) {
+        snprintf(x->err, x->errlen,
+                 "%s: key '%s' is outside any [section] (or a section header is malformed)",
+                 x->path, name);
+        x->rc = CFG_EUNKNOWN;
+        return 0;
+    }
+    if (id < 0) {
+        snprintf(x->err, x->errlen, "%s: unknown configuration key [%s] %s", x->path, section, name);
+        x->rc = CFG_EUNKNOWN;
+        return 0;
+    }
+    char where[160];
+    snprintf(where, sizeof where, "file %s", x->path);
+    x->rc = cfg_set(x->c, id, value, CFG_SRC_FILE, where, x->err, x->errlen);
+    return x->rc == 0;
+}
+
+int cfg_load_file(cfg *c, const char *path, char *err, size_t errlen) {
+    cfg__file_ctx x = {c, path, err, errlen, 0};
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+        return CFG_EIO;
+    }
+    int line = ini_parse_file(f, cfg__on_ini, &x);
+    fclose(f);
+    if (line == 0) return 0;
+    if (x.rc == 0) { /* a syntax error inih found itself */
+        snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path, line);
+        return CFG_EINVAL;
+    }
+    size_t n = strlen(err);
+    if (line > 0) snprintf(err + n, errlen - n, " (line %d)", line);
+    return x.rc;
+}

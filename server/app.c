@@ -1,0 +1,177 @@
+/* app.c - start-up, signals and graceful shutdown of the daemon.
+ *
+ * Shutdown: SIGTERM/SIGINT -> state DRAINING, /ready answers 503, the
+ * listening socket closes, in-flight requests go on; when the last one ends
+ * (or server.shutdown_grace passes, or a second signal arrives) the HTTP
+ * server stops, the loop's handles close and app_run returns 0.
+ */
+#include "app.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "debug_worker.h"
+#include "log.h"
+#include "routes.h"
+
+static bool app__authorize(void *ud, route_auth need, const char *header) {
+    app *a = ud;
+    switch (need) {
+    case ROUTE_AUTH_OPEN: return true;
+    case ROUTE_AUTH_HEALTH: if (a->cfg->server_public_health) return true; break;
+    case ROUTE_AUTH_METRICS: if (a->cfg->server_public_metrics) return true; break;
+    case ROUTE_AUTH_KEY: break;
+    }
+    return auth_check(&a->auth, header);
+}
+
+static int app__ready_check(void *ud) {
+    app *a = ud;
+    return a->state == APP_READY ? 0 : API_ERR_NOT_READY;
+}
+
+static void app__on_complete(void *ud, const route *r, const char *method, unsigned status,
+                             double seconds) {
+    app *a = ud;
+    metrics_observe_http(a->metrics, r ? r->pattern : NULL, method, status, seconds);
+}
+
+static void app__on_closed(uv_handle_t *h) { (void)h; }
+
+static void app__on_http_stopped(void *arg) {
+    app *a = arg;
+    a->http = NULL;
+    uv_close((uv_handle_t *)&a->sig_term, app__on_closed);
+    uv_close((uv_handle_t *)&a->sig_int, app__on_closed);
+    uv_close((uv_handle_t *)&a->sig_hup, app__on_closed);
+    uv_close((uv_handle_t *)&a->grace_timer, app__on_closed);
+}
+
+/* Ends the daemon: stops the HTTP server; the loop ends when handles close. */
+static void app__finish(app *a) {
+    if (a->finishing) return;
+    a->finishing = true;
+    uv_timer_stop(&a->grace_timer);
+    unsigned left = http_server_in_flight(a->http);
+    if (left) LOG_WRN("app", "giving up on %u request(s) still in flight", left);
+    http_server_stop(a->http, app__on_http_stopped, a);
+}
+
+static void app__on_finish_timer(uv_timer_t *t) { app__finish(t->data); }
+
+/* Runs inside MHD's completion callback, where MHD must not be stopped:
+ * finish from the next loop iteration instead (replacing the grace timer). */
+static void app__on_drained(void *ud) {
+    app *a = ud;
+    LOG_INF("app", "all requests finished");
+    uv_timer_start(&a->grace_timer, app__on_finish_timer, 0, 0);
+}
+
+static void app__on_grace(uv_timer_t *t) {
+    app *a = t->data;
+    LOG_WRN("app", "shutdown grace of %llds is over", a->cfg->server_shutdown_grace);
+    app__finish(a);
+}
+
+static void app__on_signal(uv_signal_t *s, int signum) {
+    app *a = s->data;
+    if (signum == SIGHUP) {
+        if (log_reopen() == 0) LOG_INF("app", "SIGHUP: log file reopened");
+        else LOG_ERR("app", "SIGHUP: cannot reopen the log file; still writing to the old one");
+        return;
+    }
+    if (a->state == APP_DRAINING) {
+        LOG_WRN("app", "second %s: stopping now", strsignal(signum));
+        app__finish(a);
+        return;
+    }
+    LOG_INF("app", "%s: shutting down (grace %llds)", strsignal(signum),
+            a->cfg->server_shutdown_grace);
+    a->state = APP_DRAINING;
+    uv_timer_start(&a->grace_timer, app__on_grace,
+                   (uint64_t)a->cfg->server_shutdown_grace * 1000, 0);
+    http_server_drain(a->http); /* may call app__on_drained at once */
+}
+
+int app_run(const cfg *c) {
+    app a;
+    memset(&a, 0, sizeof a);
+    a.cfg = c;
+    a.state = APP_STARTING;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    a.start_time = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    char err[512];
+    int rc = 1;
+
+    if (auth_init(&a.auth, c->server_api_keys, c->server_api_key_file, err, sizeof err) != 0) {
+        LOG_ERR("app", "%s", err);
+        return 1;
+    }
+    a.metrics = metrics_create();
+    if (!a.metrics || uv_loop_init(&a.loop) != 0) {
+        LOG_ERR("app", "out of memory at start-up");
+        metrics_free(a.metrics);
+        auth_free(&a.auth);
+        return 1;
+    }
+    if (c->server_debug_routes) {
+        a.debug = debug_worker_start((size_t)c->server_debug_queue_size);
+        if (!a.debug) {
+            LOG_ERR("app", "cannot start the debug worker thread");
+            goto out;
+        }
+    }
+
+    http_server_opts o = {
+        .host = c->server_host,
+        .port = (unsigned)c->server_port,
+        .max_connections = (unsigned)c->server_max_connections,
+        .connection_timeout = (unsigned)c->server_connection_timeout,
+        .max_body_size = (size_t)c->server_max_body_size,
+        .access_log = c->log_access,
+        .routes = api_routes,
+        .n_routes = api_routes_count,
+        .skip_route_flags = c->server_debug_routes ? 0 : ROUTE_F_DEBUG,
+        .app = &a,
+        .authorize = app__authorize,
+        .ready_check = app__ready_check,
+        .on_complete = app__on_complete,
+        .on_drained = app__on_drained,
+    };
+    a.http = http_server_start(&a.loop, &o, err, sizeof err);
+    if (!a.http) {
+        LOG_ERR("app", "%s", err);
+        goto out;
+    }
+    uv_signal_init(&a.loop, &a.sig_term);
+    uv_signal_init(&a.loop, &a.sig_int);
+    uv_signal_init(&a.loop, &a.sig_hup);
+    uv_timer_init(&a.loop, &a.grace_timer);
+    a.sig_term.data = a.sig_int.data = a.sig_hup.data = a.grace_timer.data = &a;
+    uv_signal_start(&a.sig_term, app__on_signal, SIGTERM);
+    uv_signal_start(&a.sig_int, app__on_signal, SIGINT);
+    uv_signal_start(&a.sig_hup, app__on_signal, SIGHUP);
+
+    LOG_INF("app", "alignd %s listening on %s port %lld (%s)", ALIGND_VERSION, c->server_host,
+            c->server_port, auth_disabled(&a.auth) ? "no API keys: open" : "API keys required");
+    /* No models to load yet: ready at once. */
+    a.state = APP_READY;
+    LOG_INF("app", "ready");
+
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    LOG_INF("app", "stopped");
+    rc = 0;
+out:
+    if (a.http) { /* start-up failed after the server started */
+        http_server_stop(a.http, NULL, NULL);
+        uv_run(&a.loop, UV_RUN_DEFAULT);
+    }
+    debug_worker_stop(a.debug);
+    if (uv_loop_close(&a.loop) != 0) LOG_WRN("app", "event loop closed with handles still open");
+    metrics_free(a.metrics);
+    auth_free(&a.auth);
+    return rc;
+}

@@ -1,0 +1,74 @@
+/* main.c - alignd's entry point: configuration, then the daemon (or a
+ * subcommand). Exit status: 0 ok, 1 runtime failure, 2 bad usage/config. */
+#include <stdio.h>
+#include <string.h>
+
+#include "app.h"
+#include "cfg_args.h"
+#include "engine_version.h"
+#include "log.h"
+
+extern char **environ;
+
+static void main__usage(FILE *out) {
+    fprintf(out,
+            "alignd %s - model-serving daemon with a built-in RLHF loop\n\n"
+            "Usage: alignd [OPTIONS]            run the daemon\n\n"
+            "Options:\n"
+            "  -c, --config FILE                 read an INI configuration file\n"
+            "  --print-config                    print the effective configuration and where\n"
+            "                                    each value came from, then exit\n"
+            "  --print-example-config            print a documented example INI file, then exit\n"
+            "  --version                         print the version, then exit\n"
+            "  -h, --help                        this help\n\n"
+            "Configuration flags (precedence: defaults < --config file < environment\n"
+            "ALIGND_SECTION_KEY < flags):\n",
+            ALIGND_VERSION);
+    cfg_print_flags(out);
+}
+
+int main(int argc, char **argv) {
+    cfg c;
+    cfg_cli cli;
+    char err[1024];
+    int rc = 2;
+    if (cfg_load_all(&c, &cli, argc, argv, environ, err, sizeof err) != 0) {
+        fprintf(stderr, "alignd: configuration error: %s\n", err);
+        goto out;
+    }
+    if (cli.help) {
+        main__usage(stdout);
+        rc = 0;
+        goto out;
+    }
+    if (cli.version) {
+        printf("alignd %s (OpenBLAS %s)\n", ALIGND_VERSION, engine_blas_config());
+        rc = 0;
+        goto out;
+    }
+    if (cli.print_example) {
+        cfg_print_example(stdout);
+        rc = 0;
+        goto out;
+    }
+    if (cli.print_config) {
+        cfg_print(&c, stdout);
+        rc = 0;
+        goto out;
+    }
+    if (cli.n_args > 0) {
+        fprintf(stderr, "alignd: unknown command '%s' (see alignd --help)\n", cli.args[0]);
+        goto out;
+    }
+    if (log_init(c.log_file, (log_level)log_level_parse(c.log_level), err, sizeof err) != 0) {
+        fprintf(stderr, "alignd: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    rc = app_run(&c);
+    log_close();
+out:
+    cfg_cli_free(&cli);
+    cfg_free(&c);
+    return rc;
+}

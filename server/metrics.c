@@ -1,0 +1,155 @@
+/* metrics.c - HTTP request counters and latency histograms, rendered with
+ * the process gauges in Prometheus text format. */
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const double metrics__buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                          0.5,   1,     2.5,  5,     10,   30,  60};
+#define METRICS__NB (sizeof metrics__buckets / sizeof metrics__buckets[0])
+
+typedef struct metrics__counter {
+    const char *route, *method; /* route patterns are static; methods interned below */
+    unsigned status;
+    unsigned long long count;
+} metrics__counter;
+
+typedef struct metrics__hist {
+    const char *route, *method;
+    unsigned long long buckets[METRICS__NB]; /* non-cumulative; summed when rendered */
+    unsigned long long count;
+    double sum;
+} metrics__hist;
+
+struct metrics {
+    metrics__counter *counters;
+    size_t n_counters, cap_counters;
+    metrics__hist *hists;
+    size_t n_hists, cap_hists;
+};
+
+/* Methods come from clients: keep the known ones, lump the rest. */
+static const char *metrics__method(const char *m) {
+    static const char *known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(m, known[i]) == 0) return known[i];
+    return "other";
+}
+
+metrics *metrics_create(void) { return calloc(1, sizeof(metrics)); }
+
+void metrics_free(metrics *m) {
+    if (!m) return;
+    free(m->counters);
+    free(m->hists);
+    free(m);
+}
+
+static void *metrics__grow(void *arr, size_t *cap, size_t n, size_t elem) {
+    if (n < *cap) return arr;
+    size_t nc = *cap ? *cap * 2 : 16;
+    void *na = realloc(arr, nc * elem);
+    if (!na) return NULL;
+    memset((char *)na + *cap * elem, 0, (nc - *cap) * elem);
+    *cap = nc;
+    return na;
+}
+
+void metrics_observe_http(metrics *m, const char *route, const char *method, unsigned status,
+                          double seconds) {
+    route = route ? route : "unmatched";
+    method = metrics__method(method);
+    size_t i;
+    for (i = 0; i < m->n_counters; i++) {
+        metrics__counter *c = &m->counters[i];
+        if (c->status == status && c->method == method && strcmp(c->route, route) == 0) break;
+    }
+    if (i == m->n_counters) {
+        metrics__counter *nc = metrics__grow(m->counters, &m->cap_counters, m->n_counters, sizeof *nc);
+        if (!nc) return;
+        m->counters = nc;
+        m->counters[m->n_counters++] = (metrics__counter){route, method, status, 0};
+    }
+    m->counters[i].count++;
+
+    for (i = 0; i < m->n_hists; i++)
+        if (m->hists[i].method == method && strcmp(m->hists[i].route, route) == 0) break;
+    if (i == m->n_hists) {
+        metrics__hist *nh = metrics__grow(m->hists, &m->cap_hists, m->n_hists, sizeof *nh);
+        if (!nh) return;
+        m->hists = nh;
+        memset(&m->hists[m->n_hists], 0, sizeof *nh);
+        m->hists[m->n_hists].route = route;
+        m->hists[m->n_hists].method = method;
+        m->n_hists++;
+    }
+    metrics__hist *h = &m->hists[i];
+    for (size_t b = 0; b < METRICS__NB; b++)
+        if (seconds <= metrics__buckets[b]) {
+            h->buckets[b]++;
+            break;
+        }
+    h->count++;
+    h->sum += seconds;
+}
+
+static long metrics__rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+    fclose(f);
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+char *metrics_render(const metrics *m, const metrics_gauges *g, size_t *len) {
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    if (!f) return NULL;
+    fprintf(f, "# HELP alignd_build_info Build of the running daemon.\n"
+               "# TYPE alignd_build_info gauge\n"
+               "alignd_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+            ALIGND_VERSION, ALIGND_COMMIT);
+    fprintf(f, "# HELP process_start_time_seconds Start time of the process since the epoch.\n"
+               "# TYPE process_start_time_seconds gauge\n"
+               "process_start_time_seconds %.3f\n", g->start_time);
+    fprintf(f, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+               "# TYPE process_resident_memory_bytes gauge\n"
+               "process_resident_memory_bytes %ld\n", metrics__rss_bytes());
+    fprintf(f, "# HELP alignd_ready 1 when every configured model is loaded and the daemon is not shutting down.\n"
+               "# TYPE alignd_ready gauge\n"
+               "alignd_ready %d\n", g->ready);
+    fprintf(f, "# HELP alignd_http_requests_in_flight HTTP requests being served.\n"
+               "# TYPE alignd_http_requests_in_flight gauge\n"
+               "alignd_http_requests_in_flight %u\n", g->in_flight);
+    fprintf(f, "# HELP alignd_http_requests_total HTTP requests finished, by route, method and status.\n"
+               "# TYPE alignd_http_requests_total counter\n");
+    for (size_t i = 0; i < m->n_counters; i++) {
+        const metrics__counter *c = &m->counters[i];
+        fprintf(f, "alignd_http_requests_total{route=\"%s\",method=\"%s\",status=\"%u\"} %llu\n",
+                c->route, c->method, c->status, c->count);
+    }
+    fprintf(f, "# HELP alignd_http_request_duration_seconds Time from request headers to the end of the response.\n"
+               "# TYPE alignd_http_request_duration_seconds histogram\n");
+    for (size_t i = 0; i < m->n_hists; i++) {
+        const metrics__hist *h = &m->hists[i];
+        unsigned long long cum = 0;
+        for (size_t b = 0; b < METRICS__NB; b++) {
+            cum += h->buckets[b];
+            fprintf(f, "alignd_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"%g\"} %llu\n",
+                    h->route, h->method, metrics__buckets[b], cum);
+        }
+        fprintf(f, "alignd_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n"
+                   "alignd_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n"
+                   "alignd_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n",
+                h->route, h->method, h->count, h->route, h->method, h->sum, h->route, h->method,
+                h->count);
+    }
+    fclose(f);
+    if (len) *len = n;
+    return buf;
+}

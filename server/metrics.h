@@ -1,0 +1,27 @@
+/* metrics.h - Prometheus metrics (text exposition format 0.0.4).
+ * Threads: observe and render on the loop thread only. */
+#ifndef METRICS_H
+#define METRICS_H
+
+#include <stddef.h>
+
+typedef struct metrics metrics;
+
+typedef struct metrics_gauges {
+    unsigned in_flight;       /* HTTP requests in flight */
+    int ready;                /* 1 when /ready answers 200 */
+    double start_time;        /* process start, seconds since the epoch */
+} metrics_gauges;
+
+metrics *metrics_create(void);
+void metrics_free(metrics *m); /* accepts NULL */
+
+/* Counts one finished request. `route` is the route pattern, or NULL for
+ * unmatched paths (label "unmatched", so scanners cannot blow up the series). */
+void metrics_observe_http(metrics *m, const char *route, const char *method, unsigned status,
+                          double seconds);
+
+/* Returns the exposition text (malloc'd, caller frees) and its length. */
+char *metrics_render(const metrics *m, const metrics_gauges *g, size_t *len);
+
+#endif

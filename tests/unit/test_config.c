@@ -1,0 +1,220 @@
+/* test_config.c - configuration: defaults, precedence file < env < flags,
+ * error messages naming key and source, the example file kept in sync. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg_args.h"
+#include "tu_util.h"
+
+static char *write_tmp(const char *text) {
+    char *path = strdup("/tmp/alignd_cfg_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_defaults_match_table(void **st) {
+    (void)st;
+    cfg c;
+    assert_int_equal(cfg_init(&c), 0);
+    assert_string_equal(c.server_host, "127.0.0.1");
+    assert_int_equal(c.server_port, 8080);
+    assert_int_equal(c.server_max_body_size, 1u << 20);
+    assert_true(c.server_public_health);
+    assert_false(c.server_debug_routes);
+    assert_string_equal(c.log_level, "info");
+    for (int i = 0; i < CFG_KEY_COUNT; i++) {
+        assert_int_equal(c.origin[i].source, CFG_SRC_DEFAULT);
+        assert_non_null(cfg_descs[i].help);
+        assert_true(strlen(cfg_descs[i].help) > 10); /* every key documented */
+    }
+    cfg_free(&c);
+}
+
+static void test_precedence(void **st) {
+    (void)st;
+    char *path = write_tmp("[server]\nport = 9001\nhost = 0.0.0.0\nshutdown_grace = 7\n"
+                           "[log]\nlevel = warn\n");
+    char *env[] = {"ALIGND_SERVER_PORT=9002", "ALIGND_LOG_LEVEL=error", "PATH=/bin",
+                   "ALIGND_UNRELATED_THING=1", NULL};
+    char *argv[] = {"alignd", "--config", path, "--server.port=9003", "--log.access=false",
+                    "--server.max_body_size", "64K", NULL};
+    cfg c;
+    cfg_cli cli;
+    char err[512] = "";
+    assert_int_equal(cfg_load_all(&c, &cli, 7, argv, env, err, sizeof err), 0);
+    assert_int_equal(c.server_port, 9003);                   /* flag wins over env and file */
+    assert_string_equal(c.log_level, "error");               /* env wins over file */
+    assert_string_equal(c.server_host, "0.0.0.0");           /* file wins over default */
+    assert_int_equal(c.server_shutdown_grace, 7);
+    assert_int_equal(c.server_max_body_size, 64 * 1024);     /* "--key value" form, K suffix */
+    assert_false(c.log_access);
+    assert_int_equal(c.server_connection_timeout, 30);       /* default */
+    assert_int_equal(c.origin[CFG_KEY_server_port].source, CFG_SRC_FLAG);
+    assert_int_equal(c.origin[CFG_KEY_log_level].source, CFG_SRC_ENV);
+    assert_int_equal(c.origin[CFG_KEY_server_host].source, CFG_SRC_FILE);
+    assert_non_null(strstr(c.origin[CFG_KEY_log_level].where, "ALIGND_LOG_LEVEL"));
+    assert_non_null(strstr(c.origin[CFG_KEY_server_host].where, path));
+
+    /* --print-config shows each value's source */
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    cfg_print(&c, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "port = 9003 ; flag --server.port"));
+    assert_non_null(strstr(buf, "level = error ; env ALIGND_LOG_LEVEL"));
+    assert_non_null(strstr(buf, "connection_timeout = 30 ; default"));
+    free(buf);
+    cfg_free(&c);
+    cfg_cli_free(&cli);
+    unlink(path);
+    free(path);
+}
+
+static void test_secret_masked(void **st) {
+    (void)st;
+    char *argv[] = {"alignd", "--server.api_keys=sk-very-secret", NULL};
+    char *env[] = {NULL};
+    cfg c;
+    cfg_cli cli;
+    char err[512];
+    assert_int_equal(cfg_load_all(&c, &cli, 2, argv, env, err, sizeof err), 0);
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    cfg_print(&c, f);
+    fclose(f);
+    assert_null(strstr(buf, "sk-very-secret"));
+    assert_non_null(strstr(buf, "api_keys = (secret, hidden)"));
+    free(buf);
+    cfg_free(&c);
+    cfg_cli_free(&cli);
+}
+
+/* One row per bad input: the source, and what the message must name. */
+typedef struct bad_case {
+    const char *file;  /* INI text or NULL */
+    const char *env;   /* one VAR=value or NULL */
+    const char *flag;  /* one argv word or NULL */
+    const char *want1, *want2;
+} bad_case;
+
+static const bad_case bad_cases[] = {
+    {"[server]\nport = 70000\n", NULL, NULL, "server.port", "out of range"},
+    {"[server]\nport = eighty\n", NULL, NULL, "server.port", "not an integer"},
+    {"[server]\nport = 80\nnosuch = 1\n", NULL, NULL, "unknown configuration key [server] nosuch", "line 3"},
+    {"[nosection]\nport = 1\n", NULL, NULL, "unknown configuration key [nosection] port", ""},
+    {"[server\nport=1\n", NULL, NULL, "outside any [section]", "line 1"},
+    {"[server]\nport 80\n", NULL, NULL, "syntax error", ":2"},
+    {"[server]\npublic_health = maybe\n", NULL, NULL, "server.public_health", "not a boolean"},
+    {"[log]\nlevel = loud\n", NULL, NULL, "log.level", "debug|info|warn|error"},
+    {NULL, "ALIGND_SERVER_PORT=abc", NULL, "server.port = 'abc' (from env ALIGND_SERVER_PORT)", "not an integer"},
+    {NULL, "ALIGND_SERVER_PROT=80", NULL, "unknown configuration key", "ALIGND_SERVER_PROT"},
+    {NULL, "ALIGND_SERVER_MAX_BODY_SIZE=12Q", NULL, "server.max_body_size", "not a size"},
+    {NULL, "ALIGND_SERVER_MAX_BODY_SIZE=10", NULL, "server.max_body_size", "out of range"},
+    {NULL, NULL, "--server.port=0", "server.port = '0' (from flag --server.port)", "out of range"},
+    {NULL, NULL, "--server.nope=1", "unknown option --server.nope", ""},
+    {NULL, NULL, "--verbose", "unknown option --verbose", ""},
+    {NULL, NULL, "--server.port", "needs a value", "--server.port"},
+};
+
+static void test_bad_values(void **st) {
+    (void)st;
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const bad_case *bc = &bad_cases[i];
+        char *path = bc->file ? write_tmp(bc->file) : NULL;
+        char *argv[6] = {"alignd"};
+        int argc = 1;
+        if (path) argv[argc++] = "--config", argv[argc++] = path;
+        if (bc->flag) argv[argc++] = (char *)bc->flag;
+        char *env[2] = {(char *)bc->env, NULL};
+        cfg c;
+        cfg_cli cli;
+        char err[512] = "";
+        int rc = cfg_load_all(&c, &cli, argc, argv, env, err, sizeof err);
+        if (rc == 0 || !strstr(err, bc->want1) || !strstr(err, bc->want2))
+            fail_msg("case %zu: rc %d, message '%s' should name '%s' and '%s'", i, rc, err,
+                     bc->want1, bc->want2);
+        if (path && bc->file && strstr(bc->want1, "server.") == bc->want1)
+            assert_non_null(strstr(err, path)); /* file errors name the file */
+        cfg_free(&c);
+        cfg_cli_free(&cli);
+        if (path) unlink(path);
+        free(path);
+    }
+}
+
+static void test_missing_file(void **st) {
+    (void)st;
+    char *argv[] = {"alignd", "--config=/nonexistent/alignd.ini", NULL};
+    char *env[] = {NULL};
+    cfg c;
+    cfg_cli cli;
+    char err[512] = "";
+    assert_int_not_equal(cfg_load_all(&c, &cli, 2, argv, env, err, sizeof err), 0);
+    assert_non_null(strstr(err, "/nonexistent/alignd.ini"));
+    cfg_free(&c);
+    cfg_cli_free(&cli);
+}
+
+static void test_cli_words(void **st) {
+    (void)st;
+    char *argv[] = {"alignd", "--print-config", "generate", "--server.debug_routes", "x", NULL};
+    char *env[] = {NULL};
+    cfg c;
+    cfg_cli cli;
+    char err[512] = "";
+    assert_int_equal(cfg_load_all(&c, &cli, 5, argv, env, err, sizeof err), 0);
+    assert_true(cli.print_config);
+    assert_true(c.server_debug_routes); /* bare boolean flag */
+    assert_int_equal(cli.n_args, 2);    /* a boolean flag never takes the next word */
+    assert_string_equal(cli.args[0], "generate");
+    assert_string_equal(cli.args[1], "x");
+    cfg_free(&c);
+    cfg_cli_free(&cli);
+}
+
+/* config/alignd.ini documents every key: it must equal the generated text. */
+static void test_example_file_in_sync(void **st) {
+    (void)st;
+    char *path = tu_source_path("config/alignd.ini");
+    size_t len;
+    char *text = tu_read_file(path, &len);
+    assert_non_null(text);
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    cfg_print_example(f);
+    fclose(f);
+    if (strcmp(text, buf) != 0)
+        fail_msg("config/alignd.ini is stale: regenerate it with "
+                 "`alignd --print-example-config > config/alignd.ini`");
+    /* and it loads cleanly, giving the defaults */
+    char *argv[] = {"alignd", "--config", path, NULL};
+    char *env[] = {NULL};
+    cfg c;
+    cfg_cli cli;
+    char err[512] = "";
+    assert_int_equal(cfg_load_all(&c, &cli, 3, argv, env, err, sizeof err), 0);
+    assert_int_equal(c.server_port, 8080);
+    cfg_free(&c);
+    cfg_cli_free(&cli);
+    free(buf);
+    free(text);
+    free(path);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_match_table), cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_secret_masked),        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_missing_file),         cmocka_unit_test(test_cli_words),
+        cmocka_unit_test(test_example_file_in_sync),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
