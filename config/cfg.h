@@ -80,6 +80,8 @@ int cfg_set(cfg *c, int id, const char *value, cfg_source src, const char *where
 /* Loads an INI file; unknown sections/keys and bad values are errors naming
  * the file and line. Returns 0 or a negative code with err filled. */
 int cfg_load_file(cfg *c, const char *path, char *err, size_t errlen);
+/* The same for INI text in memory; `label` names it in messages. */
+int cfg_load_string(cfg *c, const char *text, const char *label, char *err, size_t errlen);
 
 /* Applies ALIGND_SECTION_KEY variables from envp (NULL-terminated). A variable
  * whose prefix names a known section but whose key is unknown is an error. */

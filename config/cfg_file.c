@@ -36,6 +36,24 @@ static int cfg__on_ini(void *user, const char *section, const char *name, const 
     return x->rc == 0;
 }
 
+/* Turns ini_parse*'s result into our error convention. */
+static int cfg__ini_result(cfg__file_ctx *x, int line) {
+    if (line == 0) return 0;
+    if (x->rc == 0) { /* a syntax error inih found itself */
+        snprintf(x->err, x->errlen, "%s:%d: syntax error (expected [section] or key = value)",
+                 x->path, line);
+        return CFG_EINVAL;
+    }
+    size_t n = strlen(x->err);
+    if (line > 0 && n < x->errlen) snprintf(x->err + n, x->errlen - n, " (line %d)", line);
+    return x->rc;
+}
+
+int cfg_load_string(cfg *c, const char *text, const char *label, char *err, size_t errlen) {
+    cfg__file_ctx x = {c, label, err, errlen, 0};
+    return cfg__ini_result(&x, ini_parse_string(text, cfg__on_ini, &x));
+}
+
 int cfg_load_file(cfg *c, const char *path, char *err, size_t errlen) {
     cfg__file_ctx x = {c, path, err, errlen, 0};
     FILE *f = fopen(path, "r");
@@ -45,12 +63,5 @@ int cfg_load_file(cfg *c, const char *path, char *err, size_t errlen) {
     }
     int line = ini_parse_file(f, cfg__on_ini, &x);
     fclose(f);
-    if (line == 0) return 0;
-    if (x.rc == 0) { /* a syntax error inih found itself */
-        snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path, line);
-        return CFG_EINVAL;
-    }
-    size_t n = strlen(err);
-    if (line > 0) snprintf(err + n, errlen - n, " (line %d)", line);
-    return x.rc;
+    return cfg__ini_result(&x, line);
 }

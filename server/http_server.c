@@ -272,6 +272,7 @@ static void http__on_connection(void *cls, struct MHD_Connection *conn, void **s
     }
 }
 
+__attribute__((format(printf, 2, 0)))
 static void http__mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char msg[512];
