@@ -32,17 +32,7 @@ static const char *const hf__tok_names[HF_TOK_FILE_COUNT] = {
 #undef HF__TOK_NAME
 };
 
-__attribute__((format(printf, 3, 4)))
-static int hf__fail(st_error *err, int code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
+#define hf__fail eng_fail
 
 static const char *hf__type_name(const json_t *v) {
     switch (json_typeof(v)) {

@@ -30,17 +30,7 @@ typedef struct npy__cur {
     const char *end;  /* one past the header */
 } npy__cur;
 
-__attribute__((format(printf, 3, 4)))
-static int npy__fail(npy_error *err, int code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
+#define npy__fail eng_fail
 
 const char *npy_dtype_name(npy_dtype t) {
     switch (t) {

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "eng_err.h"
 
 #define NPY_MAX_DIMS 16
 /* Largest accepted header (numpy itself refuses more than 10000 bytes by
@@ -30,10 +31,7 @@ typedef enum npy_dtype {
     NPY_I64,  /* '<i8' */
 } npy_dtype;
 
-typedef struct npy_error {
-    int code;       /* the negative errno also returned; 0 when none */
-    char msg[256];
-} npy_error;
+typedef eng_err npy_error;
 
 typedef struct npy_array {
     npy_dtype dtype;

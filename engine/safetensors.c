@@ -56,17 +56,7 @@ struct st_set {
 
 /* ---- errors -------------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4)))
-static int st__fail(st_error *err, int code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
+#define st__fail eng_fail
 
 /* Replaces err->msg with "<prefix><old message>" (for wrapping a shard's
  * error in the index's context). */

@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "eng_err.h"
 
 #define ST_MAX_DIMS 8
 /* Largest accepted JSON header, as the reference implementation caps it. */
@@ -63,10 +64,8 @@ typedef enum st_dtype {
     ST_DTYPE_COUNT
 } st_dtype;
 
-typedef struct st_error {
-    int code;       /* the negative errno also returned; 0 when none */
-    char msg[512];  /* "<file>: tensor '<name>': <problem>" */
-} st_error;
+/* Messages read "<file>: tensor '<name>': <problem>". */
+typedef eng_err st_error;
 
 typedef struct st_tensor {
     const char *name;             /* NUL-terminated, owned by the st_file */
