@@ -1,0 +1,131 @@
+/* tok_impl.h - private to engine/tok*.c: the tok struct and the pieces the
+ * BPE and SPM tokenizers share (string map, pair map, merge heap, scratch).
+ * Nothing outside engine/tok*.c includes this. */
+#ifndef TOK_IMPL_H
+#define TOK_IMPL_H
+
+#include "tok.h"
+
+#include <stdint.h>
+
+/* Open-addressing map from a vocabulary string to its id (the strings live
+ * in the tok's arena; the map stores ids only). */
+typedef struct tok__strmap {
+    int32_t *slot; /* [cap] id, or -1 for empty */
+    size_t cap;    /* power of two */
+} tok__strmap;
+
+/* Open-addressing map from a pair of token ids to (merge rank, merged id). */
+typedef struct tok__pairent {
+    uint64_t key; /* (left << 32) | right; UINT64_MAX = empty */
+    int32_t rank;
+    int32_t id;
+} tok__pairent;
+
+typedef struct tok__pairmap {
+    tok__pairent *slot; /* [cap] */
+    size_t cap;         /* power of two, or 0 */
+} tok__pairmap;
+
+struct tok {
+    tok_kind kind;
+    size_t n;              /* vocabulary size */
+    char *arena;           /* every string below */
+    size_t arena_cap, arena_used;
+    const char **text;     /* [n] vocabulary strings, NUL-terminated */
+    uint32_t *text_len;    /* [n] */
+    const char **piece;    /* [n] bytes a NORMAL token decodes to */
+    uint32_t *piece_len;   /* [n] */
+    float *score;          /* [n] SPM scores (0 for BPE) */
+    int8_t *type;          /* [n] TOK_TYPE_* */
+    tok__strmap map;
+    int32_t bos, eos, unk, pad; /* ids or TOK_ID_NONE */
+    bool add_bos, add_eos, add_space_prefix;
+    /* Special tokens matched in text: ids of CONTROL/UNKNOWN/USER_DEFINED
+     * tokens with non-empty text, grouped by first byte, longest first. */
+    int32_t *special;          /* [n_special] */
+    size_t n_special;
+    size_t n_user_defined;     /* how many of them are USER_DEFINED (always matched) */
+    uint32_t special_start[257]; /* bucket of first byte b: [start[b], start[b+1]) */
+    int32_t byte_id[256];  /* BPE: token of byte b; SPM: "<0xNN>" token; -1 none */
+    /* BPE only */
+    tok__pairmap merges;
+    void *re;              /* pcre2_code * (GPT-2 pre-tokenizer) */
+};
+
+/* One symbol of a word being merged: a byte range of the word plus the
+ * token it currently is; linked to its neighbours. */
+typedef struct tok__sym {
+    int32_t id;     /* current token id, or -1 (not in the vocabulary) */
+    uint32_t len;   /* bytes; 0 once merged into its left neighbour */
+    int32_t prev;   /* index of the left neighbour, or -1 */
+    int32_t next;   /* index of the right neighbour, or -1 */
+} tok__sym;
+
+/* A candidate merge of two adjacent symbols; the heap pops the smallest key,
+ * then the leftmost. */
+typedef struct tok__cand {
+    double key;     /* BPE: merge rank; SPM: -score */
+    uint32_t left;  /* symbol index of the left part */
+    uint32_t right; /* symbol index of the right part */
+    uint32_t len;   /* left.len + right.len when queued (stale check) */
+    int32_t id;     /* the merged token */
+} tok__cand;
+
+typedef struct tok__heap {
+    tok__cand *v;
+    size_t n, cap;
+} tok__heap;
+
+/* Per-call scratch for tok_encode, reused across fragments and words. */
+typedef struct tok__scratch {
+    tok__sym *sym;
+    size_t sym_cap;
+    tok__heap heap;
+    char *buf;          /* SPM: the escaped fragment */
+    size_t buf_cap;
+    void *md;           /* BPE: pcre2_match_data * */
+} tok__scratch;
+
+/* Where encoded ids go: at most max are stored, all are counted. */
+typedef struct tok__sink {
+    int32_t *out;
+    size_t max;
+    size_t n;
+} tok__sink;
+
+static inline void tok__emit(tok__sink *s, int32_t id) {
+    if (s->n < s->max) s->out[s->n] = id;
+    s->n++;
+}
+
+/* tok.c */
+#define tok__err eng_fail /* every tok_ error goes through the engine's report */
+uint64_t tok__hash(const char *s, size_t len);
+int32_t tok__map_find(const tok *t, const char *s, size_t len);
+int tok__heap_push(tok__heap *h, tok__cand c);
+bool tok__heap_pop(tok__heap *h, tok__cand *out);
+int tok__scratch_syms(tok__scratch *sc, size_t n);
+int tok__scratch_buf(tok__scratch *sc, size_t n);
+
+/* Allocates a tok of kind with copies of tokens[0..n) as its vocabulary
+ * (pieces start equal to the text) and the string map; resolves options'
+ * special ids (validated against n). Returns TOK_OK and *out, or an error. */
+int tok__create_base(tok **out, tok_kind kind, const char *const *tokens, size_t n,
+                     const tok_options *opt, tok_err *err);
+/* Room for a piece of len bytes in the arena (which tok__create_base sized
+ * for pieces no longer than their text). */
+char *tok__piece_space(tok *t, size_t len);
+/* After types and pieces are final: builds the special-token buckets. */
+int tok__finish(tok *t, tok_err *err);
+
+/* tok_bpe.c / tok_spm.c: encode one fragment of plain text (no special
+ * tokens in it). prefix_space: SPM adds the dummy prefix. */
+int tok__bpe_encode(const tok *t, const char *s, size_t len, tok__sink *sink, tok__scratch *sc,
+                    tok_err *err);
+int tok__spm_encode(const tok *t, const char *s, size_t len, bool prefix_space, tok__sink *sink,
+                    tok__scratch *sc, tok_err *err);
+void tok__bpe_release(tok *t);           /* frees the regex */
+void tok__bpe_scratch_free(tok__scratch *sc); /* frees the match data */
+
+#endif
