@@ -57,9 +57,11 @@ int cfg_load_all(cfg *c, cfg_cli *cli, int argc, char **argv, char *const *envp,
     }
 
     /* Pass 1: the daemon's own options and the config file path. */
+    int end = argc; /* first word of a subcommand, if any */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) {
+            end = i;
             while (++i < argc) cli->args[cli->n_args++] = argv[i];
             break;
         }
@@ -86,16 +88,19 @@ int cfg_load_all(cfg *c, cfg_cli *cli, int argc, char **argv, char *const *envp,
                     if (id >= 0 && cfg_descs[id].type != CFG_T_BOOL) i++;
                 }
             }
-        } else cli->args[cli->n_args++] = argv[i];
+        } else { /* a subcommand: it and every later word are its own */
+            end = i;
+            while (i < argc) cli->args[cli->n_args++] = argv[i++];
+            break;
+        }
     }
 
     if (cli->config_path && (rc = cfg_load_file(c, cli->config_path, err, errlen)) != 0) return rc;
     if ((rc = cfg_apply_env(c, envp, err, errlen)) != 0) return rc;
 
     /* Pass 2: --section.key flags, which win over everything. */
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < end; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--") == 0) break;
         if (strncmp(a, "--", 2) != 0) continue;
         if (strcmp(a, "--help") == 0 || strcmp(a, "--version") == 0 ||
             strcmp(a, "--print-config") == 0 || strcmp(a, "--print-example-config") == 0 ||

@@ -9,7 +9,7 @@
 typedef struct cfg_cli {
     const char *config_path; /* borrowed from argv; NULL when none */
     bool help, version, print_config, print_example;
-    int n_args;              /* positional arguments (a subcommand and its words) */
+    int n_args;              /* the subcommand and every word after it (or after "--") */
     char **args;             /* borrowed from argv; array owned by cfg_cli */
 } cfg_cli;
 

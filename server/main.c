@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "cli.h"
 #include "cfg_args.h"
 #include "engine_version.h"
 #include "log.h"
@@ -13,7 +14,8 @@ extern char **environ;
 static void main__usage(FILE *out) {
     fprintf(out,
             "alignd %s - model-serving daemon with a built-in RLHF loop\n\n"
-            "Usage: alignd [OPTIONS]            run the daemon\n\n"
+            "Usage: alignd [OPTIONS]                              run the daemon\n"
+            "       alignd tokenize -m MODEL [--pieces] TEXT      print a model's token ids\n\n"
             "Options:\n"
             "  -c, --config FILE                 read an INI configuration file\n"
             "  --print-config                    print the effective configuration and where\n"
@@ -57,7 +59,8 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (cli.n_args > 0) {
-        fprintf(stderr, "alignd: unknown command '%s' (see alignd --help)\n", cli.args[0]);
+        if (strcmp(cli.args[0], "tokenize") == 0) rc = cli_tokenize(cli.n_args, cli.args);
+        else fprintf(stderr, "alignd: unknown command '%s' (see alignd --help)\n", cli.args[0]);
         goto out;
     }
     if (log_init(c.log_file, (log_level)log_level_parse(c.log_level), err, sizeof err) != 0) {

@@ -403,6 +403,26 @@ class Config(unittest.TestCase):
         self.assertEqual(r.returncode, 0)
         self.assertIn("--server.max_body_size", r.stdout)
 
+    def test_tokenize_command(self):
+        shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
+        model = os.path.join(shared, "models", "stories260K.gguf")
+        if not os.path.exists(model):
+            print("\n*** SKIPPED: ../shared/models/stories260K.gguf is absent ***", file=sys.stderr)
+            self.skipTest("../shared absent")
+        with open(os.path.join(shared, "models", "stories260K.reference.json")) as f:
+            ref = json.load(f)
+        for case in ref:
+            args = ["tokenize", "-m", model, case["prompt"]]
+            if not case["add_bos"]:
+                args.insert(1, "--no-special")
+            r = self.run_bin(*args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual([int(x) for x in r.stdout.split()], case["token_ids"])
+        r = self.run_bin("tokenize", "-m", "/nonexistent.gguf", "x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("/nonexistent.gguf", r.stderr)
+        self.assertEqual(self.run_bin("tokenize", "x").returncode, 2)
+
     def test_port_in_use(self):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

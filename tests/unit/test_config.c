@@ -164,17 +164,18 @@ static void test_missing_file(void **st) {
 
 static void test_cli_words(void **st) {
     (void)st;
-    char *argv[] = {"alignd", "--print-config", "generate", "--server.debug_routes", "x", NULL};
+    char *argv[] = {"alignd", "--print-config", "--server.debug_routes", "generate", "-m",
+                    "x.gguf", "--temp", "0.5", NULL};
     char *env[] = {NULL};
     cfg c;
     cfg_cli cli;
     char err[512] = "";
-    assert_int_equal(cfg_load_all(&c, &cli, 5, argv, env, err, sizeof err), 0);
+    assert_int_equal(cfg_load_all(&c, &cli, 8, argv, env, err, sizeof err), 0);
     assert_true(cli.print_config);
     assert_true(c.server_debug_routes); /* bare boolean flag */
-    assert_int_equal(cli.n_args, 2);    /* a boolean flag never takes the next word */
+    assert_int_equal(cli.n_args, 5);    /* the subcommand owns every later word */
     assert_string_equal(cli.args[0], "generate");
-    assert_string_equal(cli.args[1], "x");
+    assert_string_equal(cli.args[3], "--temp");
     cfg_free(&c);
     cfg_cli_free(&cli);
 }

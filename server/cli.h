@@ -1,0 +1,10 @@
+/* cli.h - alignd's subcommands (alignd COMMAND ...). Each takes the command
+ * word and its arguments and returns the process exit status (0 ok, 1
+ * failure, 2 bad usage). Main thread. */
+#ifndef CLI_H
+#define CLI_H
+
+/* alignd tokenize -m MODEL [--no-special] [--pieces] TEXT */
+int cli_tokenize(int argc, char **argv);
+
+#endif
