@@ -533,7 +533,7 @@ static int gguf__read_header(gguf__parser *ps, uint64_t *n_tensors, uint64_t *n_
 }
 
 static int gguf__parse_all(gguf__parser *ps) {
-    uint64_t n_tensors, n_kv;
+    uint64_t n_tensors = 0, n_kv = 0; /* set by a successful header read */
     int rc = gguf__read_header(ps, &n_tensors, &n_kv);
     if (rc) return rc;
     if ((rc = gguf__read_kvs(ps, n_kv))) return rc;

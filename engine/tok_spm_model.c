@@ -29,6 +29,7 @@ static int tok__pb_fail(tok_err *err, const tok__pb *c, const char *what) {
 
 static int tok__pb_varint(tok__pb *c, uint64_t *v, tok_err *err) {
     uint64_t x = 0;
+    *v = 0; /* defined on failure too (callers return at once, but -O3 cannot see it) */
     for (int shift = 0; shift < 64; shift += 7) {
         if (c->p >= c->end) return tok__pb_fail(err, c, "truncated varint");
         unsigned char b = *c->p++;
@@ -153,7 +154,7 @@ static int tok__pb_trainer(tok_spm_model *m, tok__pb *c, tok_err *err) {
     while (c->p < c->end) {
         uint32_t f;
         int w;
-        int64_t v;
+        int64_t v = 0;
         if ((rc = tok__pb_tag(c, &f, &w, err))) return rc;
         if (f == 3 || f == 35 || (f >= 40 && f <= 43)) {
             if ((rc = tok__pb_int(c, w, "TrainerSpec", &v, err))) return rc;
@@ -178,7 +179,7 @@ static int tok__pb_normalizer(tok_spm_model *m, tok__pb *c, tok_err *err) {
     while (c->p < c->end) {
         uint32_t f;
         int w;
-        int64_t v;
+        int64_t v = 0;
         if ((rc = tok__pb_tag(c, &f, &w, err))) return rc;
         if (f == 3 || f == 4) {
             if ((rc = tok__pb_int(c, w, "NormalizerSpec", &v, err))) return rc;

@@ -1,0 +1,345 @@
+/* bench_decode.c - prefill (pp) and decode (tg) throughput of model_forward.
+ *
+ *   bench_decode [-m MODEL] [-p N] [-n M] [-s SEQS] [-r REPS]
+ *   bench_decode --gen OUT.gguf [--q8]      write a random llama GGUF
+ *
+ * Without -m a random-weight llama-shaped GGUF (dim 768, 12 layers, 12 heads,
+ * FF 2048, vocab 32000, untied output; ~110 M parameters) is written to a
+ * temporary file first. Prints:
+ *   pp  N tokens of one prompt in one batch           tokens/s
+ *   tg  M single-sequence decode steps                tokens/s
+ *   tgB M decode steps of SEQS sequences per batch    tokens/s (all seqs)
+ * The numbers are figures, not pass/fail. The GGUF writer here is the
+ * minimum for the benchmark: v3, string/u32/f32 metadata, F32 or Q8_0
+ * tensors, 32-byte alignment.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "model.h"
+
+/* ---- a tiny GGUF writer -------------------------------------------------- */
+
+typedef struct bench_tensor {
+    char name[64];
+    int n_dims;
+    uint64_t ne[2];   /* ggml order: ne[0] innermost */
+} bench_tensor;
+
+static void bw_u32(FILE *f, uint32_t v) { fwrite(&v, 4, 1, f); }
+static void bw_u64(FILE *f, uint64_t v) { fwrite(&v, 8, 1, f); }
+static void bw_str(FILE *f, const char *s)
+{
+    bw_u64(f, strlen(s));
+    fwrite(s, 1, strlen(s), f);
+}
+static void bw_kv_u32(FILE *f, const char *k, uint32_t v)
+{
+    bw_str(f, k);
+    bw_u32(f, GGUF_TYPE_UINT32);
+    bw_u32(f, v);
+}
+static void bw_kv_f32(FILE *f, const char *k, float v)
+{
+    bw_str(f, k);
+    bw_u32(f, GGUF_TYPE_FLOAT32);
+    fwrite(&v, 4, 1, f);
+}
+static void bw_kv_str(FILE *f, const char *k, const char *v)
+{
+    bw_str(f, k);
+    bw_u32(f, GGUF_TYPE_STRING);
+    bw_str(f, v);
+}
+
+static uint64_t bench_rng = 0x2545F4914F6CDD1Dull;
+static float bench_frand(void)
+{
+    bench_rng ^= bench_rng << 13;
+    bench_rng ^= bench_rng >> 7;
+    bench_rng ^= bench_rng << 17;
+    return (float)((bench_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static uint16_t bench_f16(float f)
+{
+    /* round-to-nearest for normal values in range; enough for scales */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    int32_t e = (int32_t)((u >> 23) & 0xff) - 127 + 15;
+    if (e <= 0)
+        return (uint16_t)sign;
+    uint32_t m = (u >> 13) & 0x3ffu;
+    return (uint16_t)(sign | ((uint32_t)e << 10) | m);
+}
+
+static size_t bench_tensor_bytes(const bench_tensor *t, int q8)
+{
+    uint64_t n = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1);
+    return q8 && t->n_dims == 2 ? n / 32 * 34 : n * 4;
+}
+
+static int bench_gen(const char *path, int q8)
+{
+    const int C = 768, L = 12, NH = 12, FF = 2048, V = 32000;
+    bench_tensor ts[3 + 12 * 9];
+    int nt = 0;
+#define BT(nd, a, b, ...)                                              \
+    do {                                                               \
+        snprintf(ts[nt].name, sizeof ts[nt].name, __VA_ARGS__);        \
+        ts[nt].n_dims = nd;                                            \
+        ts[nt].ne[0] = (uint64_t)(a);                                  \
+        ts[nt].ne[1] = (uint64_t)(b);                                  \
+        nt++;                                                          \
+    } while (0)
+    BT(2, C, V, "token_embd.weight");
+    BT(1, C, 1, "output_norm.weight");
+    BT(2, C, V, "output.weight");
+    for (int l = 0; l < L; l++) {
+        BT(1, C, 1, "blk.%d.attn_norm.weight", l);
+        BT(2, C, C, "blk.%d.attn_q.weight", l);
+        BT(2, C, C, "blk.%d.attn_k.weight", l);
+        BT(2, C, C, "blk.%d.attn_v.weight", l);
+        BT(2, C, C, "blk.%d.attn_output.weight", l);
+        BT(1, C, 1, "blk.%d.ffn_norm.weight", l);
+        BT(2, C, FF, "blk.%d.ffn_gate.weight", l);
+        BT(2, C, FF, "blk.%d.ffn_up.weight", l);
+        BT(2, FF, C, "blk.%d.ffn_down.weight", l);
+    }
+#undef BT
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        fprintf(stderr, "bench: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fwrite("GGUF", 1, 4, f);
+    bw_u32(f, 3);
+    bw_u64(f, (uint64_t)nt);
+    bw_u64(f, 10);
+    bw_kv_str(f, "general.architecture", "llama");
+    bw_kv_str(f, "general.name", "bench random llama");
+    bw_kv_u32(f, "llama.context_length", 2048);
+    bw_kv_u32(f, "llama.embedding_length", (uint32_t)C);
+    bw_kv_u32(f, "llama.block_count", (uint32_t)L);
+    bw_kv_u32(f, "llama.feed_forward_length", (uint32_t)FF);
+    bw_kv_u32(f, "llama.attention.head_count", (uint32_t)NH);
+    bw_kv_u32(f, "llama.attention.head_count_kv", (uint32_t)NH);
+    bw_kv_f32(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    bw_kv_f32(f, "llama.rope.freq_base", 10000.0f);
+    uint64_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        int tq = q8 && ts[i].n_dims == 2;
+        bw_str(f, ts[i].name);
+        bw_u32(f, (uint32_t)ts[i].n_dims);
+        for (int d = 0; d < ts[i].n_dims; d++)
+            bw_u64(f, ts[i].ne[d]);
+        bw_u32(f, tq ? GGUF_DTYPE_Q8_0 : GGUF_DTYPE_F32);
+        bw_u64(f, off);
+        off += (bench_tensor_bytes(&ts[i], q8) + 31) / 32 * 32;
+    }
+    long pos = ftell(f);
+    for (; pos % 32; pos++)
+        fputc(0, f);
+    for (int i = 0; i < nt; i++) {
+        size_t nb = bench_tensor_bytes(&ts[i], q8);
+        int tq = q8 && ts[i].n_dims == 2;
+        uint64_t n = ts[i].ne[0] * (ts[i].n_dims > 1 ? ts[i].ne[1] : 1);
+        float scale = ts[i].n_dims == 1 ? 0.0f : 0.05f;
+        if (tq) {
+            unsigned char blk[34];
+            for (uint64_t b = 0; b < n / 32; b++) {
+                uint16_t d = bench_f16(scale / 127.0f);
+                blk[0] = (unsigned char)d;
+                blk[1] = (unsigned char)(d >> 8);
+                for (int j = 0; j < 32; j++)
+                    blk[2 + j] = (unsigned char)(signed char)(bench_frand() * 127.0f);
+                fwrite(blk, 1, 34, f);
+            }
+        } else {
+            for (uint64_t j = 0; j < n; j++) {
+                float v = ts[i].n_dims == 1 ? 1.0f : bench_frand() * scale;
+                fwrite(&v, 4, 1, f);
+            }
+        }
+        for (size_t p = nb; p % 32; p++)
+            fputc(0, f);
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "bench: %s: write failed\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- timing -------------------------------------------------------------- */
+
+static double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int bench_run(model *m, int n_pp, int n_tg, int n_seq, int reps)
+{
+    const model_hparams *hp = model_hp(m);
+    char err[512];
+    int V = hp->n_vocab;
+    int maxb = n_pp > n_seq ? n_pp : n_seq;
+    int32_t *tok = malloc((size_t)maxb * sizeof(int32_t)), *pos = malloc((size_t)maxb * sizeof(int32_t)),
+            *sid = malloc((size_t)maxb * sizeof(int32_t));
+    int8_t *want = malloc((size_t)maxb);
+    float *logits = malloc((size_t)n_seq * V * sizeof(float));
+    kv_cache *kv = NULL;
+    if (!tok || !pos || !sid || !want || !logits ||
+        model_kv_create(m, n_seq, n_pp + n_tg + 1, &kv, err, sizeof err) != 0) {
+        fprintf(stderr, "bench: setup failed: %s\n", err);
+        return -1;
+    }
+    double best_pp = 0, best_tg = 0, best_tgb = 0;
+    for (int r = 0; r < reps; r++) {
+        /* pp: one prompt of n_pp tokens */
+        kv_seq_clear(kv, 0);
+        for (int i = 0; i < n_pp; i++) {
+            tok[i] = (int32_t)((i * 7919 + 3) % V);
+            pos[i] = i;
+            sid[i] = 0;
+        }
+        model_batch b = {.n_tokens = n_pp, .token = tok, .pos = pos, .seq_id = sid};
+        double t0 = bench_now();
+        if (model_forward(m, kv, &b, logits, err, sizeof err) != 0)
+            goto fail;
+        double t1 = bench_now();
+        best_pp = fmax(best_pp, n_pp / (t1 - t0));
+        /* tg: n_tg single steps of sequence 0 */
+        t0 = bench_now();
+        for (int s = 0; s < n_tg; s++) {
+            int32_t t = (int32_t)((s * 31 + 5) % V), p = n_pp + s, q = 0;
+            model_batch d = {.n_tokens = 1, .token = &t, .pos = &p, .seq_id = &q};
+            if (model_forward(m, kv, &d, logits, err, sizeof err) != 0)
+                goto fail;
+        }
+        t1 = bench_now();
+        best_tg = fmax(best_tg, n_tg / (t1 - t0));
+        /* tgB: n_seq sequences decoding together (empty caches, so the
+         * attention is short; the weight streaming is what is measured) */
+        if (n_seq > 1) {
+            for (int s = 0; s < n_seq; s++)
+                kv_seq_clear(kv, s);
+            t0 = bench_now();
+            for (int s = 0; s < n_tg; s++) {
+                for (int i = 0; i < n_seq; i++) {
+                    tok[i] = (int32_t)((s * 131 + i * 17) % V);
+                    pos[i] = s;
+                    sid[i] = i;
+                    want[i] = 1;
+                }
+                model_batch d = {.n_tokens = n_seq, .token = tok, .pos = pos, .seq_id = sid,
+                                 .logits = want};
+                if (model_forward(m, kv, &d, logits, err, sizeof err) != 0)
+                    goto fail;
+            }
+            t1 = bench_now();
+            best_tgb = fmax(best_tgb, (double)n_tg * n_seq / (t1 - t0));
+        }
+    }
+    printf("model: %s, C %d, layers %d, heads %d/%d, FF %d, vocab %d, weights %.1f MiB (f32)\n",
+           model_arch_name(model_arch(m)), hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv,
+           hp->n_ff, V, (double)model_weight_bytes(m) / (1024.0 * 1024.0));
+    printf("pp%-4d %10.1f tokens/s\n", n_pp, best_pp);
+    printf("tg%-4d %10.1f tokens/s\n", n_tg, best_tg);
+    if (n_seq > 1)
+        printf("tg%-4d x %d seqs %10.1f tokens/s (%.2fx single)\n", n_tg, n_seq, best_tgb,
+               best_tgb / best_tg);
+    kv_free(kv);
+    free(tok);
+    free(pos);
+    free(sid);
+    free(want);
+    free(logits);
+    return 0;
+fail:
+    fprintf(stderr, "bench: forward failed: %s\n", err);
+    kv_free(kv);
+    free(tok);
+    free(pos);
+    free(sid);
+    free(want);
+    free(logits);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL, *gen = NULL;
+    int n_pp = 128, n_tg = 32, n_seq = 8, reps = 2, q8 = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--q8")) {
+            q8 = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "bench_decode: %s needs a value\n", a);
+            return 2;
+        }
+        if (!strcmp(a, "-m")) path = v;
+        else if (!strcmp(a, "--gen")) gen = v;
+        else if (!strcmp(a, "-p")) n_pp = atoi(v);
+        else if (!strcmp(a, "-n")) n_tg = atoi(v);
+        else if (!strcmp(a, "-s")) n_seq = atoi(v);
+        else if (!strcmp(a, "-r")) reps = atoi(v);
+        else {
+            fprintf(stderr, "usage: bench_decode [-m MODEL] [-p N] [-n M] [-s SEQS] [-r REPS] "
+                            "| --gen OUT.gguf [--q8]\n");
+            return 2;
+        }
+        i++;
+    }
+    if (n_pp < 1 || n_tg < 1 || n_seq < 1 || reps < 1) {
+        fprintf(stderr, "bench_decode: -p, -n, -s, -r must be positive\n");
+        return 2;
+    }
+    if (gen)
+        return bench_gen(gen, q8) == 0 ? 0 : 1;
+    char tmp[] = "/tmp/bench_llama_XXXXXX";
+    int made = 0;
+    if (!path) {
+        int fd = mkstemp(tmp);
+        if (fd < 0) {
+            perror("mkstemp");
+            return 1;
+        }
+        close(fd);
+        fprintf(stderr, "bench: writing a random llama GGUF (768 x 12, vocab 32000%s) to %s\n",
+                q8 ? ", q8_0" : "", tmp);
+        if (bench_gen(tmp, q8) != 0)
+            return 1;
+        path = tmp;
+        made = 1;
+    }
+    char err[512];
+    model *m = NULL;
+    model_opts o = {.n_batch = n_pp > n_seq ? n_pp : n_seq, .n_ctx = n_pp + n_tg + 1};
+    double t0 = bench_now();
+    int rc = model_load_opts(&m, path, &o, err, sizeof err);
+    double t1 = bench_now();
+    if (made)
+        unlink(tmp);
+    if (rc != 0) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    printf("load %.2f s\n", t1 - t0);
+    rc = bench_run(m, n_pp, n_tg, n_seq, reps);
+    model_free(m);
+    return rc == 0 ? 0 : 1;
+}

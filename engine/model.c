@@ -1,0 +1,436 @@
+/* model.c - model loading dispatch, batch validation and chunking, and the
+ * pieces the architectures share (see model.h). */
+#include "model.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const struct {
+    const char *gguf_name;
+    const char *hf_name;
+} model__archs[MODEL_ARCH_COUNT] = {
+#define MODEL__ARCH_ROW(e, g, h) [MODEL_ARCH_##e] = {g, h},
+    MODEL_ARCHS(MODEL__ARCH_ROW)
+#undef MODEL__ARCH_ROW
+};
+
+static const model_arch_ops *model__ops(model_arch_id a)
+{
+    switch (a) {
+    case MODEL_ARCH_LLAMA: return &model_arch_llama_ops;
+    case MODEL_ARCH_GPT2: return &model_arch_gpt2_ops;
+    case MODEL_ARCH_COUNT: break;
+    }
+    return NULL;
+}
+
+const char *model_arch_name(model_arch_id a)
+{
+    return (unsigned)a < MODEL_ARCH_COUNT ? model__archs[a].gguf_name : "?";
+}
+
+__attribute__((format(printf, 4, 5)))
+static int model__fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+int model_load(model **out, const char *path, char *err, size_t errlen)
+{
+    return model_load_opts(out, path, NULL, err, errlen);
+}
+
+int model_load_opts(model **out, const char *path, const model_opts *opts,
+                    char *err, size_t errlen)
+{
+    *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0)
+        return model__fail(err, errlen, -ENOENT, "model %s: %s",
+                           path ? path : "(null)", "no such file or directory");
+
+    model_src src = {.path = path};
+    const char *arch_name = NULL;
+    int rc;
+    if (S_ISDIR(sb.st_mode)) {
+        st_error se = {0};
+        src.fmt = MODEL_FMT_HF;
+        rc = hf_dir_open(&src.hf, path, &se);
+        if (rc != 0) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s", se.msg);
+            return rc;
+        }
+        src.cfg = hf_dir_config(src.hf);
+        arch_name = hf_config_model_type(src.cfg);
+        if (!arch_name) {
+            rc = model__fail(err, errlen, -EINVAL, "%s/config.json: %s", path,
+                             "no \"model_type\"");
+            goto done;
+        }
+    } else {
+        src.fmt = MODEL_FMT_GGUF;
+        rc = gguf_open(&src.gguf, path, err, errlen);
+        if (rc != 0)
+            return rc == GGUF_ENOMEM ? -ENOMEM : rc == GGUF_EIO ? -EIO : -EINVAL;
+        rc = gguf_get_str(src.gguf, "general.architecture", &arch_name, NULL,
+                          err, errlen);
+        if (rc != 0) {
+            rc = model__fail(err, errlen, -EINVAL, "%s: %s", path,
+                             "missing or bad general.architecture");
+            goto done;
+        }
+    }
+
+    model_arch_id arch = MODEL_ARCH_COUNT;
+    for (int i = 0; i < MODEL_ARCH_COUNT; i++) {
+        const char *n = src.fmt == MODEL_FMT_HF ? model__archs[i].hf_name
+                                                : model__archs[i].gguf_name;
+        if (strcmp(n, arch_name) == 0)
+            arch = (model_arch_id)i;
+    }
+    if (arch == MODEL_ARCH_COUNT) {
+        rc = model__fail(err, errlen, -ENOTSUP,
+                         "%s: architecture '%s' is not supported", path, arch_name);
+        goto done;
+    }
+
+    model *m = calloc(1, sizeof(*m));
+    if (!m) {
+        rc = model__fail(err, errlen, -ENOMEM, "%s: %s", path, "out of memory");
+        goto done;
+    }
+    m->arch = arch;
+    m->fmt = src.fmt;
+    m->ops = model__ops(arch);
+    m->n_batch = opts && opts->n_batch > 0 ? opts->n_batch : MODEL_DEFAULT_BATCH;
+    m->n_ctx = opts && opts->n_ctx > 0 ? opts->n_ctx : 0;
+    m->hp.bos_id = m->hp.eos_id = -1;
+    m->hp.rope_freq_scale = 1.0f;
+    rc = m->ops->load(m, &src, err, errlen);
+    if (rc != 0) {
+        model_free(m);
+        goto done;
+    }
+    *out = m;
+done:
+    gguf_close(src.gguf);
+    hf_dir_close(src.hf);
+    return rc;
+}
+
+void model_free(model *m)
+{
+    if (!m)
+        return;
+    if (m->ops && m->ops->free)
+        m->ops->free(m);
+    wt_arena_free(&m->warena);
+    free(m);
+}
+
+const model_hparams *model_hp(const model *m) { return &m->hp; }
+model_arch_id model_arch(const model *m) { return m->arch; }
+model_format model_fmt(const model *m) { return m->fmt; }
+int model_n_batch(const model *m) { return m->n_batch; }
+int model_n_ctx(const model *m) { return m->n_ctx; }
+size_t model_weight_bytes(const model *m) { return m->warena.cap * sizeof(float); }
+
+int model_kv_create(const model *m, int n_seq, int n_ctx, kv_cache **out,
+                    char *err, size_t errlen)
+{
+    if (n_ctx <= 0 || n_ctx > m->n_ctx)
+        n_ctx = m->n_ctx;
+    return kv_create(out, m->hp.n_layer, m->hp.n_head_kv * m->hp.head_dim, n_ctx,
+                     n_seq, err, errlen);
+}
+
+/* ---- source lookups (for the architectures) ------------------------------ */
+
+int model_src_tensor(const model_src *src, const char *name, wt_view *v,
+                     bool optional, char *err, size_t errlen)
+{
+    memset(v, 0, sizeof(*v));
+    if (src->fmt == MODEL_FMT_GGUF) {
+        const gguf_tensor *t = gguf_find_tensor(src->gguf, name);
+        if (t)
+            return wt_view_gguf(v, t, err, errlen);
+    } else {
+        const st_tensor *t = hf_dir_find(src->hf, name);
+        if (t)
+            return wt_view_st(v, t, err, errlen);
+    }
+    if (optional)
+        return 0;
+    return model__fail(err, errlen, -ENOENT, "%s: tensor %s not found",
+                       src->path, name);
+}
+
+int model_src_load(const model_src *src, const char *name, int64_t rows,
+                   int64_t cols, int transpose, float *dst, char *err,
+                   size_t errlen)
+{
+    wt_view v;
+    int rc = model_src_tensor(src, name, &v, false, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc = transpose ? wt_expect(&v, cols, rows, err, errlen)
+                   : wt_expect(&v, rows, cols, err, errlen);
+    if (rc != 0)
+        return rc;
+    wt_convert(dst, &v, transpose);
+    return 0;
+}
+
+int model_take(model *m, size_t n, float **out, char *err, size_t errlen)
+{
+    *out = wt_take(&m->warena, n);
+    if (m->warena.base && !*out) {
+        if (err && errlen)
+            snprintf(err, errlen, "weights: arena exhausted");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- forward ------------------------------------------------------------- */
+
+void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
+                  const float *q, const float *k, const float *v, size_t ldq,
+                  float *out, size_t ldo, float *att)
+{
+    const model_hparams *hp = &m->hp;
+    size_t kvd = (size_t)hp->n_head_kv * hp->head_dim;
+    for (int t = 0; t < b->n_tokens; t++) {
+        memcpy(kv_k(kv, layer, b->seq_id[t], b->pos[t]), k + t * ldq,
+               kvd * sizeof(float));
+        memcpy(kv_v(kv, layer, b->seq_id[t], b->pos[t]), v + t * ldq,
+               kvd * sizeof(float));
+    }
+    float scale = 1.0f / sqrtf((float)hp->head_dim);
+    for (int t = 0; t < b->n_tokens; t++) {
+        /* the contiguous cache: positions 0..pos of the slot, stride kvd */
+        const float *kb = kv_k(kv, layer, b->seq_id[t], 0);
+        const float *vb = kv_v(kv, layer, b->seq_id[t], 0);
+        ops_attention(out + t * ldo, q + t * ldq, kb, vb, kvd, b->pos[t] + 1,
+                      hp->n_head, hp->n_head_kv, hp->head_dim, scale, att);
+    }
+}
+
+int model_gather_rows(const model_batch *b, float *x, int C)
+{
+    int n = 0;
+    for (int t = 0; t < b->n_tokens; t++) {
+        bool want = b->logits ? b->logits[t] != 0 : t == b->n_tokens - 1;
+        if (!want)
+            continue;
+        if (n != t)
+            memmove(x + (size_t)n * C, x + (size_t)t * C, (size_t)C * sizeof(float));
+        n++;
+    }
+    return n;
+}
+
+int model_forward(model *m, kv_cache *kv, const model_batch *b,
+                  float *logits_out, char *err, size_t errlen)
+{
+    const model_hparams *hp = &m->hp;
+    char msg[160];
+    if (b->n_tokens <= 0 || !b->token || !b->pos || !b->seq_id) {
+        snprintf(msg, sizeof(msg), "batch: %d tokens or missing arrays", b->n_tokens);
+        return model__fail(err, errlen, -EINVAL, "%s", msg);
+    }
+    if (kv_n_layer(kv) != hp->n_layer ||
+        kv_kv_dim(kv) != hp->n_head_kv * hp->head_dim) {
+        return model__fail(err, errlen, -EINVAL, "kv: cache shape (%d layers, kv_dim %d) "
+                           "does not match the model (%d, %d)", kv_n_layer(kv),
+                           kv_kv_dim(kv), hp->n_layer, hp->n_head_kv * hp->head_dim);
+    }
+    int n_seq = kv_n_seq(kv);
+    int *len = malloc((size_t)n_seq * sizeof(int));
+    if (!len)
+        return model__fail(err, errlen, -ENOMEM, "batch: out of memory");
+    for (int s = 0; s < n_seq; s++)
+        len[s] = kv_seq_len(kv, s);
+    int rc = 0;
+    for (int t = 0; t < b->n_tokens; t++) {
+        int tok = b->token[t], s = b->seq_id[t], p = b->pos[t];
+        if (tok < 0 || tok >= hp->n_vocab) {
+            snprintf(msg, sizeof(msg), "batch: token %d: id %d out of range [0, %d)",
+                     t, tok, hp->n_vocab);
+            rc = -EINVAL;
+            break;
+        }
+        if (kv_check(kv, s, p, msg, sizeof(msg)) != 0) {
+            rc = -EINVAL;
+            break;
+        }
+        if (p >= m->n_ctx) {
+            snprintf(msg, sizeof(msg),
+                     "batch: token %d: position %d beyond the model context %d",
+                     t, p, m->n_ctx);
+            rc = -EINVAL;
+            break;
+        }
+        if (p > len[s]) {
+            snprintf(msg, sizeof(msg),
+                     "batch: token %d: position %d of sequence %d leaves a hole "
+                     "(sequence length %d)", t, p, s, len[s]);
+            rc = -EINVAL;
+            break;
+        }
+        len[s] = p + 1;
+    }
+    if (rc != 0) {
+        free(len);
+        return model__fail(err, errlen, rc, "%s", msg);
+    }
+
+    float *lo = logits_out;
+    for (int t0 = 0; t0 < b->n_tokens; t0 += m->n_batch) {
+        int n = b->n_tokens - t0 < m->n_batch ? b->n_tokens - t0 : m->n_batch;
+        bool last_chunk = t0 + n == b->n_tokens;
+        model_batch c = {
+            .n_tokens = n,
+            .token = b->token + t0,
+            .pos = b->pos + t0,
+            .seq_id = b->seq_id + t0,
+            .logits = b->logits ? b->logits + t0 : NULL,
+        };
+        /* without a logits array only the batch's last token is wanted:
+         * earlier chunks compute none (logits_out NULL) */
+        bool any = b->logits != NULL || last_chunk;
+        m->ops->forward(m, kv, &c, any ? lo : NULL);
+        if (lo && any) {
+            int nw = 0;
+            for (int t = 0; t < n; t++)
+                nw += c.logits ? c.logits[t] != 0 : t == n - 1;
+            lo += (size_t)nw * hp->n_vocab;
+        }
+    }
+    for (int s = 0; s < n_seq; s++)
+        kv_seq_set_len(kv, s, len[s]);
+    free(len);
+    return 0;
+}
+
+/* ---- hyper-parameter getters (for the architectures) --------------------- */
+
+static const char *model__gguf_key(const model_src *src, const char *key,
+                                   char *buf, size_t n)
+{
+    if (key[0] != '.')
+        return key;
+    const char *arch = "?";
+    gguf_get_str(src->gguf, "general.architecture", &arch, NULL, NULL, 0);
+    snprintf(buf, n, "%s%s", arch, key);
+    return buf;
+}
+
+static int model__range(const model_src *src, const char *key, int64_t v,
+                        int *out, char *err, size_t errlen)
+{
+    if (v < 1 || v > INT32_MAX) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s = %lld out of range [1, %d]", src->path,
+                     key, (long long)v, INT32_MAX);
+        return -EINVAL;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int model_gguf_int(const model_src *src, const char *key, int64_t def,
+                   bool required, int *out, char *err, size_t errlen)
+{
+    char buf[160];
+    const char *k = model__gguf_key(src, key, buf, sizeof(buf));
+    int64_t v;
+    int rc = gguf_get_int(src->gguf, k, INT64_MIN, INT64_MAX, &v, err, errlen);
+    if (rc == GGUF_ENOTFOUND) {
+        if (required)
+            return model__fail(err, errlen, -EINVAL, "%s: required key %s is missing",
+                               src->path, k);
+        v = def;
+    } else if (rc != 0) {
+        return -EINVAL;
+    }
+    return model__range(src, k, v, out, err, errlen);
+}
+
+int model_gguf_float(const model_src *src, const char *key, double def,
+                     double *out, char *err, size_t errlen)
+{
+    char buf[160];
+    const char *k = model__gguf_key(src, key, buf, sizeof(buf));
+    int rc = gguf_get_float(src->gguf, k, out, err, errlen);
+    if (rc == GGUF_ENOTFOUND) {
+        *out = def;
+        return 0;
+    }
+    if (rc == 0 && !isfinite(*out))
+        return model__fail(err, errlen, -EINVAL, "%s: %s is not finite", src->path, k);
+    return rc == 0 ? 0 : -EINVAL;
+}
+
+int model_hf_int(const model_src *src, const char *key, int64_t def,
+                 bool required, int *out, char *err, size_t errlen)
+{
+    st_error se = {0};
+    int64_t v;
+    if (required && !hf_config_has(src->cfg, key))
+        return model__fail(err, errlen, -EINVAL,
+                           "%s/config.json: required key %s is missing", src->path, key);
+    int rc = hf_config_int(src->cfg, key, def, &v, &se);
+    if (rc != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", se.msg);
+        return -EINVAL;
+    }
+    return model__range(src, key, v, out, err, errlen);
+}
+
+int model_hf_float(const model_src *src, const char *key, double def,
+                   double *out, char *err, size_t errlen)
+{
+    st_error se = {0};
+    int rc = hf_config_float(src->cfg, key, def, out, &se);
+    if (rc != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", se.msg);
+        return -EINVAL;
+    }
+    if (!isfinite(*out))
+        return model__fail(err, errlen, -EINVAL, "%s/config.json: %s is not finite",
+                           src->path, key);
+    return 0;
+}
+
+int32_t model_token_id(const model_src *src, const char *key)
+{
+    int64_t v = -1;
+    if (src->fmt == MODEL_FMT_GGUF) {
+        if (gguf_get_int(src->gguf, key, INT64_MIN, INT64_MAX, &v, NULL, 0) != 0)
+            return -1;
+    } else {
+        st_error se = {0};
+        if (hf_config_int(src->cfg, key, -1, &v, &se) != 0)
+            return -1;
+    }
+    return v >= 0 && v <= INT32_MAX ? (int32_t)v : -1;
+}

@@ -1,0 +1,221 @@
+/* model.h - the common model interface: loading a decoder (or, in later
+ * issues, an encoder) from a GGUF file or a Hugging Face directory, its
+ * hyper-parameters, and a batched forward pass over a KV cache.
+ *
+ * Loading: model_load detects the format (a directory is an HF folder with
+ * config.json; a file is GGUF) and the architecture (general.architecture /
+ * config.json "model_type"), then the architecture's loader reads the
+ * hyper-parameters and converts every weight to F32 into one arena
+ * (weights.h). The source file is closed before model_load returns: a model
+ * owns no mapping. Scratch memory for n_batch tokens is allocated at load;
+ * forward passes allocate nothing.
+ *
+ * Batches: model_forward takes n tokens from any number of sequences at once,
+ * each with its own position and sequence id. Keys and values are written to
+ * the KV cache slot of the token's sequence; a token at position p of
+ * sequence s attends to positions 0..p of s only (causal, never across
+ * sequences). Within one sequence, tokens must come in increasing position
+ * order and each position must be at most the sequence's current length
+ * (no holes); a position below the length rewinds the sequence. Batches
+ * longer than n_batch are run in chunks of n_batch tokens.
+ *
+ * Errors: 0 or a negative errno (-EINVAL bad file or argument, -ENOENT
+ * missing file/tensor, -ENOMEM, -ENOTSUP unsupported architecture or
+ * feature), with a message naming the file, key or tensor at fault in the
+ * caller's err buffer.
+ *
+ * Threads: a loaded model is read-only; model_forward may be called from one
+ * thread at a time per model (it uses the model's scratch), with a KV cache
+ * owned by that thread. Matmuls run on OpenBLAS's threads.
+ */
+#ifndef MODEL_H
+#define MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "hf_dir.h"
+#include "kv_cache.h"
+#include "ops.h"
+#include "weights.h"
+
+/* Architectures: X(enum suffix, GGUF general.architecture, HF model_type). */
+#define MODEL_ARCHS(X)             \
+    X(LLAMA, "llama", "llama")     \
+    X(GPT2, "gpt2", "gpt2")
+
+typedef enum model_arch_id {
+#define MODEL__ARCH_ENUM(e, gguf_name, hf_name) MODEL_ARCH_##e,
+    MODEL_ARCHS(MODEL__ARCH_ENUM)
+#undef MODEL__ARCH_ENUM
+    MODEL_ARCH_COUNT
+} model_arch_id;
+
+typedef enum model_format {
+    MODEL_FMT_GGUF = 0,
+    MODEL_FMT_HF = 1,
+} model_format;
+
+typedef struct model_hparams {
+    int n_vocab;        /* V */
+    int n_ctx_train;    /* context length of training (positions for gpt2) */
+    int n_embd;         /* C */
+    int n_layer;
+    int n_head;         /* NH */
+    int n_head_kv;      /* NKV (== NH without GQA) */
+    int head_dim;       /* HS */
+    int n_ff;           /* feed-forward width */
+    int n_rot;          /* rotary dims per head (llama), 0 for none */
+    float norm_eps;     /* RMSNorm / LayerNorm epsilon */
+    double rope_theta;  /* RoPE base */
+    float rope_freq_scale;        /* 1 / linear scaling factor; 1 unscaled */
+    ops_rope_layout rope_layout;  /* ADJACENT for GGUF, HALF for HF */
+    bool tied_output;   /* output projection is the token embedding */
+    int32_t bos_id;     /* -1 when not known */
+    int32_t eos_id;     /* -1 when not known */
+} model_hparams;
+
+/* Load options; zero fields take the defaults. */
+typedef struct model_opts {
+    int n_batch;  /* max tokens per internal chunk (default 512) */
+    int n_ctx;    /* max positions per sequence (default n_ctx_train; for
+                     gpt2 at most n_ctx_train) */
+} model_opts;
+
+#define MODEL_DEFAULT_BATCH 512
+
+/* A batch: n_tokens tokens; arrays borrowed for the call. */
+typedef struct model_batch {
+    int n_tokens;
+    const int32_t *token;   /* [n_tokens] token ids */
+    const int32_t *pos;     /* [n_tokens] positions within their sequence */
+    const int32_t *seq_id;  /* [n_tokens] KV cache slot of the sequence */
+    const int8_t *logits;   /* [n_tokens] nonzero: want this token's logits;
+                               NULL: only the last token's */
+} model_batch;
+
+typedef struct model model;
+typedef struct model_src model_src;
+
+/* ---- the public interface ------------------------------------------------ */
+
+/* Loads the model at path (GGUF file or HF directory). On success *out is a
+ * new model (free with model_free). opts may be NULL. */
+int model_load(model **out, const char *path, char *err, size_t errlen);
+int model_load_opts(model **out, const char *path, const model_opts *opts,
+                    char *err, size_t errlen);
+/* Accepts NULL. */
+void model_free(model *m);
+
+/* Borrowed views. */
+const model_hparams *model_hp(const model *m);
+model_arch_id model_arch(const model *m);
+model_format model_fmt(const model *m);
+const char *model_arch_name(model_arch_id a);   /* "llama", "gpt2" */
+int model_n_batch(const model *m);
+int model_n_ctx(const model *m);
+/* Bytes of converted weights. */
+size_t model_weight_bytes(const model *m);
+
+/* Creates a KV cache sized for this model: n_seq sequence slots of n_ctx
+ * positions (0: model_n_ctx). New reference; free with kv_free. */
+int model_kv_create(const model *m, int n_seq, int n_ctx, kv_cache **out,
+                    char *err, size_t errlen);
+
+/* Runs the batch. logits_out receives one row of V floats per token whose
+ * logits are wanted, in batch order ([n_wanted, V]); it may be NULL when
+ * no logits are wanted (e.g. a prompt prefix). Validates everything
+ * (token ids, sequence ids, positions) before touching the cache; on an
+ * error nothing is written. Updates kv_seq_len of every sequence in the
+ * batch to its last position + 1. */
+int model_forward(model *m, kv_cache *kv, const model_batch *b,
+                  float *logits_out, char *err, size_t errlen);
+
+/* ---- for architecture files (arch_*.c) only ------------------------------ */
+
+/* Where the weights come from while loading. */
+struct model_src {
+    model_format fmt;
+    const char *path;         /* file or directory, for messages */
+    gguf_file *gguf;          /* MODEL_FMT_GGUF */
+    hf_dir *hf;               /* MODEL_FMT_HF */
+    const hf_config *cfg;     /* MODEL_FMT_HF */
+};
+
+typedef struct model_arch_ops {
+    /* Reads hyper-parameters into m->hp, binds and converts weights into
+     * m->warena (two passes, see weights.h), allocates m->impl and scratch
+     * for m->n_batch tokens and m->n_ctx positions. m->n_batch is set and
+     * m->n_ctx holds the requested value (0: default) on entry. */
+    int (*load)(model *m, const model_src *src, char *err, size_t errlen);
+    /* Runs one validated chunk (n_tokens <= m->n_batch). Writes the rows of
+     * wanted logits (b->logits, or the chunk's last token when NULL) to
+     * logits_out; logits_out NULL: compute no logits at all. */
+    void (*forward)(model *m, kv_cache *kv, const model_batch *b,
+                    float *logits_out);
+    /* Frees m->impl (not the arena). */
+    void (*free)(model *m);
+} model_arch_ops;
+
+extern const model_arch_ops model_arch_llama_ops;
+extern const model_arch_ops model_arch_gpt2_ops;
+
+struct model {
+    model_arch_id arch;
+    model_format fmt;
+    const model_arch_ops *ops;
+    model_hparams hp;
+    int n_batch;          /* tokens per chunk */
+    int n_ctx;            /* positions per sequence */
+    wt_arena warena;      /* every weight, F32 */
+    void *impl;           /* the architecture's weights and scratch */
+};
+
+/* Looks up a tensor by name in the source. Absent: -ENOENT naming it and
+ * the file, unless optional (then 0 with v->data == NULL). */
+int model_src_tensor(const model_src *src, const char *name, wt_view *v,
+                     bool optional, char *err, size_t errlen);
+
+/* Looks up name, checks its shape ([rows, cols], or [cols] when rows is 0)
+ * and converts it into dst (NULL in the counting pass). transpose: the
+ * stored tensor is [cols, rows] and lands as [rows, cols]. */
+int model_src_load(const model_src *src, const char *name, int64_t rows,
+                   int64_t cols, int transpose, float *dst, char *err,
+                   size_t errlen);
+
+/* Takes n floats from the arena for a weight; in the real pass a NULL
+ * result (arena exhausted) is reported as -ENOMEM. */
+int model_take(model *m, size_t n, float **out, char *err, size_t errlen);
+
+/* Attention for a chunk at one layer: stores each token's k/v rows into the
+ * cache at (layer, seq, pos), then for each token computes
+ * out[t] = attention(q[t], keys 0..pos[t] of its sequence).
+ *   q[T, ldq] (NH*HS used), k/v[T, ldq] (NKV*HS used, already rotated),
+ *   out[T, ldo], att[n_ctx] scratch. */
+void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
+                  const float *q, const float *k, const float *v, size_t ldq,
+                  float *out, size_t ldo, float *att);
+
+/* Hyper-parameter getters for loaders. GGUF keys are "<arch>.<key>" when
+ * key starts with '.', else used as is; HF keys are config.json paths.
+ * Absent: def, or -EINVAL naming the key and file when required. Integers
+ * must lie in [1, INT32_MAX] (or [0, ..] for ids), else -EINVAL. */
+int model_gguf_int(const model_src *src, const char *key, int64_t def,
+                   bool required, int *out, char *err, size_t errlen);
+int model_gguf_float(const model_src *src, const char *key, double def,
+                     double *out, char *err, size_t errlen);
+int model_hf_int(const model_src *src, const char *key, int64_t def,
+                 bool required, int *out, char *err, size_t errlen);
+int model_hf_float(const model_src *src, const char *key, double def,
+                   double *out, char *err, size_t errlen);
+/* Token id (bos/eos) or -1 when absent, not an integer, or out of range
+ * (GGUF writes 4294967295 for "none"; HF may give a list). */
+int32_t model_token_id(const model_src *src, const char *key);
+
+/* Compacts the rows of x[T, C] whose logits are wanted to the front (in
+ * place); returns their count. */
+int model_gather_rows(const model_batch *b, float *x, int C);
+
+#endif
