@@ -7,4 +7,7 @@
 /* alignd tokenize -m MODEL [--no-special] [--pieces] TEXT */
 int cli_tokenize(int argc, char **argv);
 
+/* alignd generate -m MODEL -p PROMPT [-n N] [--temp X ...] */
+int cli_generate(int argc, char **argv);
+
 #endif

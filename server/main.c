@@ -15,6 +15,7 @@ static void main__usage(FILE *out) {
     fprintf(out,
             "alignd %s - model-serving daemon with a built-in RLHF loop\n\n"
             "Usage: alignd [OPTIONS]                              run the daemon\n"
+            "       alignd generate -m MODEL -p PROMPT [-n N]     continue a prompt (see generate --help)\n"
             "       alignd tokenize -m MODEL [--pieces] TEXT      print a model's token ids\n\n"
             "Options:\n"
             "  -c, --config FILE                 read an INI configuration file\n"
@@ -60,6 +61,7 @@ int main(int argc, char **argv) {
     }
     if (cli.n_args > 0) {
         if (strcmp(cli.args[0], "tokenize") == 0) rc = cli_tokenize(cli.n_args, cli.args);
+        else if (strcmp(cli.args[0], "generate") == 0) rc = cli_generate(cli.n_args, cli.args);
         else fprintf(stderr, "alignd: unknown command '%s' (see alignd --help)\n", cli.args[0]);
         goto out;
     }

@@ -423,6 +423,26 @@ class Config(unittest.TestCase):
         self.assertIn("/nonexistent.gguf", r.stderr)
         self.assertEqual(self.run_bin("tokenize", "x").returncode, 2)
 
+    def test_generate_command(self):
+        shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
+        model = os.path.join(shared, "models", "stories260K.gguf")
+        if not os.path.exists(model):
+            print("\n*** SKIPPED: ../shared/models/stories260K.gguf is absent ***", file=sys.stderr)
+            self.skipTest("../shared absent")
+        with open(os.path.join(shared, "models", "stories260K.reference.json")) as f:
+            ref = json.load(f)
+        for case in ref:  # llama.cpp's greedy 32-token continuations
+            args = ["generate", "-m", model, "-p", case["prompt"], "-n", "32", "--ignore-eos"]
+            if not case["add_bos"]:
+                args.append("--no-special")
+            r = self.run_bin(*args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, case["greedy_text_32"] + "\n")
+            self.assertRegex(r.stderr, r"generated 32 tokens in [0-9.]+ ms \([0-9.]+ tokens/s\)")
+        r = self.run_bin("generate", "-m", model, "-p", "x", "--temp", "3")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--temp", r.stderr)
+
     def test_port_in_use(self):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
