@@ -16,6 +16,13 @@ const cfg_desc cfg_descs[CFG_KEY_COUNT] = {
 #undef X
 };
 
+const cfg_desc cfg_model_descs[CFG_MKEY_COUNT] = {
+#define X(sec, key, type, def, mn, mx, choices, flags, help) \
+    {#sec, #key, CFG_T_##type, def, mn, mx, choices, flags, help, offsetof(cfg_model, key)},
+    CFG_MODEL_TABLE(X)
+#undef X
+};
+
 static const char *cfg__type_name(cfg_type t) {
     switch (t) {
     case CFG_T_INT: return "integer";
@@ -29,7 +36,6 @@ static const char *cfg__type_name(cfg_type t) {
 }
 
 static void *cfg__field(cfg *c, int id) { return (char *)c + cfg_descs[id].offset; }
-static const void *cfg__cfield(const cfg *c, int id) { return (const char *)c + cfg_descs[id].offset; }
 
 int cfg_find(const char *section, const char *key) {
     for (int i = 0; i < CFG_KEY_COUNT; i++)
@@ -87,17 +93,18 @@ static int cfg__enum_has(const char *choices, const char *v) {
     return 0;
 }
 
-int cfg_set(cfg *c, int id, const char *value, cfg_source src, const char *where,
-            char *err, size_t errlen) {
-    const cfg_desc *d = &cfg_descs[id];
-    void *f = cfg__field(c, id);
+/* Parses value per d and stores it at base + d->offset, with its origin.
+ * `label` names the key in messages ("server.port", "model.tiny.n_ctx"). */
+static int cfg__store(const cfg_desc *d, const char *label, void *base, cfg_origin *origin,
+                      const char *value, cfg_source src, const char *where, char *err,
+                      size_t errlen) {
+    void *f = (char *)base + d->offset;
     char *end;
 #define CFG__BAD(...)                                                             \
     do {                                                                          \
         char why_[256];                                                           \
         snprintf(why_, sizeof why_, __VA_ARGS__);                                 \
-        snprintf(err, errlen, "%s.%s = '%s' (from %s): %s", d->section, d->key,   \
-                 value, where, why_);                                             \
+        snprintf(err, errlen, "%s = '%s' (from %s): %s", label, value, where, why_);  \
         return CFG_EINVAL;                                                        \
     } while (0)
 
@@ -142,8 +149,74 @@ int cfg_set(cfg *c, int id, const char *value, cfg_source src, const char *where
     }
     }
 #undef CFG__BAD
-    c->origin[id].source = src;
-    snprintf(c->origin[id].where, sizeof c->origin[id].where, "%s", where);
+    origin->source = src;
+    snprintf(origin->where, sizeof origin->where, "%s", where);
+    return 0;
+}
+
+int cfg_set(cfg *c, int id, const char *value, cfg_source src, const char *where,
+            char *err, size_t errlen) {
+    char label[96];
+    snprintf(label, sizeof label, "%s.%s", cfg_descs[id].section, cfg_descs[id].key);
+    return cfg__store(&cfg_descs[id], label, c, &c->origin[id], value, src, where, err, errlen);
+}
+
+int cfg_model_find_key(const char *key) {
+    for (int i = 0; i < CFG_MKEY_COUNT; i++)
+        if (strcmp(cfg_model_descs[i].key, key) == 0) return i;
+    return -1;
+}
+
+int cfg_model_set(cfg_model *m, int id, const char *value, cfg_source src, const char *where,
+                  char *err, size_t errlen) {
+    char label[128];
+    snprintf(label, sizeof label, "model.%s.%s", m->name, cfg_model_descs[id].key);
+    return cfg__store(&cfg_model_descs[id], label, m, &m->origin[id], value, src, where, err,
+                      errlen);
+}
+
+static bool cfg__model_name_ok(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n >= CFG_MODEL_NAME_MAX) return false;
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') return false;
+    return true;
+}
+
+cfg_model *cfg_model_get(cfg *c, const char *name, bool create, char *err, size_t errlen) {
+    for (int i = 0; i < c->n_models; i++)
+        if (strcmp(c->models[i].name, name) == 0) return &c->models[i];
+    if (!create) {
+        snprintf(err, errlen, "no model named '%s'", name);
+        return NULL;
+    }
+    if (!cfg__model_name_ok(name)) {
+        snprintf(err, errlen, "model name '%s' must be 1-%d characters of A-Z a-z 0-9 . _ -",
+                 name, CFG_MODEL_NAME_MAX - 1);
+        return NULL;
+    }
+    if (c->n_models >= CFG_MAX_MODELS) {
+        snprintf(err, errlen, "too many models (at most %d)", CFG_MAX_MODELS);
+        return NULL;
+    }
+    cfg_model *m = &c->models[c->n_models];
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "%s", name);
+    for (int i = 0; i < CFG_MKEY_COUNT; i++)
+        if (cfg_model_set(m, i, cfg_model_descs[i].def, CFG_SRC_DEFAULT, "default", err, errlen))
+            return NULL; /* a bad default: tests catch it */
+    c->n_models++;
+    return m;
+}
+
+int cfg_validate(const cfg *c, char *err, size_t errlen) {
+    for (int i = 0; i < c->n_models; i++)
+        if (!c->models[i].path || !c->models[i].path[0]) {
+            snprintf(err, errlen, "model '%s' has no path (set [model.%s] path = FILE, or "
+                                  "--model %s=PATH)", c->models[i].name, c->models[i].name,
+                     c->models[i].name);
+            return CFG_EINVAL;
+        }
     return 0;
 }
 
@@ -166,6 +239,10 @@ void cfg_free(cfg *c) {
     for (int i = 0; i < CFG_KEY_COUNT; i++)
         if (cfg_descs[i].type == CFG_T_STR || cfg_descs[i].type == CFG_T_ENUM)
             free(*(char **)cfg__field(c, i));
+    for (int m = 0; m < c->n_models; m++)
+        for (int i = 0; i < CFG_MKEY_COUNT; i++)
+            if (cfg_model_descs[i].type == CFG_T_STR || cfg_model_descs[i].type == CFG_T_ENUM)
+                free(*(char **)((char *)&c->models[m] + cfg_model_descs[i].offset));
     memset(c, 0, sizeof *c);
 }
 
@@ -199,9 +276,9 @@ int cfg_apply_env(cfg *c, char *const *envp, char *err, size_t errlen) {
     return 0;
 }
 
-void cfg_format_value(const cfg *c, int id, char *buf, size_t len) {
-    const void *f = cfg__cfield(c, id);
-    switch (cfg_descs[id].type) {
+static void cfg__format(const cfg_desc *d, const void *base, char *buf, size_t len) {
+    const void *f = (const char *)base + d->offset;
+    switch (d->type) {
     case CFG_T_INT: snprintf(buf, len, "%lld", *(const long long *)f); break;
     case CFG_T_BOOL: snprintf(buf, len, "%s", *(const bool *)f ? "true" : "false"); break;
     case CFG_T_SIZE: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)f); break;
@@ -209,6 +286,10 @@ void cfg_format_value(const cfg *c, int id, char *buf, size_t len) {
     case CFG_T_STR:
     case CFG_T_ENUM: snprintf(buf, len, "%s", *(char *const *)f ? *(char *const *)f : ""); break;
     }
+}
+
+void cfg_format_value(const cfg *c, int id, char *buf, size_t len) {
+    cfg__format(&cfg_descs[id], c, buf, len);
 }
 
 void cfg_print(const cfg *c, FILE *out) {
@@ -224,6 +305,14 @@ void cfg_print(const cfg *c, FILE *out) {
         cfg_format_value(c, i, val, sizeof val);
         if ((d->flags & CFG_F_SECRET) && val[0]) snprintf(val, sizeof val, "(secret, hidden)");
         fprintf(out, "%s = %s ; %s\n", d->key, val, c->origin[i].where);
+    }
+    for (int m = 0; m < c->n_models; m++) {
+        fprintf(out, "\n[model.%s]\n", c->models[m].name);
+        for (int i = 0; i < CFG_MKEY_COUNT; i++) {
+            char val[1024];
+            cfg__format(&cfg_model_descs[i], &c->models[m], val, sizeof val);
+            fprintf(out, "%s = %s ; %s\n", cfg_model_descs[i].key, val, c->models[m].origin[i].where);
+        }
     }
 }
 
@@ -248,9 +337,22 @@ void cfg_print_example(FILE *out) {
         fprintf(out, "; env: %s; flag: --%s.%s\n", env, d->section, d->key);
         fprintf(out, "%s = %s\n", d->key, d->def);
     }
+    fprintf(out, "\n; One section per served model: [model.NAME] (NAME is what requests put in\n"
+                 "; \"model\"); on the command line --model NAME=PATH and --model.NAME.KEY=VALUE.\n"
+                 "; Only path is required. Example (uncomment to serve a model):\n"
+                 ";\n; [model.stories]\n");
+    for (int i = 0; i < CFG_MKEY_COUNT; i++) {
+        const cfg_desc *d = &cfg_model_descs[i];
+        fprintf(out, ";\n; %s\n; type: %s", d->help, cfg__type_name(d->type));
+        if (d->type == CFG_T_INT || d->type == CFG_T_SIZE || d->type == CFG_T_DOUBLE)
+            fprintf(out, " in [%.15g, %.15g]", d->min, d->max);
+        fprintf(out, "\n; %s = %s\n", d->key, i == CFG_MKEY_path ? "/var/lib/alignd/models/stories.gguf" : d->def);
+    }
 }
 
 void cfg_print_flags(FILE *out) {
+    fprintf(out, "  %-40s %s\n", "--model NAME=PATH", "serve the model at PATH as NAME (repeatable)");
+    fprintf(out, "  %-40s %s\n", "--model.NAME.KEY=VALUE", "a per-model setting (see config/alignd.ini)");
     for (int i = 0; i < CFG_KEY_COUNT; i++) {
         const cfg_desc *d = &cfg_descs[i];
         char flag[128];

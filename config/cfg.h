@@ -39,11 +39,33 @@ typedef struct cfg_origin {
     char where[160]; /* "default", "FILE:LINE", "env ALIGND_X_Y", "flag --x.y" */
 } cfg_origin;
 
+/* Per-model key ids: CFG_MKEY_path ... */
+typedef enum {
+#define X(sec, key, type, def, min, max, choices, flags, help) CFG_MKEY_##key,
+    CFG_MODEL_TABLE(X)
+#undef X
+    CFG_MKEY_COUNT
+} cfg_model_key;
+
+#define CFG_MAX_MODELS 16
+#define CFG_MODEL_NAME_MAX 64
+
+/* One [model.NAME] section. */
+typedef struct cfg_model {
+    char name[CFG_MODEL_NAME_MAX]; /* [A-Za-z0-9._-]+ */
+#define X(sec, key, type, def, min, max, choices, flags, help) CFG_CTYPE_##type key;
+    CFG_MODEL_TABLE(X)
+#undef X
+    cfg_origin origin[CFG_MKEY_COUNT];
+} cfg_model;
+
 typedef struct cfg {
 #define X(sec, key, type, def, min, max, choices, flags, help) CFG_CTYPE_##type sec##_##key;
     CFG_TABLE(X)
 #undef X
     cfg_origin origin[CFG_KEY_COUNT];
+    cfg_model models[CFG_MAX_MODELS];
+    int n_models;
 } cfg;
 
 /* Description of one key, from the table. */
@@ -60,6 +82,7 @@ typedef struct cfg_desc {
 } cfg_desc;
 
 extern const cfg_desc cfg_descs[CFG_KEY_COUNT];
+extern const cfg_desc cfg_model_descs[CFG_MKEY_COUNT]; /* offsets into cfg_model */
 
 /* Error codes (negative). */
 enum { CFG_OK = 0, CFG_EINVAL = -1, CFG_EUNKNOWN = -2, CFG_EIO = -3, CFG_ENOMEM = -4 };
@@ -76,6 +99,19 @@ int cfg_find(const char *section, const char *key);
  * Returns 0, or CFG_EINVAL with a message in err naming key, value and `where`. */
 int cfg_set(cfg *c, int id, const char *value, cfg_source src, const char *where,
             char *err, size_t errlen);
+
+/* Returns the index of a per-model key, or -1. */
+int cfg_model_find_key(const char *key);
+/* Returns the model section named `name`, creating it (with defaults) when
+ * `create`; NULL when absent, when the name is invalid or when there are
+ * already CFG_MAX_MODELS (err says which). */
+cfg_model *cfg_model_get(cfg *c, const char *name, bool create, char *err, size_t errlen);
+/* Like cfg_set for a per-model key. */
+int cfg_model_set(cfg_model *m, int id, const char *value, cfg_source src, const char *where,
+                  char *err, size_t errlen);
+/* Checks what cannot be checked key by key (every model has a path).
+ * Returns 0 or CFG_EINVAL naming the model. */
+int cfg_validate(const cfg *c, char *err, size_t errlen);
 
 /* Loads an INI file; unknown sections/keys and bad values are errors naming
  * the file and line. Returns 0 or a negative code with err filled. */

@@ -6,8 +6,58 @@
 
 /* Splits "--section.key[=value]" and applies it; `next` is the following
  * argv word for the "--section.key value" form (*used set to 1 if taken). */
+/* "--model NAME=PATH" and "--model.NAME.KEY=VALUE" (arg without "--"). */
+static int cfg__apply_model_flag(cfg *c, const char *arg, const char *next, int *used,
+                                 char *err, size_t errlen) {
+    char where[200], name[CFG_MODEL_NAME_MAX + 1];
+    const char *value;
+    int id;
+    if (strcmp(arg, "model") == 0 || strncmp(arg, "model=", 6) == 0) {
+        const char *spec = arg[5] == '=' ? arg + 6 : next;
+        if (arg[5] != '=') *used = 1;
+        const char *eq = spec ? strchr(spec, '=') : NULL;
+        if (!eq || eq == spec || (size_t)(eq - spec) > CFG_MODEL_NAME_MAX) {
+            snprintf(err, errlen, "--model needs NAME=PATH, not '%s'", spec ? spec : "");
+            return CFG_EINVAL;
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(eq - spec), spec);
+        value = eq + 1;
+        id = CFG_MKEY_path;
+        snprintf(where, sizeof where, "flag --model %s", name);
+    } else { /* model.NAME.KEY[=VALUE] */
+        const char *dot = strrchr(arg + 6, '.');
+        const char *eq = strchr(arg, '=');
+        if (eq && dot > eq) dot = NULL;
+        if (!dot || dot == arg + 6 || (size_t)(dot - (arg + 6)) > CFG_MODEL_NAME_MAX) {
+            snprintf(err, errlen, "unknown option --%s (per-model flags are --model.NAME.KEY=VALUE)", arg);
+            return CFG_EUNKNOWN;
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(dot - (arg + 6)), arg + 6);
+        char key[64];
+        size_t klen = eq ? (size_t)(eq - dot - 1) : strlen(dot + 1);
+        snprintf(key, sizeof key, "%.*s", (int)klen, dot + 1);
+        if ((id = cfg_model_find_key(key)) < 0) {
+            snprintf(err, errlen, "unknown option --%.*s (no per-model key '%s')",
+                     (int)(eq ? eq - arg : (long)strlen(arg)), arg, key);
+            return CFG_EUNKNOWN;
+        }
+        value = eq ? eq + 1 : next;
+        if (!eq) *used = 1;
+        if (!value) {
+            snprintf(err, errlen, "option --%s needs a value", arg);
+            return CFG_EINVAL;
+        }
+        snprintf(where, sizeof where, "flag --model.%s.%s", name, key);
+    }
+    cfg_model *m = cfg_model_get(c, name, true, err, errlen);
+    if (!m) return CFG_EINVAL;
+    return cfg_model_set(m, id, value, CFG_SRC_FLAG, where, err, errlen);
+}
+
 static int cfg__apply_flag(cfg *c, const char *arg, const char *next, int *used,
                            char *err, size_t errlen) {
+    if (strncmp(arg, "model", 5) == 0 && (arg[5] == '\0' || arg[5] == '=' || arg[5] == '.'))
+        return cfg__apply_model_flag(c, arg, next, used, err, errlen);
     char name[160];
     const char *eq = strchr(arg, '=');
     size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
@@ -78,7 +128,10 @@ int cfg_load_all(cfg *c, cfg_cli *cli, int argc, char **argv, char *const *envp,
         } else if (strncmp(a, "--config=", 9) == 0) cli->config_path = a + 9;
         else if (strncmp(a, "--", 2) == 0) {
             /* a config flag: skip its separate value word, if any, in this pass */
-            if (!strchr(a, '=') && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+            if ((!strcmp(a, "--model") || (!strncmp(a, "--model.", 8) && !strchr(a, '='))) &&
+                i + 1 < argc) {
+                i++;
+            } else if (!strchr(a, '=') && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
                 char sec[160];
                 snprintf(sec, sizeof sec, "%s", a + 2);
                 char *dot = strchr(sec, '.');
@@ -112,7 +165,7 @@ int cfg_load_all(cfg *c, cfg_cli *cli, int argc, char **argv, char *const *envp,
         if (rc != 0) return rc;
         i += used;
     }
-    return 0;
+    return cfg_validate(c, err, errlen);
 }
 
 void cfg_cli_free(cfg_cli *cli) {

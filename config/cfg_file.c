@@ -17,6 +17,17 @@ typedef struct cfg__file_ctx {
  * then returns the line number, which we add to the message. */
 static int cfg__on_ini(void *user, const char *section, const char *name, const char *value) {
     cfg__file_ctx *x = user;
+    char where[160];
+    snprintf(where, sizeof where, "file %s", x->path);
+    if (strncmp(section, "model.", 6) == 0) { /* [model.NAME] */
+        cfg_model *m = cfg_model_get(x->c, section + 6, true, x->err, x->errlen);
+        int mid = m ? cfg_model_find_key(name) : -1;
+        if (m && mid < 0)
+            snprintf(x->err, x->errlen, "%s: unknown configuration key [%s] %s", x->path, section, name);
+        x->rc = !m ? CFG_EINVAL : mid < 0 ? CFG_EUNKNOWN
+                : cfg_model_set(m, mid, value, CFG_SRC_FILE, where, x->err, x->errlen);
+        return x->rc == 0;
+    }
     int id = cfg_find(section, name);
     if (id < 0 && !*section) {
         snprintf(x->err, x->errlen,
@@ -30,8 +41,6 @@ static int cfg__on_ini(void *user, const char *section, const char *name, const 
         x->rc = CFG_EUNKNOWN;
         return 0;
     }
-    char where[160];
-    snprintf(where, sizeof where, "file %s", x->path);
     x->rc = cfg_set(x->c, id, value, CFG_SRC_FILE, where, x->err, x->errlen);
     return x->rc == 0;
 }

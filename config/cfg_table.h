@@ -48,4 +48,41 @@
     X(log, access, BOOL, "true", 0, 0, NULL, 0, \
       "Write one JSON access-log line per request")
 
+/* Per-model keys: one [model.NAME] section per served model, or
+ * --model NAME=PATH and --model.NAME.key=value on the command line.
+ * Same row shape as CFG_TABLE; the section column is always "model". */
+#define CFG_MODEL_TABLE(X) \
+    X(model, path, STR, "", 0, 0, NULL, 0, \
+      "GGUF file or Hugging Face model folder (required)") \
+    X(model, n_ctx, INT, "0", 0, 1048576, NULL, 0, \
+      "Context length per sequence in tokens; 0 = the model's training context") \
+    X(model, max_seqs, INT, "16", 1, 1024, NULL, 0, \
+      "Sequences decoded together in one engine step (continuous batching)") \
+    X(model, max_batch_tokens, INT, "512", 16, 65536, NULL, 0, \
+      "Token budget of one engine step: running sequences' next tokens plus prompt chunks") \
+    X(model, kv_budget, INT, "0", 0, 16777216, NULL, 0, \
+      "KV-cache pool size in tokens (all sequences together); 0 = max_seqs * n_ctx") \
+    X(model, kv_block_size, INT, "16", 1, 1024, NULL, 0, \
+      "Tokens per KV-cache block") \
+    X(model, queue_size, INT, "64", 1, 100000, NULL, 0, \
+      "Requests waiting for a sequence slot before new ones get 429") \
+    X(model, request_timeout, INT, "600", 1, 86400, NULL, 0, \
+      "Seconds a request may wait and run before it is ended") \
+    X(model, threads, INT, "0", 0, 1024, NULL, 0, \
+      "Threads for the model's matrix products; 0 = one per core") \
+    X(model, chat_template, STR, "", 0, 0, NULL, 0, \
+      "Chat template: chatml, llama2, llama3, zephyr, gemma, phi3; empty = from the model file") \
+    X(model, max_tokens, INT, "16", 1, 1048576, NULL, 0, \
+      "Default max_tokens of a completion request") \
+    X(model, temperature, DOUBLE, "1", 0, 2, NULL, 0, \
+      "Default sampling temperature (0 = greedy)") \
+    X(model, top_p, DOUBLE, "1", 0, 1, NULL, 0, \
+      "Default nucleus sampling threshold (1 = off)") \
+    X(model, top_k, INT, "0", 0, 1000000, NULL, 0, \
+      "Default top-k (0 = off)") \
+    X(model, min_p, DOUBLE, "0", 0, 1, NULL, 0, \
+      "Default min-p (0 = off)") \
+    X(model, repetition_penalty, DOUBLE, "1", 0.01, 10, NULL, 0, \
+      "Default repetition penalty (1 = off)")
+
 #endif

@@ -180,6 +180,63 @@ static void test_cli_words(void **st) {
     cfg_cli_free(&cli);
 }
 
+static void test_model_sections(void **st) {
+    (void)st;
+    char *path = write_tmp("[model.tiny]\npath = /models/tiny.gguf\nmax_seqs = 8\n"
+                           "[model.big-1]\npath = /models/big\ntemperature = 0.5\n");
+    char *argv[] = {"alignd", "--config", path, "--model.tiny.max_seqs=4", "--model", "extra=/m/x.gguf",
+                    "--model.extra.n_ctx", "128", NULL};
+    char *env[] = {NULL};
+    cfg c;
+    cfg_cli cli;
+    char err[512] = "";
+    if (cfg_load_all(&c, &cli, 8, argv, env, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(c.n_models, 3);
+    assert_string_equal(c.models[0].name, "tiny");
+    assert_string_equal(c.models[0].path, "/models/tiny.gguf");
+    assert_int_equal(c.models[0].max_seqs, 4); /* flag over file */
+    assert_int_equal(c.models[0].origin[CFG_MKEY_max_seqs].source, CFG_SRC_FLAG);
+    assert_string_equal(c.models[1].name, "big-1");
+    assert_true(c.models[1].temperature == 0.5);
+    assert_int_equal(c.models[1].max_batch_tokens, 512); /* default */
+    assert_string_equal(c.models[2].path, "/m/x.gguf");
+    assert_int_equal(c.models[2].n_ctx, 128);
+    cfg_free(&c);
+    cfg_cli_free(&cli);
+    unlink(path);
+    free(path);
+
+    struct { const char *a, *b, *want; } bad[] = {
+        {"--model.tiny.max_seqs=4", NULL, "model 'tiny' has no path"},
+        {"--model", "noequals", "--model needs NAME=PATH"},
+        {"--model", "bad name=/x", "model name 'bad name'"},
+        {"--model.x.nosuch=1", NULL, "no per-model key 'nosuch'"},
+        {"--model.x.max_seqs=0", NULL, "model.x.max_seqs = '0' (from flag --model.x.max_seqs): out of range"},
+        {"--model.x.temperature=hot", NULL, "not a number"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *av[4] = {"alignd", (char *)bad[i].a, (char *)bad[i].b, NULL};
+        int ac = bad[i].b ? 3 : 2;
+        cfg c2;
+        cfg_cli cli2;
+        err[0] = '\0';
+        int rc = cfg_load_all(&c2, &cli2, ac, av, env, err, sizeof err);
+        if (rc == 0 || !strstr(err, bad[i].want)) fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].want);
+        cfg_free(&c2);
+        cfg_cli_free(&cli2);
+    }
+    char *p2 = write_tmp("[model.m]\npath = /x\nbogus = 1\n");
+    char *av[] = {"alignd", "--config", p2, NULL};
+    cfg c3;
+    cfg_cli cli3;
+    assert_int_not_equal(cfg_load_all(&c3, &cli3, 3, av, env, err, sizeof err), 0);
+    assert_non_null(strstr(err, "unknown configuration key [model.m] bogus"));
+    cfg_free(&c3);
+    cfg_cli_free(&cli3);
+    unlink(p2);
+    free(p2);
+}
+
 /* config/alignd.ini documents every key: it must equal the generated text. */
 static void test_example_file_in_sync(void **st) {
     (void)st;
@@ -215,7 +272,7 @@ int main(void) {
         cmocka_unit_test(test_defaults_match_table), cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_secret_masked),        cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_missing_file),         cmocka_unit_test(test_cli_words),
-        cmocka_unit_test(test_example_file_in_sync),
+        cmocka_unit_test(test_example_file_in_sync), cmocka_unit_test(test_model_sections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
