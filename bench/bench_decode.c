@@ -1,6 +1,7 @@
 /* bench_decode.c - prefill (pp) and decode (tg) throughput of model_forward.
  *
- *   bench_decode [-m MODEL] [-p N] [-n M] [-s SEQS] [-r REPS]
+ *   bench_decode [-m MODEL] [-p N] [-n M] [-s SEQS] [-r REPS] [-t THREADS]
+ *                [--small-t TMAX]
  *   bench_decode --gen OUT.gguf [--q8]      write a random llama GGUF
  *
  * Without -m a random-weight llama-shaped GGUF (dim 768, 12 layers, 12 heads,
@@ -9,6 +10,10 @@
  *   pp  N tokens of one prompt in one batch           tokens/s
  *   tg  M single-sequence decode steps                tokens/s
  *   tgB M decode steps of SEQS sequences per batch    tokens/s (all seqs)
+ * -t sets OpenBLAS's threads and installs a matmul pool of as many threads
+ * (default: both as configured by the environment). --small-t sets the
+ * largest T that ops_matmul gives its small-T kernel (0: OpenBLAS for every
+ * matmul, the behaviour before that kernel existed).
  * The numbers are figures, not pass/fail. The GGUF writer here is the
  * minimum for the benchmark: v3, string/u32/f32 metadata, F32 or Q8_0
  * tensors, 32-byte alignment.
@@ -22,7 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "model.h"
+#include "ops.h"
+#include "threadpool.h"
 
 /* ---- a tiny GGUF writer -------------------------------------------------- */
 
@@ -56,6 +65,44 @@ static void bw_kv_str(FILE *f, const char *k, const char *v)
     bw_str(f, k);
     bw_u32(f, GGUF_TYPE_STRING);
     bw_str(f, v);
+}
+
+/* A synthetic SentencePiece vocabulary of V tokens (<unk>, <s>, </s>, the
+ * 256 byte tokens, then "▁t<i>" pieces), so that other engines that insist
+ * on a tokenizer (llama.cpp) load the same file. 7 key/value pairs. */
+static void bw_vocab(FILE *f, int V)
+{
+    char piece[32];
+    bw_kv_str(f, "tokenizer.ggml.model", "llama");
+    bw_str(f, "tokenizer.ggml.tokens");
+    bw_u32(f, GGUF_TYPE_ARRAY);
+    bw_u32(f, GGUF_TYPE_STRING);
+    bw_u64(f, (uint64_t)V);
+    for (int i = 0; i < V; i++) {
+        if (i < 3) snprintf(piece, sizeof piece, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+        else if (i < 259) snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        else snprintf(piece, sizeof piece, "\xe2\x96\x81t%d", i);
+        bw_str(f, piece);
+    }
+    bw_str(f, "tokenizer.ggml.scores");
+    bw_u32(f, GGUF_TYPE_ARRAY);
+    bw_u32(f, GGUF_TYPE_FLOAT32);
+    bw_u64(f, (uint64_t)V);
+    for (int i = 0; i < V; i++) {
+        float sc = i < 259 ? 0.0f : -(float)i;
+        fwrite(&sc, 4, 1, f);
+    }
+    bw_str(f, "tokenizer.ggml.token_type");
+    bw_u32(f, GGUF_TYPE_ARRAY);
+    bw_u32(f, GGUF_TYPE_INT32);
+    bw_u64(f, (uint64_t)V);
+    for (int i = 0; i < V; i++) {
+        int32_t t = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
+        fwrite(&t, 4, 1, f);
+    }
+    bw_kv_u32(f, "tokenizer.ggml.bos_token_id", 1);
+    bw_kv_u32(f, "tokenizer.ggml.eos_token_id", 2);
+    bw_kv_u32(f, "tokenizer.ggml.unknown_token_id", 0);
 }
 
 static uint64_t bench_rng = 0x2545F4914F6CDD1Dull;
@@ -122,7 +169,7 @@ static int bench_gen(const char *path, int q8)
     fwrite("GGUF", 1, 4, f);
     bw_u32(f, 3);
     bw_u64(f, (uint64_t)nt);
-    bw_u64(f, 10);
+    bw_u64(f, 10 + 7);
     bw_kv_str(f, "general.architecture", "llama");
     bw_kv_str(f, "general.name", "bench random llama");
     bw_kv_u32(f, "llama.context_length", 2048);
@@ -133,6 +180,7 @@ static int bench_gen(const char *path, int q8)
     bw_kv_u32(f, "llama.attention.head_count_kv", (uint32_t)NH);
     bw_kv_f32(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     bw_kv_f32(f, "llama.rope.freq_base", 10000.0f);
+    bw_vocab(f, V);
     uint64_t off = 0;
     for (int i = 0; i < nt; i++) {
         int tq = q8 && ts[i].n_dims == 2;
@@ -199,7 +247,7 @@ static int bench_run(model *m, int n_pp, int n_tg, int n_seq, int reps)
     float *logits = malloc((size_t)n_seq * V * sizeof(float));
     kv_cache *kv = NULL;
     if (!tok || !pos || !sid || !want || !logits ||
-        model_kv_create(m, n_seq, n_pp + n_tg + 1, &kv, err, sizeof err) != 0) {
+        model_kv_create(m, n_seq, n_seq * (n_pp + n_tg + 16), 16, &kv, err, sizeof err) != 0) {
         fprintf(stderr, "bench: setup failed: %s\n", err);
         return -1;
     }
@@ -207,6 +255,8 @@ static int bench_run(model *m, int n_pp, int n_tg, int n_seq, int reps)
     for (int r = 0; r < reps; r++) {
         /* pp: one prompt of n_pp tokens */
         kv_seq_clear(kv, 0);
+        if (kv_seq_reserve(kv, 0, n_pp + n_tg) != 0)
+            goto fail;
         for (int i = 0; i < n_pp; i++) {
             tok[i] = (int32_t)((i * 7919 + 3) % V);
             pos[i] = i;
@@ -231,8 +281,11 @@ static int bench_run(model *m, int n_pp, int n_tg, int n_seq, int reps)
         /* tgB: n_seq sequences decoding together (empty caches, so the
          * attention is short; the weight streaming is what is measured) */
         if (n_seq > 1) {
-            for (int s = 0; s < n_seq; s++)
+            for (int s = 0; s < n_seq; s++) {
                 kv_seq_clear(kv, s);
+                if (kv_seq_reserve(kv, s, n_tg) != 0)
+                    goto fail;
+            }
             t0 = bench_now();
             for (int s = 0; s < n_tg; s++) {
                 for (int i = 0; i < n_seq; i++) {
@@ -279,7 +332,7 @@ fail:
 int main(int argc, char **argv)
 {
     const char *path = NULL, *gen = NULL;
-    int n_pp = 128, n_tg = 32, n_seq = 8, reps = 2, q8 = 0;
+    int n_pp = 128, n_tg = 32, n_seq = 8, reps = 2, q8 = 0, threads = 0, small_t = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -297,14 +350,16 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-n")) n_tg = atoi(v);
         else if (!strcmp(a, "-s")) n_seq = atoi(v);
         else if (!strcmp(a, "-r")) reps = atoi(v);
+        else if (!strcmp(a, "-t")) threads = atoi(v);
+        else if (!strcmp(a, "--small-t")) small_t = atoi(v);
         else {
             fprintf(stderr, "usage: bench_decode [-m MODEL] [-p N] [-n M] [-s SEQS] [-r REPS] "
-                            "| --gen OUT.gguf [--q8]\n");
+                            "[-t THREADS] [--small-t TMAX] | --gen OUT.gguf [--q8]\n");
             return 2;
         }
         i++;
     }
-    if (n_pp < 1 || n_tg < 1 || n_seq < 1 || reps < 1) {
+    if (n_pp < 1 || n_tg < 1 || n_seq < 1 || reps < 1 || threads < 0) {
         fprintf(stderr, "bench_decode: -p, -n, -s, -r must be positive\n");
         return 2;
     }
@@ -338,8 +393,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: %s\n", err);
         return 1;
     }
-    printf("load %.2f s\n", t1 - t0);
+    tp_pool *pool = NULL;
+    if (threads > 0) {
+        openblas_set_num_threads(threads);
+        if (tp_create(&pool, threads) != 0) {
+            fprintf(stderr, "bench_decode: cannot start %d threads\n", threads);
+            model_free(m);
+            return 1;
+        }
+        ops_matmul_set_pool(pool);
+    }
+    if (small_t >= 0)
+        ops_matmul_set_small_t_max(small_t);
+    printf("load %.2f s, matmul: small-T kernel (%s, %d threads) up to T = %d, OpenBLAS above\n",
+           t1 - t0, cpu_isa_name(cpu_isa_best()), tp_threads(ops_matmul_pool()),
+           ops_matmul_small_t_max());
     rc = bench_run(m, n_pp, n_tg, n_seq, reps);
     model_free(m);
+    ops_matmul_set_pool(NULL);
+    tp_free(pool);
     return rc == 0 ? 0 : 1;
 }

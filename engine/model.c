@@ -151,13 +151,24 @@ int model_n_batch(const model *m) { return m->n_batch; }
 int model_n_ctx(const model *m) { return m->n_ctx; }
 size_t model_weight_bytes(const model *m) { return m->warena.cap * sizeof(float); }
 
-int model_kv_create(const model *m, int n_seq, int n_ctx, kv_cache **out,
-                    char *err, size_t errlen)
+int model_kv_create(const model *m, int n_seq_max, int budget_tokens,
+                    int block_size, kv_cache **out, char *err, size_t errlen)
 {
-    if (n_ctx <= 0 || n_ctx > m->n_ctx)
-        n_ctx = m->n_ctx;
-    return kv_create(out, m->hp.n_layer, m->hp.n_head_kv * m->hp.head_dim, n_ctx,
-                     n_seq, err, errlen);
+    *out = NULL;
+    int bs = block_size > 0 ? block_size : KV_DEFAULT_BLOCK_SIZE;
+    if (n_seq_max <= 0 || budget_tokens < 0 || block_size < 0)
+        return model__fail(err, errlen, -EINVAL,
+                           "kv: bad pool request (%d sequences, budget %d tokens, "
+                           "block size %d)", n_seq_max, budget_tokens, block_size);
+    /* budget 0: every slot can hold a whole context at once */
+    long long per_seq = ((long long)m->n_ctx + bs - 1) / bs;
+    long long n_blocks = budget_tokens > 0 ? ((long long)budget_tokens + bs - 1) / bs
+                                           : per_seq * n_seq_max;
+    if (n_blocks > INT32_MAX)
+        return model__fail(err, errlen, -EINVAL,
+                           "kv: %lld blocks of %d positions is too many", n_blocks, bs);
+    return kv_create(out, m->hp.n_layer, m->hp.n_head_kv * m->hp.head_dim, bs,
+                     (int)n_blocks, n_seq_max, m->n_ctx, err, errlen);
 }
 
 /* ---- source lookups (for the architectures) ------------------------------ */
@@ -223,12 +234,14 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
                kvd * sizeof(float));
     }
     float scale = 1.0f / sqrtf((float)hp->head_dim);
+    const float *kp = kv_pool_k(kv, layer), *vp = kv_pool_v(kv, layer);
+    size_t bstride = kv_block_stride(kv);
+    int bs = kv_block_size(kv);
     for (int t = 0; t < b->n_tokens; t++) {
-        /* the contiguous cache: positions 0..pos of the slot, stride kvd */
-        const float *kb = kv_k(kv, layer, b->seq_id[t], 0);
-        const float *vb = kv_v(kv, layer, b->seq_id[t], 0);
-        ops_attention(out + t * ldo, q + t * ldq, kb, vb, kvd, b->pos[t] + 1,
-                      hp->n_head, hp->n_head_kv, hp->head_dim, scale, att);
+        /* positions 0..pos of the sequence, through its block table */
+        ops_attention_paged(out + t * ldo, q + t * ldq, kp, vp, bstride,
+                            kv_seq_table(kv, b->seq_id[t]), bs, kvd, b->pos[t] + 1,
+                            hp->n_head, hp->n_head_kv, hp->head_dim, scale, att);
     }
 }
 
@@ -291,6 +304,13 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b,
             snprintf(msg, sizeof(msg),
                      "batch: token %d: position %d of sequence %d leaves a hole "
                      "(sequence length %d)", t, p, s, len[s]);
+            rc = -EINVAL;
+            break;
+        }
+        /* the scheduler reserves blocks before the pass (kv_seq_reserve) */
+        char kmsg[128];
+        if (kv_check_write(kv, s, p, kmsg, sizeof(kmsg)) != 0) {
+            snprintf(msg, sizeof(msg), "batch: token %d: %s", t, kmsg);
             rc = -EINVAL;
             break;
         }

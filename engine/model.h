@@ -12,7 +12,8 @@
  *
  * Batches: model_forward takes n tokens from any number of sequences at once,
  * each with its own position and sequence id. Keys and values are written to
- * the KV cache slot of the token's sequence; a token at position p of
+ * the KV cache blocks of the token's sequence, which the caller reserved
+ * beforehand (kv_seq_reserve); a token at position p of
  * sequence s attends to positions 0..p of s only (causal, never across
  * sequences). Within one sequence, tokens must come in increasing position
  * order and each position must be at most the sequence's current length
@@ -119,17 +120,24 @@ int model_n_ctx(const model *m);
 /* Bytes of converted weights. */
 size_t model_weight_bytes(const model *m);
 
-/* Creates a KV cache sized for this model: n_seq sequence slots of n_ctx
- * positions (0: model_n_ctx). New reference; free with kv_free. */
-int model_kv_create(const model *m, int n_seq, int n_ctx, kv_cache **out,
-                    char *err, size_t errlen);
+/* Creates a KV cache for this model: a pool of blocks of block_size
+ * positions (0: KV_DEFAULT_BLOCK_SIZE) holding at least budget_tokens
+ * positions in all (0: n_seq_max whole contexts of model_n_ctx each),
+ * shared by n_seq_max sequence slots of at most model_n_ctx positions.
+ * New reference; free with kv_free. Callers reserve blocks
+ * (kv_seq_reserve) before model_forward writes a position. */
+int model_kv_create(const model *m, int n_seq_max, int budget_tokens,
+                    int block_size, kv_cache **out, char *err, size_t errlen);
 
 /* Runs the batch. logits_out receives one row of V floats per token whose
  * logits are wanted, in batch order ([n_wanted, V]); it may be NULL when
  * no logits are wanted (e.g. a prompt prefix). Validates everything
  * (token ids, sequence ids, positions) before touching the cache; on an
- * error nothing is written. Updates kv_seq_len of every sequence in the
- * batch to its last position + 1. */
+ * error nothing is written. Every token's position must be reserved in the
+ * cache (kv_check_write: covered by its sequence's block table, in a block
+ * that sequence holds alone), else -EINVAL naming the token, sequence and
+ * position. Updates kv_seq_len of every sequence in the batch to its last
+ * position + 1. */
 int model_forward(model *m, kv_cache *kv, const model_batch *b,
                   float *logits_out, char *err, size_t errlen);
 
@@ -191,7 +199,8 @@ int model_take(model *m, size_t n, float **out, char *err, size_t errlen);
 
 /* Attention for a chunk at one layer: stores each token's k/v rows into the
  * cache at (layer, seq, pos), then for each token computes
- * out[t] = attention(q[t], keys 0..pos[t] of its sequence).
+ * out[t] = attention(q[t], keys 0..pos[t] of its sequence), reading the
+ * keys and values through the sequence's block table (ops_attention_paged).
  *   q[T, ldq] (NH*HS used), k/v[T, ldq] (NKV*HS used, already rotated),
  *   out[T, ldo], att[n_ctx] scratch. */
 void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,

@@ -6,46 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-/* ---- matmul ------------------------------------------------------------- */
-
-void ops_matmul(float *out, size_t ldo, const float *x, const float *w,
-                const float *bias, int T, int C, int OC)
-{
-    if (T <= 0 || C <= 0 || OC <= 0 || ldo < (size_t)OC) {
-        ops_matmul_naive(out, ldo, x, w, bias, T, C, OC);
-        return;
-    }
-    float beta = 0.0f;
-    if (bias) {
-        for (int t = 0; t < T; t++)
-            memcpy(out + (size_t)t * ldo, bias, (size_t)OC * sizeof(float));
-        beta = 1.0f;
-    }
-    if (T == 1) {
-        /* decode: one streaming pass over the weight rows */
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, x, 1,
-                    beta, out, 1);
-    } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, C, 1.0f,
-                    x, C, w, C, beta, out, (int)ldo);
-    }
-}
-
-void ops_matmul_naive(float *out, size_t ldo, const float *x, const float *w,
-                      const float *bias, int T, int C, int OC)
-{
-    for (int t = 0; t < T; t++) {
-        const float *xr = x + (size_t)t * C;
-        for (int o = 0; o < OC; o++) {
-            const float *wr = w + (size_t)o * C;
-            double acc = bias ? bias[o] : 0.0;
-            for (int c = 0; c < C; c++)
-                acc += (double)xr[c] * wr[c];
-            out[(size_t)t * ldo + o] = (float)acc;
-        }
-    }
-}
-
 /* ---- norms -------------------------------------------------------------- */
 
 void ops_rmsnorm(float *out, const float *x, const float *w, int C, float eps)
@@ -231,6 +191,42 @@ void ops_attention(float *out, const float *q, const float *k, const float *v,
             float a = att[j];
             for (int d = 0; d < HS; d++)
                 oh[d] += a * vj[d];
+        }
+    }
+}
+
+void ops_attention_paged(float *out, const float *q, const float *k,
+                         const float *v, size_t bstride, const int32_t *table,
+                         int BS, size_t ldk, int TK, int NH, int NKV, int HS,
+                         float scale, float *att)
+{
+    int group = NH / NKV;
+    for (int h = 0; h < NH; h++) {
+        const float *qh = q + (size_t)h * HS;
+        size_t koff = (size_t)(h / group) * HS;
+        for (int j0 = 0, bi = 0; j0 < TK; j0 += BS, bi++) {
+            const float *kb = k + (size_t)table[bi] * bstride + koff;
+            int n = TK - j0 < BS ? TK - j0 : BS;
+            for (int r = 0; r < n; r++) {
+                const float *kj = kb + (size_t)r * ldk;
+                float s = 0.0f;
+                for (int d = 0; d < HS; d++)
+                    s += qh[d] * kj[d];
+                att[j0 + r] = s * scale;
+            }
+        }
+        ops_softmax(att, TK);
+        float *oh = out + (size_t)h * HS;
+        memset(oh, 0, (size_t)HS * sizeof(float));
+        for (int j0 = 0, bi = 0; j0 < TK; j0 += BS, bi++) {
+            const float *vb = v + (size_t)table[bi] * bstride + koff;
+            int n = TK - j0 < BS ? TK - j0 : BS;
+            for (int r = 0; r < n; r++) {
+                const float *vj = vb + (size_t)r * ldk;
+                float a = att[j0 + r];
+                for (int d = 0; d < HS; d++)
+                    oh[d] += a * vj[d];
+            }
         }
     }
 }

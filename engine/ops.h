@@ -13,12 +13,17 @@
  * HF Conv1D weights to this layout.
  *
  * Threads: kernels keep no state; they may run concurrently on disjoint
- * outputs. ops_matmul runs on OpenBLAS's threads.
+ * outputs. ops_matmul runs on the engine's pool (small T) or OpenBLAS's
+ * threads (large T), never both at once.
  */
 #ifndef OPS_H
 #define OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "cpu_features.h"
+#include "threadpool.h"
 
 /* RoPE pairing conventions. */
 typedef enum ops_rope_layout {
@@ -36,6 +41,47 @@ void ops_matmul(float *out, size_t ldo, const float *x, const float *w,
 /* The reference: plain loops, double accumulation. */
 void ops_matmul_naive(float *out, size_t ldo, const float *x, const float *w,
                       const float *bias, int T, int C, int OC);
+
+/* ---- matmul: small-T kernel, thread pool, dispatch (ops_matmul.c) -------
+ * ops_matmul serves T <= ops_matmul_small_t_max() (decode batches and short
+ * prompts) with
+ * ops_matmul_small on the engine's pool and the widest ISA the CPU has, and
+ * larger T (prefill) with ops_matmul_blas after parking the pool. */
+
+/* Defaults of ops_matmul_small_t_max by the CPU's best ISA: up to there the
+ * small-T kernel beat OpenBLAS 0.3.21 sgemm (which uses its Haswell kernels
+ * on AVX-512 CPUs) on a 2-core AVX-512 EPYC, for N x K = 768 x 768,
+ * 2048 x 768, 768 x 2048 and 32000 x 768 (bench/bench_matmul). Without
+ * AVX2, OpenBLAS always. */
+#define OPS_MATMUL_SMALL_T_MAX_AVX512 256
+#define OPS_MATMUL_SMALL_T_MAX_AVX2 64
+
+/* The small-T kernel: tiles of 4 weight rows x up to 6 (AVX-512) / 3 (AVX2)
+ * / 4 (scalar) tokens, so each weight row is read from memory once for all
+ * T tokens; float32 accumulation. isa is forced (one cpu_isa_supported()
+ * says yes; otherwise scalar runs); pool splits the OC rows across its
+ * threads (NULL: the caller's thread only). Falls back to the reference on
+ * bad dimensions. Same contract as ops_matmul otherwise. */
+void ops_matmul_small(float *out, size_t ldo, const float *x, const float *w,
+                      const float *bias, int T, int C, int OC, cpu_isa isa,
+                      tp_pool *pool);
+/* The OpenBLAS path: sgemv for T == 1, sgemm otherwise (runs on OpenBLAS's
+ * threads). */
+void ops_matmul_blas(float *out, size_t ldo, const float *x, const float *w,
+                     const float *bias, int T, int C, int OC);
+/* The pool ops_matmul splits rows over: the one set here (borrowed: it must
+ * outlive every ops_matmul call; NULL restores the default), else a default
+ * pool of openblas_get_num_threads() threads (capped at the online CPUs)
+ * created at the first call and kept for the process's life. Any thread;
+ * a pool busy with another thread's matmul makes the second run serially. */
+void ops_matmul_set_pool(tp_pool *pool);
+tp_pool *ops_matmul_pool(void);
+/* The largest T that ops_matmul gives the small-T kernel (0: OpenBLAS always,
+ * the old behaviour; -1, the initial value: the default for the CPU's ISA).
+ * Any thread; for benchmarks and tuning. */
+void ops_matmul_set_small_t_max(int t_max);
+int ops_matmul_small_t_max(void);
+/* ---- end of matmul block ------------------------------------------------ */
 
 /* out[C] = x[C] / sqrt(mean(x^2) + eps) * w[C]. out may equal x. */
 void ops_rmsnorm(float *out, const float *x, const float *w, int C, float eps);
@@ -84,6 +130,18 @@ void ops_gelu_tanh(float *x, size_t n);
 void ops_attention(float *out, const float *q, const float *k, const float *v,
                    size_t ldk, int TK, int NH, int NKV, int HS, float scale,
                    float *att);
+/* ops_attention over keys and values kept in fixed-size blocks (the paged
+ * KV cache): key j lives in block table[j / BS], row j % BS:
+ *   k + table[j / BS] * bstride + (j % BS) * ldk    (kv head g at + g*HS)
+ *   v likewise from v
+ *   table[ceil(TK / BS)]   block ids; blocks may lie anywhere, any order
+ * out, q, att, NH, NKV, HS, scale as ops_attention. Scores and sums are
+ * formed in the same order as ops_attention, so the result is bitwise equal
+ * to ops_attention over the same keys stored contiguously. */
+void ops_attention_paged(float *out, const float *q, const float *k,
+                         const float *v, size_t bstride, const int32_t *table,
+                         int BS, size_t ldk, int TK, int NH, int NKV, int HS,
+                         float scale, float *att);
 /* The reference over a whole block of queries with an explicit mask:
  *   out[T, NH*HS], q[T, NH*HS], k[TK, NKV*HS], v[TK, NKV*HS],
  *   mask[T, TK]: nonzero where query t may attend key j (each row needs one).

@@ -127,7 +127,8 @@ int cli_generate(int argc, char **argv) {
         rc = 2;
         goto out;
     }
-    if (model_kv_create(m, 1, 0, &kv, err, sizeof err) != 0) {
+    if (model_kv_create(m, 1, n_ctx, 16, &kv, err, sizeof err) != 0 ||
+        kv_seq_reserve(kv, 0, (int)n_prompt + (int)n_gen) != 0) {
         fprintf(stderr, "alignd generate: %s\n", err);
         goto out;
     }

@@ -6,6 +6,7 @@
  * the rejection of bad batches. */
 #include "tu_util.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
@@ -31,7 +32,7 @@ static model *load_or_fail(const char *path, const model_opts *opts) {
 static kv_cache *kv_or_fail(const model *m, int n_seq) {
     char err[256] = "";
     kv_cache *kv = NULL;
-    if (model_kv_create(m, n_seq, 0, &kv, err, sizeof err) != 0) fail_msg("kv: %s", err);
+    if (model_kv_create(m, n_seq, 0, 0, &kv, err, sizeof err) != 0) fail_msg("kv: %s", err);
     return kv;
 }
 
@@ -47,6 +48,7 @@ static void feed(model *m, kv_cache *kv, int seq, const int32_t *ids, int n, int
     }
     model_batch b = {.n_tokens = n, .token = ids, .pos = pos, .seq_id = sid, .logits = NULL};
     char err[256] = "";
+    if (kv_seq_reserve(kv, seq, pos0 + n) != 0) fail_msg("kv: cannot reserve %d positions", pos0 + n);
     if (model_forward(m, kv, &b, logits, err, sizeof err) != 0) fail_msg("forward: %s", err);
     free(pos);
     free(sid);
@@ -314,6 +316,7 @@ static void check_batched(const char *rel, const model_opts *opts) {
                 if (sid[t] == slot[i]) order[r++] = i;
     model_batch b = {.n_tokens = total, .token = tok, .pos = pos, .seq_id = sid, .logits = want};
     char err[256];
+    for (int i = 0; i < NP; i++) assert_int_equal(kv_seq_reserve(kv, slot[i], n[i] + 1), 0);
     if (model_forward(mb, kv, &b, batched, err, sizeof err) != 0) fail_msg("%s", err);
     double mx = 0.0;
     for (int j = 0; j < NP; j++) {
@@ -377,6 +380,10 @@ static void test_bad_batches(void **state) {
     char err[256];
     int32_t tok[2] = {1, 403}, pos[2] = {0, 1}, sid[2] = {0, 0};
     model_batch b = {.n_tokens = 2, .token = tok, .pos = pos, .seq_id = sid};
+    /* positions not reserved in the KV cache: refused, nothing written */
+    assert_int_equal(model_forward(m, kv, &b, logits, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "position 0 of sequence 0 is not reserved"));
+    assert_int_equal(kv_seq_reserve(kv, 0, 2), 0);
     /* a hole in positions */
     pos[1] = 2;
     assert_int_not_equal(model_forward(m, kv, &b, logits, err, sizeof err), 0);

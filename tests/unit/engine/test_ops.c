@@ -318,12 +318,15 @@ static void test_kv_cache(void **state) {
     (void)state;
     kv_cache *kv = NULL;
     char err[160];
-    assert_int_not_equal(kv_create(&kv, 0, 8, 16, 2, err, sizeof err), 0);
+    assert_int_not_equal(kv_create(&kv, 0, 8, 4, 12, 2, 16, err, sizeof err), 0);
     assert_null(kv);
-    assert_int_equal(kv_create(&kv, 2, 8, 16, 3, err, sizeof err), 0);
-    assert_int_equal(kv_bytes(kv), 2u * 3 * 2 * 16 * 8 * sizeof(float));
-    /* rows of one (layer, seq) are contiguous; slots never overlap */
-    assert_ptr_equal(kv_k(kv, 1, 2, 5), kv_k(kv, 1, 2, 0) + 5 * 8);
+    /* 2 layers, kv_dim 8, blocks of 4 positions, 12 blocks, 3 slots of 16 */
+    assert_int_equal(kv_create(&kv, 2, 8, 4, 12, 3, 16, err, sizeof err), 0);
+    assert_true(kv_bytes(kv) >= 12u * 2 * 2 * 4 * 8 * sizeof(float));
+    assert_int_equal(kv_seq_reserve(kv, 1, 16), 0);
+    assert_int_equal(kv_seq_reserve(kv, 2, 16), 0);
+    /* rows of one block are contiguous; slots never overlap */
+    assert_ptr_equal(kv_k(kv, 1, 2, 5), kv_k(kv, 1, 2, 4) + 8);
     kv_k(kv, 0, 1, 3)[0] = 42.0f;
     kv_v(kv, 0, 1, 3)[0] = 7.0f;
     assert_true(kv_k(kv, 0, 2, 3)[0] == 0.0f && kv_k(kv, 1, 1, 3)[0] == 0.0f);

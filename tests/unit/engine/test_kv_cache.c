@@ -1,0 +1,552 @@
+/* test_kv_cache.c - the paged KV cache: reserve / clear / truncate
+ * accounting, -ENOSPC leaving the pool unchanged, reference counts and
+ * copy-on-write through kv_seq_fork, ops_attention_paged against the
+ * contiguous kernels on random block tables, and llama-tiny logits through
+ * scattered and forked block tables (needs ../shared; skipped without it). */
+#include "tu_util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_cache.h"
+#include "model.h"
+#include "ops.h"
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+
+static uint32_t urand(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+static float frand(void) { /* uniform in [-1, 1) */
+    return (float)(urand() * (1.0 / 4294967296.0)) * 2.0f - 1.0f;
+}
+
+/* A value that names (seq tag, layer, pos, i, k or v). */
+static float tagv(int tag, int layer, int pos, int i, int isv) {
+    return (float)(tag * 100000 + layer * 10000 + pos * 10 + i) + (isv ? 0.5f : 0.0f);
+}
+
+/* Writes tagged K/V rows for positions [p0, p1) of seq (all layers). */
+static void write_rows(kv_cache *kv, int seq, int tag, int p0, int p1) {
+    char err[160];
+    for (int p = p0; p < p1; p++) {
+        if (kv_check_write(kv, seq, p, err, sizeof err) != 0) fail_msg("%s", err);
+        for (int l = 0; l < kv_n_layer(kv); l++)
+            for (int i = 0; i < kv_kv_dim(kv); i++) {
+                kv_k(kv, l, seq, p)[i] = tagv(tag, l, p, i, 0);
+                kv_v(kv, l, seq, p)[i] = tagv(tag, l, p, i, 1);
+            }
+    }
+}
+
+/* True when positions [p0, p1) of seq hold the rows write_rows(tag) made. */
+static bool rows_are(kv_cache *kv, int seq, int tag, int p0, int p1) {
+    for (int p = p0; p < p1; p++)
+        for (int l = 0; l < kv_n_layer(kv); l++)
+            for (int i = 0; i < kv_kv_dim(kv); i++)
+                if (kv_k(kv, l, seq, p)[i] != tagv(tag, l, p, i, 0) ||
+                    kv_v(kv, l, seq, p)[i] != tagv(tag, l, p, i, 1))
+                    return false;
+    return true;
+}
+
+/* Every block is either free or held, and the holders add up. */
+static void check_refs(const kv_cache *kv) {
+    int *count = calloc((size_t)kv_n_blocks(kv), sizeof(int));
+    assert_non_null(count);
+    for (int s = 0; s < kv_n_seq(kv); s++) {
+        const int32_t *t = kv_seq_table(kv, s);
+        assert_true(kv_seq_len(kv, s) <= kv_seq_capacity(kv, s));
+        for (int i = 0; i < kv_seq_n_blocks(kv, s); i++) {
+            assert_true(t[i] >= 0 && t[i] < kv_n_blocks(kv));
+            count[t[i]]++;
+        }
+    }
+    int n_free = 0;
+    for (int b = 0; b < kv_n_blocks(kv); b++) {
+        assert_int_equal(count[b], kv_block_refs(kv, b));
+        n_free += count[b] == 0;
+    }
+    assert_int_equal(n_free, kv_n_free_blocks(kv));
+    free(count);
+}
+
+/* ---- accounting ----------------------------------------------------------- */
+
+static void test_reserve_accounting(void **state) {
+    (void)state;
+    kv_cache *kv = NULL;
+    char err[200];
+    assert_int_equal(kv_create(&kv, 2, 8, 0, 6, 3, 20, err, sizeof err), -EINVAL);
+    assert_null(kv);
+    assert_non_null(strstr(err, "block size 0"));
+    assert_int_equal(kv_create(&kv, 2, 8, 4, -1, 3, 20, err, sizeof err), -EINVAL);
+    assert_int_equal(kv_create(&kv, INT32_MAX, INT32_MAX, INT32_MAX, 2, 1, 1, err, sizeof err),
+                     -ENOMEM); /* size_t overflow, caught before allocating */
+    assert_null(kv);
+    assert_non_null(strstr(err, "overflows"));
+
+    /* 2 layers, kv_dim 8, blocks of 4, 6 blocks, 3 slots of at most 20 */
+    assert_int_equal(kv_create(&kv, 2, 8, 4, 6, 3, 20, err, sizeof err), 0);
+    assert_int_equal(kv_n_blocks(kv), 6);
+    assert_int_equal(kv_n_free_blocks(kv), 6);
+    assert_int_equal(kv_block_size(kv), 4);
+    assert_int_equal(kv_n_seq(kv), 3);
+    assert_int_equal(kv_n_ctx(kv), 20);
+    assert_true(kv_bytes(kv) >= 6u * 2 * 2 * 4 * 8 * sizeof(float));
+    assert_int_equal(kv_block_stride(kv), 2u * 2 * 4 * 8);
+
+    assert_int_equal(kv_blocks_needed(kv, 0, 0), 0);
+    assert_int_equal(kv_blocks_needed(kv, 0, 1), 1);
+    assert_int_equal(kv_blocks_needed(kv, 0, 9), 3);
+    assert_int_equal(kv_blocks_needed(kv, 0, 21), -EINVAL);
+    assert_int_equal(kv_blocks_needed(kv, 3, 1), -EINVAL);
+    assert_int_equal(kv_seq_reserve(kv, 0, 9), 0);
+    assert_int_equal(kv_n_free_blocks(kv), 3);
+    assert_int_equal(kv_seq_capacity(kv, 0), 12);
+    assert_int_equal(kv_seq_n_blocks(kv, 0), 3);
+    assert_int_equal(kv_seq_len(kv, 0), 0); /* reserving does not change the length */
+    assert_int_equal(kv_blocks_needed(kv, 0, 12), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, 12), 0); /* already covered */
+    assert_int_equal(kv_seq_reserve(kv, 0, 5), 0);  /* never shrinks */
+    assert_int_equal(kv_n_free_blocks(kv), 3);
+    assert_int_equal(kv_seq_reserve(kv, 0, 21), -EINVAL);
+    assert_int_equal(kv_seq_reserve(kv, -1, 1), -EINVAL);
+    assert_int_equal(kv_seq_reserve(kv, 0, -1), -EINVAL);
+    check_refs(kv);
+
+    /* -ENOSPC changes nothing */
+    int32_t before[8];
+    memcpy(before, kv_seq_table(kv, 0), 3 * sizeof(int32_t));
+    assert_int_equal(kv_blocks_needed(kv, 1, 16), 4);
+    assert_int_equal(kv_seq_reserve(kv, 1, 16), -ENOSPC);
+    assert_int_equal(kv_n_free_blocks(kv), 3);
+    assert_int_equal(kv_seq_n_blocks(kv, 1), 0);
+    assert_int_equal(memcmp(before, kv_seq_table(kv, 0), 3 * sizeof(int32_t)), 0);
+    assert_int_equal(kv_seq_reserve(kv, 1, 12), 0); /* exactly what is left */
+    assert_int_equal(kv_n_free_blocks(kv), 0);
+    assert_int_equal(kv_seq_reserve(kv, 2, 1), -ENOSPC);
+    assert_int_equal(kv_seq_reserve(kv, 2, 0), 0);
+    check_refs(kv);
+
+    /* distinct positions are distinct rows; rows of one block are adjacent */
+    assert_ptr_equal(kv_k(kv, 1, 0, 5), kv_k(kv, 1, 0, 4) + 8);
+    assert_ptr_equal(kv_v(kv, 1, 0, 5), kv_k(kv, 1, 0, 5) + 4 * 8);
+    write_rows(kv, 0, 1, 0, 12);
+    write_rows(kv, 1, 2, 0, 12);
+    assert_true(rows_are(kv, 0, 1, 0, 12));
+    assert_true(rows_are(kv, 1, 2, 0, 12));
+
+    /* writing needs a reservation */
+    assert_int_equal(kv_check_write(kv, 2, 0, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "position 0 of sequence 2 is not reserved"));
+    assert_int_equal(kv_check_write(kv, 0, 12, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "position 12 of sequence 0"));
+    assert_int_equal(kv_check_write(kv, 0, 20, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "out of range"));
+    assert_int_equal(kv_check_write(kv, 0, 11, err, sizeof err), 0);
+
+    /* truncate: length and blocks wholly beyond len */
+    kv_seq_set_len(kv, 0, 10);
+    kv_seq_truncate(kv, 0, 11); /* length stays, no block is wholly beyond 11 */
+    assert_int_equal(kv_seq_len(kv, 0), 10);
+    assert_int_equal(kv_seq_n_blocks(kv, 0), 3);
+    kv_seq_truncate(kv, 0, 8); /* block 2 (positions 8..11) goes */
+    assert_int_equal(kv_seq_len(kv, 0), 8);
+    assert_int_equal(kv_seq_n_blocks(kv, 0), 2);
+    assert_int_equal(kv_n_free_blocks(kv), 1);
+    kv_seq_truncate(kv, 0, 5);
+    assert_int_equal(kv_seq_len(kv, 0), 5);
+    assert_int_equal(kv_seq_n_blocks(kv, 0), 2);
+    assert_true(rows_are(kv, 0, 1, 0, 5)); /* kept positions keep their rows */
+    kv_seq_truncate(kv, 0, -3);
+    assert_int_equal(kv_seq_len(kv, 0), 0);
+    assert_int_equal(kv_seq_n_blocks(kv, 0), 0);
+    assert_int_equal(kv_n_free_blocks(kv), 3);
+    check_refs(kv);
+    /* clear returns everything; clearing twice is harmless */
+    kv_seq_set_len(kv, 1, 12);
+    kv_seq_clear(kv, 1);
+    kv_seq_clear(kv, 1);
+    assert_int_equal(kv_seq_len(kv, 1), 0);
+    assert_int_equal(kv_n_free_blocks(kv), 6);
+    check_refs(kv);
+    /* the whole pool to one sequence, up to its context */
+    assert_int_equal(kv_seq_reserve(kv, 2, 20), 0);
+    assert_int_equal(kv_n_free_blocks(kv), 1);
+    kv_free(kv);
+    kv_free(NULL);
+}
+
+/* ---- fork ------------------------------------------------------------------ */
+
+static void test_fork_refcounts(void **state) {
+    (void)state;
+    kv_cache *kv = NULL;
+    char err[200];
+    assert_int_equal(kv_create(&kv, 2, 6, 4, 8, 4, 32, err, sizeof err), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, 10), 0); /* 3 blocks */
+    write_rows(kv, 0, 1, 0, 10);
+    kv_seq_set_len(kv, 0, 10);
+
+    /* bad arguments */
+    assert_int_equal(kv_seq_fork(kv, 0, 0, 4), -EINVAL);
+    assert_int_equal(kv_seq_fork(kv, 1, 0, 11), -EINVAL);
+    assert_int_equal(kv_seq_fork(kv, 4, 0, 4), -EINVAL);
+    assert_int_equal(kv_seq_fork(kv, 1, -1, 0), -EINVAL);
+    assert_int_equal(kv_seq_fork(kv, 1, 0, -1), -EINVAL);
+
+    /* 10 positions: blocks 0 and 1 shared, the partial block 2 copied */
+    assert_int_equal(kv_seq_fork(kv, 1, 0, 10), 0);
+    assert_int_equal(kv_n_free_blocks(kv), 4);
+    assert_int_equal(kv_seq_len(kv, 1), 10);
+    assert_int_equal(kv_seq_n_blocks(kv, 1), 3);
+    const int32_t *t0 = kv_seq_table(kv, 0), *t1 = kv_seq_table(kv, 1);
+    assert_int_equal(t1[0], t0[0]);
+    assert_int_equal(t1[1], t0[1]);
+    assert_int_not_equal(t1[2], t0[2]);
+    assert_int_equal(kv_block_refs(kv, t0[0]), 2);
+    assert_int_equal(kv_block_refs(kv, t0[2]), 1);
+    assert_true(rows_are(kv, 1, 1, 0, 10));
+    check_refs(kv);
+
+    /* a block-aligned fork copies nothing */
+    assert_int_equal(kv_seq_fork(kv, 2, 0, 8), 0);
+    assert_int_equal(kv_n_free_blocks(kv), 4);
+    assert_int_equal(kv_block_refs(kv, t0[1]), 3);
+    assert_int_equal(kv_seq_len(kv, 2), 8);
+    /* an empty fork empties dst */
+    assert_int_equal(kv_seq_fork(kv, 3, 0, 0), 0);
+    assert_int_equal(kv_seq_n_blocks(kv, 3), 0);
+    /* forking onto a sequence that holds blocks releases them first */
+    assert_int_equal(kv_seq_reserve(kv, 3, 8), 0);
+    assert_int_equal(kv_n_free_blocks(kv), 2);
+    assert_int_equal(kv_seq_fork(kv, 3, 0, 5), 0);
+    assert_int_equal(kv_n_free_blocks(kv), 3);
+    assert_true(rows_are(kv, 3, 1, 0, 5));
+    check_refs(kv);
+
+    /* shared blocks are freed only when the last holder lets go */
+    int32_t shared0 = t0[0];
+    kv_seq_clear(kv, 0);
+    assert_int_equal(kv_n_free_blocks(kv), 4); /* only seq 0's own block 2 */
+    assert_int_equal(kv_block_refs(kv, shared0), 3);
+    assert_true(rows_are(kv, 1, 1, 0, 10));
+    kv_seq_clear(kv, 2);
+    kv_seq_clear(kv, 3);
+    assert_int_equal(kv_block_refs(kv, shared0), 1);
+    assert_true(rows_are(kv, 1, 1, 0, 10));
+    kv_seq_clear(kv, 1);
+    assert_int_equal(kv_n_free_blocks(kv), 8);
+    check_refs(kv);
+
+    /* -ENOSPC: a partial copy with the pool full changes nothing */
+    assert_int_equal(kv_seq_reserve(kv, 0, 32), 0); /* all 8 blocks */
+    write_rows(kv, 0, 1, 0, 32);
+    kv_seq_set_len(kv, 0, 32);
+    assert_int_equal(kv_seq_fork(kv, 1, 0, 6), -ENOSPC);
+    assert_int_equal(kv_seq_len(kv, 1), 0);
+    assert_int_equal(kv_n_free_blocks(kv), 0);
+    assert_int_equal(kv_seq_fork(kv, 1, 0, 8), 0); /* aligned: fits */
+    assert_int_equal(kv_seq_fork(kv, 2, 1, 7), -ENOSPC);
+    assert_int_equal(kv_seq_len(kv, 2), 0);
+    check_refs(kv);
+    kv_free(kv);
+}
+
+static void test_fork_divergent_writes(void **state) {
+    (void)state;
+    kv_cache *kv = NULL;
+    char err[200];
+    assert_int_equal(kv_create(&kv, 3, 4, 4, 10, 2, 24, err, sizeof err), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, 10), 0);
+    write_rows(kv, 0, 1, 0, 10);
+    kv_seq_set_len(kv, 0, 10);
+    assert_int_equal(kv_seq_fork(kv, 1, 0, 6), 0); /* block 0 shared, 1 copied */
+    assert_int_equal(kv_n_free_blocks(kv), 6);
+
+    /* seq 1 goes its own way after position 6: its own partial block and
+     * new blocks */
+    assert_int_equal(kv_blocks_needed(kv, 1, 13), 2);
+    assert_int_equal(kv_seq_reserve(kv, 1, 13), 0);
+    write_rows(kv, 1, 2, 6, 13);
+    kv_seq_set_len(kv, 1, 13);
+    assert_true(rows_are(kv, 0, 1, 0, 10)); /* seq 0 untouched */
+    assert_true(rows_are(kv, 1, 1, 0, 6));
+    assert_true(rows_are(kv, 1, 2, 6, 13));
+    /* and seq 0 after position 6 does not reach seq 1 */
+    write_rows(kv, 0, 3, 6, 10);
+    assert_true(rows_are(kv, 1, 2, 6, 13));
+
+    /* rewinding seq 1 into the shared block: not writable until reserved,
+     * which copies the block (copy on write) */
+    kv_seq_truncate(kv, 1, 2);
+    assert_int_equal(kv_seq_n_blocks(kv, 1), 1);
+    assert_int_equal(kv_check_write(kv, 1, 2, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "shared"));
+    assert_int_equal(kv_check_write(kv, 0, 2, err, sizeof err), -EINVAL); /* both ways */
+    int free_before = kv_n_free_blocks(kv);
+    assert_int_equal(kv_blocks_needed(kv, 1, 4), 1);
+    assert_int_equal(kv_blocks_needed(kv, 1, 6), 2);
+    assert_int_equal(kv_seq_reserve(kv, 1, 4), 0);
+    assert_int_equal(kv_n_free_blocks(kv), free_before - 1);
+    assert_int_not_equal(kv_seq_table(kv, 1)[0], kv_seq_table(kv, 0)[0]);
+    assert_int_equal(kv_block_refs(kv, kv_seq_table(kv, 0)[0]), 1);
+    assert_true(rows_are(kv, 1, 1, 0, 2)); /* the copy kept the prefix */
+    write_rows(kv, 1, 4, 2, 4);
+    assert_true(rows_are(kv, 0, 1, 0, 6));
+    assert_true(rows_are(kv, 1, 4, 2, 4));
+    assert_int_equal(kv_check_write(kv, 0, 2, err, sizeof err), 0);
+    check_refs(kv);
+
+    kv_free(kv);
+
+    /* a reserve that needs a copy and cannot get it changes nothing */
+    assert_int_equal(kv_create(&kv, 1, 4, 4, 3, 2, 12, err, sizeof err), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, 12), 0); /* every block */
+    write_rows(kv, 0, 1, 0, 12);
+    kv_seq_set_len(kv, 0, 12);
+    assert_int_equal(kv_seq_fork(kv, 1, 0, 8), 0);
+    kv_seq_truncate(kv, 1, 1);
+    assert_int_equal(kv_n_free_blocks(kv), 0);
+    assert_int_equal(kv_blocks_needed(kv, 1, 2), 1);
+    int32_t tb = kv_seq_table(kv, 1)[0];
+    assert_int_equal(kv_seq_reserve(kv, 1, 2), -ENOSPC);
+    assert_int_equal(kv_seq_table(kv, 1)[0], tb);
+    assert_int_equal(kv_block_refs(kv, tb), 2);
+    check_refs(kv);
+    kv_free(kv);
+}
+
+/* ---- paged attention ------------------------------------------------------- */
+
+static void check_paged_attention(int NH, int NKV, int HS, int BS, int TK) {
+    int kd = NKV * HS, qd = NH * HS;
+    int nb = (TK + BS - 1) / BS, pool_blocks = nb + 5;
+    size_t bstride = (size_t)2 * BS * kd + 3; /* keys, values, and a gap */
+    float *pool = malloc((size_t)pool_blocks * bstride * sizeof(float));
+    float *k = malloc((size_t)TK * kd * sizeof(float)), *v = malloc((size_t)TK * kd * sizeof(float));
+    float *q = malloc((size_t)qd * sizeof(float));
+    float *o1 = malloc((size_t)qd * sizeof(float)), *o2 = malloc((size_t)qd * sizeof(float)),
+          *o3 = malloc((size_t)qd * sizeof(float));
+    float *att = malloc((size_t)TK * sizeof(float));
+    unsigned char *mask = malloc((size_t)TK);
+    int32_t *perm = malloc((size_t)pool_blocks * sizeof(int32_t));
+    assert_true(pool && k && v && q && o1 && o2 && o3 && att && mask && perm);
+    for (size_t i = 0; i < (size_t)pool_blocks * bstride; i++) pool[i] = NAN; /* unused: poison */
+    /* a random table: the first nb of a random permutation of the pool */
+    for (int i = 0; i < pool_blocks; i++) perm[i] = i;
+    for (int i = pool_blocks - 1; i > 0; i--) {
+        int j = (int)(urand() % (uint32_t)(i + 1));
+        int32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (int j = 0; j < TK; j++) {
+        float *kb = pool + (size_t)perm[j / BS] * bstride + (size_t)(j % BS) * kd;
+        float *vb = kb + (size_t)BS * kd;
+        for (int i = 0; i < kd; i++) {
+            k[(size_t)j * kd + i] = kb[i] = 2.0f * frand();
+            v[(size_t)j * kd + i] = vb[i] = frand();
+        }
+        mask[j] = 1;
+    }
+    for (int i = 0; i < qd; i++) q[i] = 2.0f * frand();
+    float scale = 1.0f / sqrtf((float)HS);
+    ops_attention_paged(o1, q, pool, pool + (size_t)BS * kd, bstride, perm, BS, (size_t)kd, TK,
+                        NH, NKV, HS, scale, att);
+    ops_attention(o2, q, k, v, (size_t)kd, TK, NH, NKV, HS, scale, att);
+    ops_attention_naive(o3, q, k, v, mask, 1, TK, NH, NKV, HS, scale);
+    double d_naive = 0.0;
+    for (int i = 0; i < qd; i++) {
+        if (o1[i] != o2[i]) /* same order of operations: bitwise equal */
+            fail_msg("paged NH %d NKV %d HS %d BS %d TK %d: [%d] %.9g vs contiguous %.9g", NH, NKV,
+                     HS, BS, TK, i, o1[i], o2[i]);
+        d_naive = fmax(d_naive, fabs((double)o1[i] - o3[i]));
+    }
+    if (d_naive > 1e-5)
+        fail_msg("paged NH %d NKV %d HS %d BS %d TK %d: %g from the naive reference", NH, NKV, HS,
+                 BS, TK, d_naive);
+    free(pool);
+    free(k);
+    free(v);
+    free(q);
+    free(o1);
+    free(o2);
+    free(o3);
+    free(att);
+    free(mask);
+    free(perm);
+}
+
+static void test_paged_attention(void **state) {
+    (void)state;
+    check_paged_attention(4, 4, 8, 16, 1);
+    check_paged_attention(4, 2, 8, 4, 13);   /* GQA, partial last block */
+    check_paged_attention(8, 1, 16, 1, 9);   /* MQA, one position per block */
+    check_paged_attention(6, 3, 5, 7, 70);
+    check_paged_attention(2, 2, 64, 32, 32); /* exactly one full block */
+    for (int r = 0; r < 20; r++) {
+        int NKV = 1 + (int)(urand() % 4), group = 1 + (int)(urand() % 3);
+        int HS = 1 + (int)(urand() % 24), BS = 1 + (int)(urand() % 20);
+        int TK = 1 + (int)(urand() % 150);
+        check_paged_attention(NKV * group, NKV, HS, BS, TK);
+    }
+}
+
+/* ---- the model through scattered and forked tables ------------------------- */
+
+enum { N_PROMPT = 22, N_GEN = 5 };
+
+static void forward_ok(model *m, kv_cache *kv, int seq, const int32_t *ids, int n, int pos0,
+                       float *logits) {
+    int32_t pos[N_PROMPT + N_GEN], sid[N_PROMPT + N_GEN];
+    for (int i = 0; i < n; i++) {
+        pos[i] = pos0 + i;
+        sid[i] = seq;
+    }
+    model_batch b = {.n_tokens = n, .token = ids, .pos = pos, .seq_id = sid};
+    char err[256] = "";
+    if (model_forward(m, kv, &b, logits, err, sizeof err) != 0)
+        fail_msg("forward seq %d: %s", seq, err);
+}
+
+static double max_diff(const float *a, const float *b, int n) {
+    double mx = 0.0;
+    for (int i = 0; i < n; i++) mx = fmax(mx, fabs((double)a[i] - b[i]));
+    return mx;
+}
+
+static void test_model_paged(void **state) {
+    (void)state;
+    char *path = tu_shared_path("conformance/llama-tiny/model-f32.gguf");
+    if (!path) skip();
+    char err[256] = "";
+    model *m = NULL;
+    if (model_load(&m, path, err, sizeof err) != 0) fail_msg("load %s: %s", path, err);
+    free(path);
+    int V = model_hp(m)->n_vocab;
+    int32_t ids[N_PROMPT + N_GEN];
+    for (int i = 0; i < N_PROMPT; i++) ids[i] = (int32_t)((i * 7919 + 3) % V);
+    float *ref = malloc((size_t)(N_GEN + 1) * V * sizeof(float));
+    float *got = malloc((size_t)V * sizeof(float));
+    assert_non_null(ref);
+    assert_non_null(got);
+
+    /* model_kv_create sizes */
+    kv_cache *kv = NULL;
+    int per_seq = (model_n_ctx(m) + KV_DEFAULT_BLOCK_SIZE - 1) / KV_DEFAULT_BLOCK_SIZE;
+    assert_int_equal(model_kv_create(m, 3, 0, 0, &kv, err, sizeof err), 0);
+    assert_int_equal(kv_n_blocks(kv), 3 * per_seq);
+    assert_int_equal(kv_block_size(kv), KV_DEFAULT_BLOCK_SIZE);
+    assert_int_equal(kv_n_ctx(kv), model_n_ctx(m));
+    kv_free(kv);
+    assert_int_equal(model_kv_create(m, 2, 100, 8, &kv, err, sizeof err), 0);
+    assert_int_equal(kv_n_blocks(kv), 13); /* at least 100 positions */
+    kv_free(kv);
+    assert_int_equal(model_kv_create(m, 0, 0, 0, &kv, err, sizeof err), -EINVAL);
+    assert_int_equal(model_kv_create(m, 1, -1, 0, &kv, err, sizeof err), -EINVAL);
+
+    /* the reference: one sequence, one contiguous run of blocks */
+    assert_int_equal(model_kv_create(m, 1, 0, 0, &kv, err, sizeof err), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, N_PROMPT + N_GEN), 0);
+    forward_ok(m, kv, 0, ids, N_PROMPT, 0, ref);
+    for (int j = 0; j < N_GEN; j++) {
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (ref[(size_t)j * V + i] > ref[(size_t)j * V + best]) best = i;
+        ids[N_PROMPT + j] = best;
+        forward_ok(m, kv, 0, &ids[N_PROMPT + j], 1, N_PROMPT + j, ref + (size_t)(j + 1) * V);
+    }
+    kv_free(kv);
+
+    /* blocks of 4, reserved a little at a time while other sequences take
+     * blocks in between: seq 0's table is scattered */
+    assert_int_equal(model_kv_create(m, 4, 4 * 64, 4, &kv, err, sizeof err), 0);
+    assert_int_equal(kv_seq_reserve(kv, 2, 5), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, 3), 0);
+    assert_int_equal(kv_seq_reserve(kv, 3, 8), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, 9), 0);
+    assert_int_equal(kv_seq_reserve(kv, 2, 13), 0);
+    kv_seq_clear(kv, 3); /* its blocks come back, most recent first */
+    assert_int_equal(kv_seq_reserve(kv, 0, N_PROMPT + N_GEN), 0);
+    const int32_t *t0 = kv_seq_table(kv, 0);
+    bool scattered = false;
+    for (int i = 1; i < kv_seq_n_blocks(kv, 0); i++) scattered |= t0[i] != t0[i - 1] + 1;
+    assert_true(scattered);
+
+    /* an unreserved or shared position is refused, nothing written */
+    int32_t p_bad = 0, s_bad = 1;
+    model_batch bad = {.n_tokens = 1, .token = ids, .pos = &p_bad, .seq_id = &s_bad};
+    assert_int_equal(model_forward(m, kv, &bad, got, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "position 0 of sequence 1 is not reserved"));
+    assert_int_equal(kv_seq_len(kv, 1), 0);
+
+    forward_ok(m, kv, 0, ids, N_PROMPT, 0, got);
+    double d_scatter = max_diff(got, ref, V);
+    for (int j = 0; j < N_GEN; j++) {
+        forward_ok(m, kv, 0, &ids[N_PROMPT + j], 1, N_PROMPT + j, got);
+        d_scatter = fmax(d_scatter, max_diff(got, ref + (size_t)(j + 1) * V, V));
+    }
+    if (d_scatter > 1e-6) fail_msg("scattered blocks change the logits by %g", d_scatter);
+
+    /* fork the first 19 positions (4 full blocks shared, 1 copied) and
+     * finish the prompt and the generation in seq 1 */
+    int free0 = kv_n_free_blocks(kv);
+    assert_int_equal(kv_seq_fork(kv, 1, 0, N_PROMPT - 3), 0);
+    assert_int_equal(kv_n_free_blocks(kv), free0 - 1);
+    assert_int_equal(kv_seq_table(kv, 1)[3], kv_seq_table(kv, 0)[3]);
+    assert_int_equal(kv_seq_reserve(kv, 1, N_PROMPT + N_GEN), 0);
+    forward_ok(m, kv, 1, ids + N_PROMPT - 3, 3, N_PROMPT - 3, got);
+    double d_fork = max_diff(got, ref, V);
+    for (int j = 0; j < N_GEN; j++) {
+        forward_ok(m, kv, 1, &ids[N_PROMPT + j], 1, N_PROMPT + j, got);
+        d_fork = fmax(d_fork, max_diff(got, ref + (size_t)(j + 1) * V, V));
+    }
+    if (d_fork > 1e-5) fail_msg("the forked sequence's logits differ by %g", d_fork);
+
+    /* seq 0 cannot rewrite a block it shares with seq 1 ... */
+    p_bad = 9;
+    s_bad = 0;
+    assert_int_equal(model_forward(m, kv, &bad, got, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "shared"));
+    assert_int_equal(kv_seq_len(kv, 0), N_PROMPT + N_GEN);
+    /* ... until it rewinds and reserves (copy on write); then it recomputes
+     * the same logits and seq 1 still sees its own cache */
+    kv_seq_truncate(kv, 0, 9);
+    assert_int_equal(kv_seq_reserve(kv, 0, N_PROMPT + N_GEN), 0);
+    assert_int_not_equal(kv_seq_table(kv, 0)[2], kv_seq_table(kv, 1)[2]);
+    assert_int_equal(kv_seq_table(kv, 0)[1], kv_seq_table(kv, 1)[1]);
+    forward_ok(m, kv, 0, ids + 9, N_PROMPT - 9, 9, got);
+    double d_cow = max_diff(got, ref, V);
+    int last = N_PROMPT + N_GEN - 1;
+    forward_ok(m, kv, 1, &ids[last], 1, last, got); /* a rewind of seq 1's last step */
+    d_cow = fmax(d_cow, max_diff(got, ref + (size_t)N_GEN * V, V));
+    if (d_cow > 1e-5) fail_msg("after copy on write the logits differ by %g", d_cow);
+    printf("  llama-tiny, blocks of 4: scattered max diff %.3g, forked %.3g, after copy on write "
+           "%.3g\n", d_scatter, d_fork, d_cow);
+    kv_free(kv);
+    free(ref);
+    free(got);
+    model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reserve_accounting),
+        cmocka_unit_test(test_fork_refcounts),
+        cmocka_unit_test(test_fork_divergent_writes),
+        cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_model_paged),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
