@@ -14,6 +14,8 @@
     X(BAD_REQUEST, 400, "invalid_request_error", "invalid_request")               \
     X(UNAUTHORIZED, 401, "authentication_error", "invalid_api_key")               \
     X(NOT_FOUND, 404, "not_found_error", "not_found")                             \
+    X(MODEL_NOT_FOUND, 404, "not_found_error", "model_not_found")                 \
+    X(CONTEXT_LENGTH, 400, "invalid_request_error", "context_length_exceeded")    \
     X(METHOD_NOT_ALLOWED, 405, "invalid_request_error", "method_not_allowed")     \
     X(BODY_TOO_LARGE, 413, "invalid_request_error", "request_too_large")          \
     X(UNSUPPORTED_MEDIA_TYPE, 415, "invalid_request_error", "unsupported_media_type") \

@@ -29,8 +29,17 @@ void api_metrics(http_req *req) {
         .ready = a->state == APP_READY,
         .start_time = a->start_time,
     };
+    metrics_model ms[CFG_MAX_MODELS];
+    int n = 0;
+    if (a->state != APP_STARTING)
+        for (int i = 0; i < a->models.n; i++)
+            if (a->models.items[i].sched) {
+                ms[n].name = a->models.items[i].cfg->name;
+                sched_stats_get(a->models.items[i].sched, &ms[n].st);
+                n++;
+            }
     size_t len;
-    char *text = metrics_render(a->metrics, &g, &len);
+    char *text = metrics_render(a->metrics, &g, ms, n, &len);
     if (!text) {
         http_reply_error(req, API_ERR_INTERNAL, NULL, "cannot render metrics");
         return;

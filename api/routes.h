@@ -17,6 +17,11 @@ void api_metrics(http_req *req);
 /* api/models.c */
 void api_models_list(http_req *req);
 void api_models_get(http_req *req);
+/* api/completions.c, api/chat.c, api/tokenize.c */
+void api_completions(http_req *req);
+void api_chat_completions(http_req *req);
+void api_tokenize(http_req *req);
+void api_detokenize(http_req *req);
 /* api/debug.c */
 void api_debug_echo(http_req *req);
 void api_debug_sse(http_req *req);

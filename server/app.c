@@ -75,6 +75,41 @@ static void app__on_grace(uv_timer_t *t) {
     app__finish(a);
 }
 
+/* Begins the graceful shutdown (signal, or a failed start-up). */
+static void app__shutdown(app *a, const char *why) {
+    if (a->state == APP_DRAINING) {
+        LOG_WRN("app", "%s: stopping now", why);
+        app__finish(a);
+        return;
+    }
+    LOG_INF("app", "%s: shutting down (grace %llds)", why, a->cfg->server_shutdown_grace);
+    a->state = APP_DRAINING;
+    uv_timer_start(&a->grace_timer, app__on_grace,
+                   (uint64_t)a->cfg->server_shutdown_grace * 1000, 0);
+    http_server_drain(a->http); /* may call app__on_drained at once */
+}
+
+/* uv work thread: the slow part of start-up. */
+static void app__load_models(uv_work_t *w) {
+    app *a = w->data;
+    a->load_rc = models_load(&a->models, a->cfg, a->load_err, sizeof a->load_err);
+}
+
+/* Loop thread: models are loaded (or not). */
+static void app__models_loaded(uv_work_t *w, int status) {
+    app *a = w->data;
+    if (status == 0 && a->load_rc == 0 && a->state == APP_STARTING &&
+        models_start(&a->models, a->load_err, sizeof a->load_err) == 0) {
+        a->state = APP_READY;
+        LOG_INF("app", "ready: %d model(s) loaded", a->models.n);
+        return;
+    }
+    if (a->state == APP_DRAINING) return; /* shutting down anyway */
+    LOG_ERR("app", "start-up failed: %s", a->load_err[0] ? a->load_err : "model loading was cancelled");
+    a->exit_code = 1;
+    app__shutdown(a, "start-up failed");
+}
+
 static void app__on_signal(uv_signal_t *s, int signum) {
     app *a = s->data;
     if (signum == SIGHUP) {
@@ -82,17 +117,7 @@ static void app__on_signal(uv_signal_t *s, int signum) {
         else LOG_ERR("app", "SIGHUP: cannot reopen the log file; still writing to the old one");
         return;
     }
-    if (a->state == APP_DRAINING) {
-        LOG_WRN("app", "second %s: stopping now", strsignal(signum));
-        app__finish(a);
-        return;
-    }
-    LOG_INF("app", "%s: shutting down (grace %llds)", strsignal(signum),
-            a->cfg->server_shutdown_grace);
-    a->state = APP_DRAINING;
-    uv_timer_start(&a->grace_timer, app__on_grace,
-                   (uint64_t)a->cfg->server_shutdown_grace * 1000, 0);
-    http_server_drain(a->http); /* may call app__on_drained at once */
+    app__shutdown(a, strsignal(signum));
 }
 
 int app_run(const cfg *c) {
@@ -157,18 +182,23 @@ int app_run(const cfg *c) {
 
     LOG_INF("app", "alignd %s listening on %s port %lld (%s)", ALIGND_VERSION, c->server_host,
             c->server_port, auth_disabled(&a.auth) ? "no API keys: open" : "API keys required");
-    /* No models to load yet: ready at once. */
-    a.state = APP_READY;
-    LOG_INF("app", "ready");
+    if (c->n_models == 0) {
+        a.state = APP_READY;
+        LOG_INF("app", "ready (no models configured)");
+    } else { /* /ready answers 503 until the models are loaded */
+        a.load_work.data = &a;
+        uv_queue_work(&a.loop, &a.load_work, app__load_models, app__models_loaded);
+    }
 
     uv_run(&a.loop, UV_RUN_DEFAULT);
     LOG_INF("app", "stopped");
-    rc = 0;
+    rc = a.exit_code;
 out:
     if (a.http) { /* start-up failed after the server started */
         http_server_stop(a.http, NULL, NULL);
         uv_run(&a.loop, UV_RUN_DEFAULT);
     }
+    models_free(&a.models); /* stops the schedulers; what still runs ends as cancelled */
     debug_worker_stop(a.debug);
     if (uv_loop_close(&a.loop) != 0) LOG_WRN("app", "event loop closed with handles still open");
     metrics_free(a.metrics);

@@ -15,6 +15,7 @@
 #include "cfg.h"
 #include "http.h"
 #include "metrics.h"
+#include "models.h"
 
 typedef struct debug_worker debug_worker;
 
@@ -31,6 +32,10 @@ typedef struct app {
     auth auth;
     metrics *metrics;
     debug_worker *debug;   /* NULL unless server.debug_routes */
+    models_registry models; /* loaded by a uv work request at start-up */
+    uv_work_t load_work;
+    int load_rc;
+    char load_err[1024];
     app_state state;
     double start_time;     /* seconds since the epoch */
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -41,7 +46,8 @@ typedef struct app {
 
 /* Runs the daemon on the calling thread until it has shut down.
  * Returns the process exit status (0 after a graceful shutdown; 1 when
- * start-up failed, with the reason logged). */
+ * start-up failed, e.g. a model that does not load, with the reason
+ * logged). */
 int app_run(const cfg *c);
 
 #endif

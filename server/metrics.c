@@ -105,7 +105,56 @@ static long metrics__rss_bytes(void) {
     return rss * sysconf(_SC_PAGESIZE);
 }
 
-char *metrics_render(const metrics *m, const metrics_gauges *g, size_t *len) {
+static void metrics__sched_hist(FILE *f, const char *name, const char *mname, const sched_hist *h) {
+    unsigned long long cum = 0;
+    for (int b = 0; b < SCHED_HIST_BUCKETS; b++) {
+        cum += h->buckets[b];
+        fprintf(f, "%s_bucket{model=\"%s\",le=\"%g\"} %llu\n", name, mname, sched_hist_bounds[b], cum);
+    }
+    fprintf(f, "%s_bucket{model=\"%s\",le=\"+Inf\"} %llu\n%s_sum{model=\"%s\"} %.6f\n"
+               "%s_count{model=\"%s\"} %llu\n",
+            name, mname, h->count, name, mname, h->sum, name, mname, h->count);
+}
+
+/* The scheduler series: one family at a time, a sample per model. */
+static void metrics__models(FILE *f, const metrics_model *ms, int n) {
+    static const struct { const char *name, *type, *help; } fam[] = {
+        {"alignd_queue_depth", "gauge", "Requests waiting for a sequence slot."},
+        {"alignd_running_sequences", "gauge", "Sequences being generated."},
+        {"alignd_kv_blocks_used", "gauge", "KV-cache blocks in use."},
+        {"alignd_kv_blocks_free", "gauge", "KV-cache blocks free."},
+        {"alignd_prompt_tokens_total", "counter", "Prompt tokens processed (recomputation included)."},
+        {"alignd_generated_tokens_total", "counter", "Tokens generated."},
+        {"alignd_engine_steps_total", "counter", "Engine steps (forward passes over a batch)."},
+        {"alignd_preemptions_total", "counter", "Sequences preempted for lack of KV blocks."},
+    };
+    for (size_t k = 0; k < sizeof fam / sizeof fam[0]; k++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam[k].name, fam[k].help, fam[k].name, fam[k].type);
+        for (int i = 0; i < n; i++) {
+            const sched_stats *st = &ms[i].st;
+            unsigned long long v[] = {(unsigned long long)st->waiting, (unsigned long long)st->running,
+                                      (unsigned long long)st->kv_blocks_used,
+                                      (unsigned long long)(st->kv_blocks_total - st->kv_blocks_used),
+                                      st->prompt_tokens, st->generated_tokens, st->steps, st->preemptions};
+            fprintf(f, "%s{model=\"%s\"} %llu\n", fam[k].name, ms[i].name, v[k]);
+        }
+    }
+    fprintf(f, "# HELP alignd_requests_finished_total Generations finished, by reason.\n"
+               "# TYPE alignd_requests_finished_total counter\n");
+    for (int i = 0; i < n; i++)
+        for (int r = SCHED_FINISH_LENGTH; r <= SCHED_FINISH_ERROR; r++)
+            fprintf(f, "alignd_requests_finished_total{model=\"%s\",reason=\"%s\"} %llu\n", ms[i].name,
+                    sched_finish_name((sched_finish)r), ms[i].st.requests_finished[r]);
+    fprintf(f, "# HELP alignd_time_to_first_token_seconds From request to its first generated token.\n"
+               "# TYPE alignd_time_to_first_token_seconds histogram\n");
+    for (int i = 0; i < n; i++) metrics__sched_hist(f, "alignd_time_to_first_token_seconds", ms[i].name, &ms[i].st.ttft);
+    fprintf(f, "# HELP alignd_inter_token_latency_seconds Between two generated tokens of one sequence.\n"
+               "# TYPE alignd_inter_token_latency_seconds histogram\n");
+    for (int i = 0; i < n; i++) metrics__sched_hist(f, "alignd_inter_token_latency_seconds", ms[i].name, &ms[i].st.itl);
+}
+
+char *metrics_render(const metrics *m, const metrics_gauges *g, const metrics_model *models,
+                     int n_models, size_t *len) {
     char *buf = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&buf, &n);
@@ -149,6 +198,7 @@ char *metrics_render(const metrics *m, const metrics_gauges *g, size_t *len) {
                 h->route, h->method, h->count, h->route, h->method, h->sum, h->route, h->method,
                 h->count);
     }
+    if (n_models > 0) metrics__models(f, models, n_models);
     fclose(f);
     if (len) *len = n;
     return buf;

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "scheduler.h"
+
 typedef struct metrics metrics;
 
 typedef struct metrics_gauges {
@@ -21,7 +23,14 @@ void metrics_free(metrics *m); /* accepts NULL */
 void metrics_observe_http(metrics *m, const char *route, const char *method, unsigned status,
                           double seconds);
 
+/* One served model's scheduler counters, for the model-labelled series. */
+typedef struct metrics_model {
+    const char *name;
+    sched_stats st;
+} metrics_model;
+
 /* Returns the exposition text (malloc'd, caller frees) and its length. */
-char *metrics_render(const metrics *m, const metrics_gauges *g, size_t *len);
+char *metrics_render(const metrics *m, const metrics_gauges *g, const metrics_model *models,
+                     int n_models, size_t *len);
 
 #endif

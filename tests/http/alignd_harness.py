@@ -34,27 +34,43 @@ class Daemon:
         self.proc = None
 
     def __enter__(self):
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.stderr_path = os.path.join(self.tmp, "stderr.log")
+        self.stderr_file = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr_file)
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"alignd exited with {self.proc.returncode}: "
-                                   f"{self.proc.stderr.read().decode()} {self.log()}")
-            try:
-                status, _, _ = self.request("GET", "/health")
+                                   f"{self.stderr()} {self.log()}")
+            try:  # ready: listening and every model loaded
+                status, _, _ = self.request("GET", "/ready")
                 if status in (200, 401):
                     return self
+                time.sleep(0.05)
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("alignd did not start listening: " + self.log())
+        raise RuntimeError("alignd did not become ready: " + self.log())
 
     def __exit__(self, *exc):
+        crashed = self.proc.poll() not in (None, 0)
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
-        for f in (self.proc.stdout, self.proc.stderr):
-            f.close()
+        self.stderr_file.close()
+        text = self.stderr()
+        if crashed or "Sanitizer" in text or "runtime error" in text:
+            # a crash or a sanitizer report is always shown, whatever the test said
+            sys.stderr.write(f"\n--- alignd stderr ({self.args}) ---\n{text[-20000:]}\n")
+            if "Sanitizer" in text or "runtime error" in text:
+                raise AssertionError("alignd reported a sanitizer error (see above)")
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path) as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def log(self):
         try:

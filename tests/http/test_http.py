@@ -70,7 +70,7 @@ class Basics(unittest.TestCase):
         s, _, b = self.d.json("GET", "/v1/models")
         self.assertEqual((s, b), (200, {"object": "list", "data": []}))
         s, _, b = self.d.json("GET", "/v1/models/llama")
-        assert_error(self, s, b, 404, "not_found", "llama")
+        assert_error(self, s, b, 404, "model_not_found", "llama")
         self.assertEqual(b["error"]["param"], "model")
 
     def test_request_id(self):

@@ -14,7 +14,14 @@ static void test_render(void **st) {
     metrics_observe_http(m, NULL, "BREW", 404, 0.002);
     metrics_gauges g = {.in_flight = 3, .ready = 1, .start_time = 1700000000.5};
     size_t len;
-    char *t = metrics_render(m, &g, &len);
+    metrics_model mm = {.name = "tiny"};
+    mm.st.waiting = 2;
+    mm.st.kv_blocks_total = 10;
+    mm.st.kv_blocks_used = 4;
+    mm.st.generated_tokens = 77;
+    mm.st.ttft.buckets[0] = 1;
+    mm.st.ttft.count = 1;
+    char *t = metrics_render(m, &g, &mm, 1, &len);
     assert_non_null(t);
     assert_int_equal(strlen(t), len);
     const char *want[] = {
@@ -32,6 +39,12 @@ static void test_render(void **st) {
         "alignd_ready 1\n",
         "process_start_time_seconds 1700000000.500\n",
         "alignd_build_info{version=\"" ALIGND_VERSION "\",commit=",
+        "alignd_queue_depth{model=\"tiny\"} 2\n",
+        "alignd_kv_blocks_used{model=\"tiny\"} 4\n",
+        "alignd_kv_blocks_free{model=\"tiny\"} 6\n",
+        "alignd_generated_tokens_total{model=\"tiny\"} 77\n",
+        "alignd_time_to_first_token_seconds_bucket{model=\"tiny\",le=\"+Inf\"} 1\n",
+        "alignd_requests_finished_total{model=\"tiny\",reason=\"stop\"} 0\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(t, want[i])) fail_msg("missing: %s\nin:\n%s", want[i], t);

@@ -1,0 +1,81 @@
+/* gen.h - one generation request (completions or chat) in flight: its
+ * choices, turned from scheduler events into OpenAI-shaped responses, either
+ * one JSON body at the end or a stream of Server-Sent Events.
+ *
+ * Threads: a job is built on the loop thread (gen_job_create, gen_submit).
+ * From the first gen_submit on, the job belongs to the scheduler's thread:
+ * every event of every choice arrives there (one scheduler per model), and
+ * the last choice to finish answers through http_pending and frees the job.
+ * `remaining` and `failed` are atomics because a failed submit on the loop
+ * thread may race with choices already running.
+ */
+#ifndef API_GEN_H
+#define API_GEN_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "http.h"
+#include "models.h"
+#include "stop_match.h"
+#include "tok_utf8.h"
+
+typedef enum { GEN_COMPLETION, GEN_CHAT } gen_kind;
+
+typedef struct gen_choice {
+    struct gen_job *job;
+    int index;            /* as generated (prompt_i * best_of + j) */
+    int prompt_i;
+    stop_matcher stop;
+    tok_stream utf8;
+    char *text;           /* everything emitted (non-stream, or for best_of) */
+    size_t len, cap;
+    json_t *logprobs;     /* completion: {tokens, token_logprobs, top_logprobs,
+                             text_offset}; chat: {content: [...]}; NULL when off */
+    size_t text_offset;   /* bytes of text before the next token (completions) */
+    double sum_logprob;   /* for best_of */
+    int n_generated;
+    const char *finish;   /* "stop", "length"; NULL while running */
+    bool role_sent;       /* chat streams send the role first */
+} gen_choice;
+
+typedef struct gen_job {
+    gen_kind kind;
+    served_model *sm;
+    http_pending *p;      /* the job's reference */
+    bool stream, include_usage, echo;
+    int top_logprobs;     /* -1: no logprobs; else entries per token (0..20) */
+    int n;                /* choices returned per prompt */
+    int best_of;          /* choices generated per prompt (>= n) */
+    int n_prompts;
+    int n_choices;        /* n_prompts * best_of */
+    int prompt_tokens;    /* usage: each prompt counted once */
+    char id[48];
+    long created;
+    char **echo_text;     /* [n_prompts] prompt texts for `echo`, or NULL */
+    atomic_int remaining; /* choices not finished */
+    atomic_bool failed;   /* stop every choice: the request is being answered with an error */
+    char error[512];      /* first error, answered when the last choice ends */
+    int error_status;
+    api_error_code error_code;
+    gen_choice choices[]; /* [n_choices] */
+} gen_job;
+
+/* A new job with n_choices zeroed choices (stop strings copied into each
+ * choice's matcher); NULL with err filled on failure (a bad stop string:
+ * the message names stop[i]). */
+gen_job *gen_job_create(gen_kind kind, served_model *sm, int n_prompts, int best_of,
+                        const char *const *stops, size_t n_stops, char *err, size_t errlen);
+/* Frees a job that was never submitted (and its pending ref). */
+void gen_job_free(gen_job *job);
+
+/* Loop thread: submits every choice (prompts[i] of n_tokens[i] tokens, with
+ * `base` for the sampling settings; choice j of a prompt gets seed
+ * base.samp.seed + j when seeded). The caller has checked the queue has
+ * room. From the first submit on the job is the scheduler's. Returns 0, or
+ * -1 when even the first submit failed (err filled; the caller still owns
+ * the job and answers). */
+int gen_submit(gen_job *job, int32_t *const *prompts, const int *n_tokens, const sched_req *base,
+               bool seeded, char *err, size_t errlen, int *err_status);
+
+#endif

@@ -1,0 +1,149 @@
+/* models.c - loading and starting the served models. */
+#include "models.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "gguf.h"
+#include "log.h"
+#include "tok_load.h"
+
+/* The Jinja chat template a model file carries, or NULL (malloc'd). */
+static char *models__template_text(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return NULL;
+    if (S_ISDIR(st.st_mode)) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/tokenizer_config.json", path);
+        json_t *j = json_load_file(p, 0, NULL);
+        const char *t = json_string_value(json_object_get(j, "chat_template"));
+        char *out = t ? strdup(t) : NULL;
+        json_decref(j);
+        return out;
+    }
+    gguf_file *f;
+    char msg[256];
+    if (gguf_open(&f, path, msg, sizeof msg) != 0) return NULL;
+    const char *t = NULL;
+    char *out = NULL;
+    if (gguf_get_str(f, "tokenizer.chat_template", &t, NULL, msg, sizeof msg) == 0) out = strdup(t);
+    gguf_close(f);
+    return out;
+}
+
+static void models__special_text(const tok *t, int32_t id, char *buf, size_t len) {
+    buf[0] = '\0';
+    if (id < 0) return;
+    size_t n = 0;
+    tok_err e;
+    if (tok_decode_piece(t, id, TOK_DEC_SPECIAL, buf, len - 1, &n, &e) == 0) buf[n] = '\0';
+    else buf[0] = '\0';
+}
+
+static int models__load_one(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
+    char msg[1024];
+    sm->cfg = mc;
+    sm->created = (long)time(NULL);
+    model_opts mo = {.n_batch = (int)mc->max_batch_tokens, .n_ctx = (int)mc->n_ctx};
+    if (model_load_opts(&sm->m, mc->path, &mo, msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "model '%s' (%s): %s", mc->name, mc->path, msg);
+        return -1;
+    }
+    tok_err te = {0};
+    if (tok_load(&sm->tok, mc->path, &te) != 0) {
+        snprintf(err, errlen, "model '%s' (%s): tokenizer: %s", mc->name, mc->path, te.msg);
+        return -1;
+    }
+    if (tok_n_vocab(sm->tok) > (size_t)model_hp(sm->m)->n_vocab) {
+        snprintf(err, errlen, "model '%s' (%s): the tokenizer has %zu tokens but the model only %d",
+                 mc->name, mc->path, tok_n_vocab(sm->tok), model_hp(sm->m)->n_vocab);
+        return -1;
+    }
+    sm->n_ctx = model_n_ctx(sm->m);
+    models__special_text(sm->tok, tok_bos(sm->tok), sm->bos_text, sizeof sm->bos_text);
+    models__special_text(sm->tok, tok_eos(sm->tok), sm->eos_text, sizeof sm->eos_text);
+    /* the configured template wins; a bad configured name is an error */
+    eng_err ce = {0};
+    if (mc->chat_template && mc->chat_template[0]) {
+        if (chat_template_detect(mc->chat_template, &sm->chat_kind, &ce) != 0) {
+            snprintf(err, errlen, "model '%s': chat_template: %s", mc->name, ce.msg);
+            return -1;
+        }
+        sm->has_chat = true;
+        return 0;
+    }
+    char *jinja = models__template_text(mc->path);
+    sm->has_chat = chat_template_detect(jinja, &sm->chat_kind, &ce) == 0;
+    if (!sm->has_chat) snprintf(sm->chat_error, sizeof sm->chat_error, "model '%s': %s", mc->name, ce.msg);
+    free(jinja);
+    return 0;
+}
+
+int models_load(models_registry *r, const cfg *c, char *err, size_t errlen) {
+    memset(r, 0, sizeof *r);
+    if (c->n_models == 0) return 0;
+    r->items = calloc((size_t)c->n_models, sizeof *r->items);
+    if (!r->items) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    r->n = c->n_models;
+    for (int i = 0; i < c->n_models; i++) {
+        double t0 = (double)clock() / CLOCKS_PER_SEC;
+        if (models__load_one(&r->items[i], &c->models[i], err, errlen) != 0) {
+            models_free(r);
+            return -1;
+        }
+        const served_model *sm = &r->items[i];
+        LOG_INF("models", "loaded '%s' from %s: %s, %d layers, vocab %d, context %d, %.1f MiB "
+                          "weights, chat template %s (%.1f s CPU)",
+                sm->cfg->name, sm->cfg->path, model_arch_name(model_arch(sm->m)),
+                model_hp(sm->m)->n_layer, model_hp(sm->m)->n_vocab, sm->n_ctx,
+                model_weight_bytes(sm->m) / 1048576.0,
+                sm->has_chat ? chat_template_name(sm->chat_kind) : "none",
+                (double)clock() / CLOCKS_PER_SEC - t0);
+    }
+    return 0;
+}
+
+int models_start(models_registry *r, char *err, size_t errlen) {
+    for (int i = 0; i < r->n; i++) {
+        served_model *sm = &r->items[i];
+        const cfg_model *mc = sm->cfg;
+        sched_opts o = {
+            .max_seqs = (int)mc->max_seqs,
+            .max_batch_tokens = (int)mc->max_batch_tokens,
+            .kv_budget = (int)mc->kv_budget,
+            .kv_block_size = (int)mc->kv_block_size,
+            .queue_size = (int)mc->queue_size,
+            .n_ctx = sm->n_ctx,
+        };
+        char msg[512];
+        if (sched_create(&sm->sched, sm->m, &o, msg, sizeof msg) != 0) {
+            snprintf(err, errlen, "model '%s': %s", mc->name, msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void models_free(models_registry *r) {
+    for (int i = 0; i < r->n; i++) {
+        sched_free(r->items[i].sched);
+        tok_free(r->items[i].tok);
+        model_free(r->items[i].m);
+    }
+    free(r->items);
+    memset(r, 0, sizeof *r);
+}
+
+served_model *models_find(const models_registry *r, const char *name) {
+    for (int i = 0; i < r->n; i++)
+        if (strcmp(r->items[i].cfg->name, name) == 0) return &r->items[i];
+    return NULL;
+}
