@@ -132,12 +132,9 @@ int tok_load_hf_dir(tok **out, const char *dir, tok_err *err) {
     }
     if (tok__exists(dir, "vocab.json", a, sizeof a) && tok__exists(dir, "merges.txt", b, sizeof b))
         return tok_create_bpe_from_files(out, a, b, NULL, err);
-    if (tok__exists(dir, "tokenizer.json", a, sizeof a))
-        return eng_fail(err, TOK_EINVAL,
-                        "%s: only tokenizer.json is present; alignd reads tokenizer.model or "
-                        "vocab.json + merges.txt for decoders", dir);
+    if (tok__exists(dir, "tokenizer.json", a, sizeof a)) return tok_create_bpe_from_hf_json(out, a, err);
     return eng_fail(err, TOK_EINVAL,
-                    "%s: no tokenizer files (tokenizer.model, or vocab.json + merges.txt)", dir);
+                    "%s: no tokenizer files (tokenizer.model, vocab.json + merges.txt, or tokenizer.json)", dir);
 }
 
 int tok_load(tok **out, const char *path, tok_err *err) {

@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tok_load.h"
 #include "tu_util.h"
@@ -84,6 +85,76 @@ static void test_stories260k(void **st) {
     free(ref_path), free(path);
 }
 
+/* A tokenizer.json written from gpt2-tiny's vocab.json + merges.txt (merges
+ * in both spellings HF uses) must give the reference ids too. */
+static void test_gpt2_tokenizer_json(void **st) {
+    (void)st;
+    char *vocab_path = tu_shared_path("conformance/gpt2-tiny/vocab.json");
+    char *merges_path = tu_shared_path("conformance/gpt2-tiny/merges.txt");
+    if (!vocab_path || !merges_path) {
+        free(vocab_path), free(merges_path);
+        skip();
+    }
+    json_t *vocab = json_load_file(vocab_path, 0, NULL);
+    size_t len;
+    char *mtext = tu_read_file(merges_path, &len);
+    assert_non_null(vocab);
+    assert_non_null(mtext);
+    json_t *merges = json_array();
+    int k = 0;
+    for (char *line = strtok(mtext, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        char *sp = strchr(line, ' ');
+        if (!sp) continue;
+        if (k++ % 2) { /* ["a", "b"] (tokenizers >= 0.20) */
+            *sp = '\0';
+            json_array_append_new(merges, json_pack("[s, s]", line, sp + 1));
+        } else { /* "a b" */
+            json_array_append_new(merges, json_string(line));
+        }
+    }
+    json_object_del(vocab, "<|endoftext|>");
+    json_t *root = json_pack("{s:{s:s, s:o, s:o}, s:{s:s}, s:[{s:i, s:s, s:b}]}", "model", "type", "BPE",
+                             "vocab", vocab, "merges", merges, "pre_tokenizer", "type", "ByteLevel",
+                             "added_tokens", "id", 50256, "content", "<|endoftext|>", "special", 1);
+    char dir[] = "/tmp/alignd_tokjson_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    assert_int_equal(json_dump_file(root, path, JSON_COMPACT), 0);
+    json_decref(root);
+    free(mtext);
+    free(vocab_path), free(merges_path);
+    /* a folder with only tokenizer.json: tok_load_hf_dir picks it */
+    tok *t;
+    tok_err err = {0};
+    if (tok_load_hf_dir(&t, dir, &err) != 0) fail_msg("%s", err.msg);
+    char *ref_path = tu_shared_path("conformance/gpt2-tiny/reference.json");
+    json_t *ref = json_load_file(ref_path, 0, NULL);
+    json_t *prompts = json_object_get(ref, "prompts");
+    for (size_t i = 0; i < json_array_size(prompts); i++) {
+        json_t *p = json_array_get(prompts, i);
+        check_ids(t, json_string_value(json_object_get(p, "text")), json_object_get(p, "input_ids"), "tokenizer.json");
+    }
+    int32_t ids[8];
+    size_t n = 0;
+    assert_int_equal(tok_encode(t, "<|endoftext|>", 13, TOK_ENC_PARSE_SPECIAL, ids, 8, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], 50256);
+    tok_free(t);
+    json_decref(ref);
+    free(ref_path);
+    /* SentencePiece-style files are refused by name */
+    json_t *spm = json_pack("{s:{s:s, s:{s:i}, s:[], s:b}}", "model", "type", "BPE", "vocab", "a", 0,
+                            "merges", "byte_fallback", 1);
+    assert_int_equal(json_dump_file(spm, path, 0), 0);
+    json_decref(spm);
+    assert_int_not_equal(tok_load_hf_dir(&t, dir, &err), 0);
+    assert_non_null(strstr(err.msg, "tokenizer.model"));
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_errors(void **st) {
     (void)st;
     tok *t = (tok *)1;
@@ -105,7 +176,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_gguf), cmocka_unit_test(test_llama_hf),
         cmocka_unit_test(test_gpt2_gguf),  cmocka_unit_test(test_gpt2_hf),
-        cmocka_unit_test(test_stories260k), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_stories260k), cmocka_unit_test(test_gpt2_tokenizer_json),
+        cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
