@@ -27,8 +27,7 @@ static int gen__append(gen_choice *c, const char *s, size_t n) {
     return 0;
 }
 
-/* A token's text as valid UTF-8 for JSON (partial characters become U+FFFD). */
-static json_t *gen__piece_json(const tok *t, int32_t id) {
+json_t *gen_piece_json(const tok *t, int32_t id) {
     char piece[256], out[TOK_STREAM_OUT_MAX(256) + 8];
     size_t n = 0;
     tok_err e;
@@ -58,12 +57,12 @@ static void gen__record_logprobs(gen_choice *c, const sched_event *ev) {
     if (c->job->kind == GEN_COMPLETION) {
         json_t *top = json_object();
         for (int i = 0; i < ev->n_top; i++) {
-            json_t *k = gen__piece_json(t, ev->top[i].token);
+            json_t *k = gen_piece_json(t, ev->top[i].token);
             const char *ks = json_string_value(k);
             if (ks && !json_object_get(top, ks)) json_object_set_new(top, ks, gen__lp(ev->top[i].logprob));
             json_decref(k);
         }
-        json_array_append_new(json_object_get(c->logprobs, "tokens"), gen__piece_json(t, ev->token));
+        json_array_append_new(json_object_get(c->logprobs, "tokens"), gen_piece_json(t, ev->token));
         json_array_append_new(json_object_get(c->logprobs, "token_logprobs"), gen__lp(ev->logprob));
         json_array_append_new(json_object_get(c->logprobs, "top_logprobs"), top);
         json_array_append_new(json_object_get(c->logprobs, "text_offset"),
@@ -72,11 +71,11 @@ static void gen__record_logprobs(gen_choice *c, const sched_event *ev) {
     }
     json_t *top = json_array();
     for (int i = 0; i < ev->n_top; i++)
-        json_array_append_new(top, json_pack("{s:o, s:o, s:o}", "token", gen__piece_json(t, ev->top[i].token),
+        json_array_append_new(top, json_pack("{s:o, s:o, s:o}", "token", gen_piece_json(t, ev->top[i].token),
                                              "logprob", gen__lp(ev->top[i].logprob), "bytes",
                                              gen__piece_bytes(t, ev->top[i].token)));
     json_array_append_new(json_object_get(c->logprobs, "content"),
-                          json_pack("{s:o, s:o, s:o, s:o}", "token", gen__piece_json(t, ev->token),
+                          json_pack("{s:o, s:o, s:o, s:o}", "token", gen_piece_json(t, ev->token),
                                     "logprob", gen__lp(ev->logprob), "bytes",
                                     gen__piece_bytes(t, ev->token), "top_logprobs", top));
 }

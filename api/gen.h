@@ -61,6 +61,11 @@ typedef struct gen_job {
     gen_choice choices[]; /* [n_choices] */
 } gen_job;
 
+/* Returns a new JSON string: token id's text as valid UTF-8 (a partial
+ * character, e.g. one byte token of an emoji, becomes U+FFFD); special
+ * tokens render as their text. Any thread. */
+json_t *gen_piece_json(const tok *t, int32_t id);
+
 /* A new job with n_choices zeroed choices (stop strings copied into each
  * choice's matcher); NULL with err filled on failure (a bad stop string:
  * the message names stop[i]). */

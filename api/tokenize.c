@@ -7,6 +7,7 @@
 
 #include "app.h"
 #include "fields.h"
+#include "gen.h"
 #include "routes.h"
 #include "tok_utf8.h"
 
@@ -21,19 +22,6 @@ static served_model *api__tok_model(http_req *req, json_t *body) {
     served_model *sm = name ? models_find(&a->models, name) : a->models.n ? &a->models.items[0] : NULL;
     if (!sm) http_reply_error(req, API_ERR_MODEL_NOT_FOUND, "model", name ? "model '%s' is not served here" : "no model is served%s", name ? name : "");
     return sm;
-}
-
-/* A piece as JSON text (partial UTF-8 becomes U+FFFD). */
-static json_t *api__piece(const tok *t, int32_t id) {
-    char piece[256], out[TOK_STREAM_OUT_MAX(256) + 8];
-    size_t n = 0;
-    tok_err e;
-    if (tok_decode_piece(t, id, TOK_DEC_SPECIAL, piece, sizeof piece, &n, &e) != 0) n = 0;
-    tok_stream st;
-    tok_stream_init(&st);
-    long a = tok_stream_feed(&st, piece, n, out, sizeof out);
-    long b = tok_stream_flush(&st, out + (a > 0 ? a : 0), sizeof out - (size_t)(a > 0 ? a : 0));
-    return json_stringn(out, (size_t)((a > 0 ? a : 0) + (b > 0 ? b : 0)));
 }
 
 void api_tokenize(http_req *req) {
@@ -63,7 +51,7 @@ void api_tokenize(http_req *req) {
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, with_pieces ? json_pack("{s:i, s:o}", "id", ids[i], "piece", api__piece(sm->tok, ids[i]))
+        json_array_append_new(arr, with_pieces ? json_pack("{s:i, s:o}", "id", ids[i], "piece", gen_piece_json(sm->tok, ids[i]))
                                                : json_integer(ids[i]));
     free(ids);
     http_reply_json(req, 200, json_pack("{s:o}", "tokens", arr));

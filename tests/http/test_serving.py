@@ -269,15 +269,20 @@ class ServingLimits(unittest.TestCase):
             self.assertEqual(r429[2]["error"]["code"], "queue_full")
 
     def test_small_kv_pool_preempts_and_finishes(self):
-        # a pool of 64 tokens for 4 sequences of up to 60: they must take
-        # turns (preemption + recomputation) and still all finish correctly
+        # a pool of 64 tokens for 4 sequences of up to 55: n=4 submits them
+        # together, so they must take turns (preemption + recomputation) and
+        # still all give the text the request gets alone
         with stories("--model.stories.max_seqs=4", "--model.stories.kv_budget=64",
                      "--model.stories.kv_block_size=8") as d:
             body = {"model": "stories", "prompt": "Once upon a time", "max_tokens": 50, "temperature": 0}
-            alone = d.json("POST", "/v1/completions", body, timeout=60)[2]["choices"][0]["text"]
+            s, _, one = d.json("POST", "/v1/completions", body, timeout=60)
+            self.assertEqual(s, 200, one)
+            alone = one["choices"][0]["text"]
+            s, _, four = d.json("POST", "/v1/completions", dict(body, n=4), timeout=60)
+            self.assertEqual(s, 200, four)
+            self.assertEqual([c["text"] for c in four["choices"]], [alone] * 4)
             with concurrent.futures.ThreadPoolExecutor(4) as ex:
                 outs = list(ex.map(lambda _: d.json("POST", "/v1/completions", body, timeout=60), range(4)))
-            self.assertEqual([o[0] for o in outs], [200] * 4)
             self.assertEqual([o[2]["choices"][0]["text"] for o in outs], [alone] * 4)
             m = d.request("GET", "/metrics")[2].decode()
             self.assertEqual(metric(m, "alignd_kv_blocks_used"), 0)
