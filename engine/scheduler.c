@@ -329,6 +329,7 @@ static void *sched__main(void *arg) {
             else s->wait_head = s->inbox_head;
             s->wait_tail = s->inbox_tail;
             s->n_waiting += s->n_inbox;
+            s->n_waiting_pub = s->n_waiting; /* sched_submit's queue count never drops early */
             s->inbox_head = s->inbox_tail = NULL;
             s->n_inbox = 0;
         }
