@@ -14,9 +14,8 @@
  * (default: both as configured by the environment). --small-t sets the
  * largest T that ops_matmul gives its small-T kernel (0: OpenBLAS for every
  * matmul, the behaviour before that kernel existed).
- * The numbers are figures, not pass/fail. The GGUF writer here is the
- * minimum for the benchmark: v3, string/u32/f32 metadata, F32 or Q8_0
- * tensors, 32-byte alignment.
+ * The numbers are figures, not pass/fail. The GGUF is written with
+ * bench/gguf_write.c.
  */
 #include <errno.h>
 #include <math.h>
@@ -29,201 +28,88 @@
 
 #include <cblas.h>
 
+#include "gguf_write.h"
 #include "model.h"
 #include "ops.h"
 #include "threadpool.h"
 
-/* ---- a tiny GGUF writer -------------------------------------------------- */
+/* ---- the random llama GGUF (bench/gguf_write.c) ------------------------- */
 
-typedef struct bench_tensor {
-    char name[64];
-    int n_dims;
-    uint64_t ne[2];   /* ggml order: ne[0] innermost */
-} bench_tensor;
-
-static void bw_u32(FILE *f, uint32_t v) { fwrite(&v, 4, 1, f); }
-static void bw_u64(FILE *f, uint64_t v) { fwrite(&v, 8, 1, f); }
-static void bw_str(FILE *f, const char *s)
+static void bd_piece(uint64_t i, char *buf, size_t cap)
 {
-    bw_u64(f, strlen(s));
-    fwrite(s, 1, strlen(s), f);
-}
-static void bw_kv_u32(FILE *f, const char *k, uint32_t v)
-{
-    bw_str(f, k);
-    bw_u32(f, GGUF_TYPE_UINT32);
-    bw_u32(f, v);
-}
-static void bw_kv_f32(FILE *f, const char *k, float v)
-{
-    bw_str(f, k);
-    bw_u32(f, GGUF_TYPE_FLOAT32);
-    fwrite(&v, 4, 1, f);
-}
-static void bw_kv_str(FILE *f, const char *k, const char *v)
-{
-    bw_str(f, k);
-    bw_u32(f, GGUF_TYPE_STRING);
-    bw_str(f, v);
+    if (i < 3) snprintf(buf, cap, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+    else if (i < 259) snprintf(buf, cap, "<0x%02X>", (unsigned)(i - 3));
+    else snprintf(buf, cap, "\xe2\x96\x81t%llu", (unsigned long long)i);
 }
 
 /* A synthetic SentencePiece vocabulary of V tokens (<unk>, <s>, </s>, the
  * 256 byte tokens, then "▁t<i>" pieces), so that other engines that insist
  * on a tokenizer (llama.cpp) load the same file. 7 key/value pairs. */
-static void bw_vocab(FILE *f, int V)
+static void bd_vocab(FILE *f, int V)
 {
-    char piece[32];
-    bw_kv_str(f, "tokenizer.ggml.model", "llama");
-    bw_str(f, "tokenizer.ggml.tokens");
-    bw_u32(f, GGUF_TYPE_ARRAY);
-    bw_u32(f, GGUF_TYPE_STRING);
-    bw_u64(f, (uint64_t)V);
-    for (int i = 0; i < V; i++) {
-        if (i < 3) snprintf(piece, sizeof piece, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
-        else if (i < 259) snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
-        else snprintf(piece, sizeof piece, "\xe2\x96\x81t%d", i);
-        bw_str(f, piece);
-    }
-    bw_str(f, "tokenizer.ggml.scores");
-    bw_u32(f, GGUF_TYPE_ARRAY);
-    bw_u32(f, GGUF_TYPE_FLOAT32);
-    bw_u64(f, (uint64_t)V);
+    gw_kv_str(f, "tokenizer.ggml.model", "llama");
+    gw_kv_str_array(f, "tokenizer.ggml.tokens", (uint64_t)V, bd_piece);
+    gw_str(f, "tokenizer.ggml.scores");
+    gw_u32(f, GGUF_TYPE_ARRAY);
+    gw_u32(f, GGUF_TYPE_FLOAT32);
+    gw_u64(f, (uint64_t)V);
     for (int i = 0; i < V; i++) {
         float sc = i < 259 ? 0.0f : -(float)i;
         fwrite(&sc, 4, 1, f);
     }
-    bw_str(f, "tokenizer.ggml.token_type");
-    bw_u32(f, GGUF_TYPE_ARRAY);
-    bw_u32(f, GGUF_TYPE_INT32);
-    bw_u64(f, (uint64_t)V);
+    gw_str(f, "tokenizer.ggml.token_type");
+    gw_u32(f, GGUF_TYPE_ARRAY);
+    gw_u32(f, GGUF_TYPE_INT32);
+    gw_u64(f, (uint64_t)V);
     for (int i = 0; i < V; i++) {
         int32_t t = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
         fwrite(&t, 4, 1, f);
     }
-    bw_kv_u32(f, "tokenizer.ggml.bos_token_id", 1);
-    bw_kv_u32(f, "tokenizer.ggml.eos_token_id", 2);
-    bw_kv_u32(f, "tokenizer.ggml.unknown_token_id", 0);
+    gw_kv_u32(f, "tokenizer.ggml.bos_token_id", 1);
+    gw_kv_u32(f, "tokenizer.ggml.eos_token_id", 2);
+    gw_kv_u32(f, "tokenizer.ggml.unknown_token_id", 0);
 }
 
-static uint64_t bench_rng = 0x2545F4914F6CDD1Dull;
-static float bench_frand(void)
+enum { BD_C = 768, BD_L = 12, BD_NH = 12, BD_FF = 2048, BD_V = 32000 };
+
+static void bd_kv(FILE *f, void *ctx)
 {
-    bench_rng ^= bench_rng << 13;
-    bench_rng ^= bench_rng >> 7;
-    bench_rng ^= bench_rng << 17;
-    return (float)((bench_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+    (void)ctx;
+    gw_kv_str(f, "general.architecture", "llama");
+    gw_kv_str(f, "general.name", "bench random llama");
+    gw_kv_u32(f, "llama.context_length", 2048);
+    gw_kv_u32(f, "llama.embedding_length", BD_C);
+    gw_kv_u32(f, "llama.block_count", BD_L);
+    gw_kv_u32(f, "llama.feed_forward_length", BD_FF);
+    gw_kv_u32(f, "llama.attention.head_count", BD_NH);
+    gw_kv_u32(f, "llama.attention.head_count_kv", BD_NH);
+    gw_kv_f32(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    gw_kv_f32(f, "llama.rope.freq_base", 10000.0f);
+    bd_vocab(f, BD_V);
 }
 
-static uint16_t bench_f16(float f)
-{
-    /* round-to-nearest for normal values in range; enough for scales */
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint32_t sign = (u >> 16) & 0x8000u;
-    int32_t e = (int32_t)((u >> 23) & 0xff) - 127 + 15;
-    if (e <= 0)
-        return (uint16_t)sign;
-    uint32_t m = (u >> 13) & 0x3ffu;
-    return (uint16_t)(sign | ((uint32_t)e << 10) | m);
-}
-
-static size_t bench_tensor_bytes(const bench_tensor *t, int q8)
-{
-    uint64_t n = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1);
-    return q8 && t->n_dims == 2 ? n / 32 * 34 : n * 4;
-}
-
+/* Norms 1, matrices U(-0.05, 0.05). */
 static int bench_gen(const char *path, int q8)
 {
-    const int C = 768, L = 12, NH = 12, FF = 2048, V = 32000;
-    bench_tensor ts[3 + 12 * 9];
+    const int C = BD_C, FF = BD_FF, V = BD_V;
+    static gw_tensor ts[3 + BD_L * 9];
     int nt = 0;
-#define BT(nd, a, b, ...)                                              \
-    do {                                                               \
-        snprintf(ts[nt].name, sizeof ts[nt].name, __VA_ARGS__);        \
-        ts[nt].n_dims = nd;                                            \
-        ts[nt].ne[0] = (uint64_t)(a);                                  \
-        ts[nt].ne[1] = (uint64_t)(b);                                  \
-        nt++;                                                          \
-    } while (0)
-    BT(2, C, V, "token_embd.weight");
-    BT(1, C, 1, "output_norm.weight");
-    BT(2, C, V, "output.weight");
-    for (int l = 0; l < L; l++) {
-        BT(1, C, 1, "blk.%d.attn_norm.weight", l);
-        BT(2, C, C, "blk.%d.attn_q.weight", l);
-        BT(2, C, C, "blk.%d.attn_k.weight", l);
-        BT(2, C, C, "blk.%d.attn_v.weight", l);
-        BT(2, C, C, "blk.%d.attn_output.weight", l);
-        BT(1, C, 1, "blk.%d.ffn_norm.weight", l);
-        BT(2, C, FF, "blk.%d.ffn_gate.weight", l);
-        BT(2, C, FF, "blk.%d.ffn_up.weight", l);
-        BT(2, FF, C, "blk.%d.ffn_down.weight", l);
+    const float w = 0.05f;
+    gw_add(ts, &nt, 2, C, V, 0, w, "token_embd.weight");
+    gw_add(ts, &nt, 1, C, 1, 1, 0, "output_norm.weight");
+    gw_add(ts, &nt, 2, C, V, 0, w, "output.weight");
+    for (int l = 0; l < BD_L; l++) {
+        gw_add(ts, &nt, 1, C, 1, 1, 0, "blk.%d.attn_norm.weight", l);
+        gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.attn_q.weight", l);
+        gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.attn_k.weight", l);
+        gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.attn_v.weight", l);
+        gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.attn_output.weight", l);
+        gw_add(ts, &nt, 1, C, 1, 1, 0, "blk.%d.ffn_norm.weight", l);
+        gw_add(ts, &nt, 2, C, FF, 0, w, "blk.%d.ffn_gate.weight", l);
+        gw_add(ts, &nt, 2, C, FF, 0, w, "blk.%d.ffn_up.weight", l);
+        gw_add(ts, &nt, 2, FF, C, 0, w, "blk.%d.ffn_down.weight", l);
     }
-#undef BT
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        fprintf(stderr, "bench: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    fwrite("GGUF", 1, 4, f);
-    bw_u32(f, 3);
-    bw_u64(f, (uint64_t)nt);
-    bw_u64(f, 10 + 7);
-    bw_kv_str(f, "general.architecture", "llama");
-    bw_kv_str(f, "general.name", "bench random llama");
-    bw_kv_u32(f, "llama.context_length", 2048);
-    bw_kv_u32(f, "llama.embedding_length", (uint32_t)C);
-    bw_kv_u32(f, "llama.block_count", (uint32_t)L);
-    bw_kv_u32(f, "llama.feed_forward_length", (uint32_t)FF);
-    bw_kv_u32(f, "llama.attention.head_count", (uint32_t)NH);
-    bw_kv_u32(f, "llama.attention.head_count_kv", (uint32_t)NH);
-    bw_kv_f32(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    bw_kv_f32(f, "llama.rope.freq_base", 10000.0f);
-    bw_vocab(f, V);
-    uint64_t off = 0;
-    for (int i = 0; i < nt; i++) {
-        int tq = q8 && ts[i].n_dims == 2;
-        bw_str(f, ts[i].name);
-        bw_u32(f, (uint32_t)ts[i].n_dims);
-        for (int d = 0; d < ts[i].n_dims; d++)
-            bw_u64(f, ts[i].ne[d]);
-        bw_u32(f, tq ? GGUF_DTYPE_Q8_0 : GGUF_DTYPE_F32);
-        bw_u64(f, off);
-        off += (bench_tensor_bytes(&ts[i], q8) + 31) / 32 * 32;
-    }
-    long pos = ftell(f);
-    for (; pos % 32; pos++)
-        fputc(0, f);
-    for (int i = 0; i < nt; i++) {
-        size_t nb = bench_tensor_bytes(&ts[i], q8);
-        int tq = q8 && ts[i].n_dims == 2;
-        uint64_t n = ts[i].ne[0] * (ts[i].n_dims > 1 ? ts[i].ne[1] : 1);
-        float scale = ts[i].n_dims == 1 ? 0.0f : 0.05f;
-        if (tq) {
-            unsigned char blk[34];
-            for (uint64_t b = 0; b < n / 32; b++) {
-                uint16_t d = bench_f16(scale / 127.0f);
-                blk[0] = (unsigned char)d;
-                blk[1] = (unsigned char)(d >> 8);
-                for (int j = 0; j < 32; j++)
-                    blk[2 + j] = (unsigned char)(signed char)(bench_frand() * 127.0f);
-                fwrite(blk, 1, 34, f);
-            }
-        } else {
-            for (uint64_t j = 0; j < n; j++) {
-                float v = ts[i].n_dims == 1 ? 1.0f : bench_frand() * scale;
-                fwrite(&v, 4, 1, f);
-            }
-        }
-        for (size_t p = nb; p % 32; p++)
-            fputc(0, f);
-    }
-    if (fclose(f) != 0) {
-        fprintf(stderr, "bench: %s: write failed\n", path);
-        return -1;
-    }
-    return 0;
+    return gw_write(path, 10 + 7, bd_kv, NULL, ts, nt, q8);
 }
 
 /* ---- timing -------------------------------------------------------------- */

@@ -226,7 +226,8 @@ static void gpt2__free(model *m)
 
 /* ---- forward ------------------------------------------------------------- */
 
-static void gpt2__forward(model *m, kv_cache *kv, const model_batch *b, float *logits)
+static void gpt2__forward(model *m, kv_cache *kv, const model_batch *b, float *logits,
+                          float *hidden)
 {
     const model_hparams *hp = &m->hp;
     gpt2__impl *im = m->impl;
@@ -256,6 +257,13 @@ static void gpt2__forward(model *m, kv_cache *kv, const model_batch *b, float *l
         ops_gelu_tanh(im->h, (size_t)T * FF);
         ops_matmul(xb, (size_t)C, im->h, L->wproj, L->bproj, T, FF, C);
         ops_add(x, xb, (size_t)T * C);
+    }
+    if (hidden) {
+        /* model_encode: every token after ln_f, no output projection */
+        for (int t = 0; t < T; t++)
+            ops_layernorm(hidden + (size_t)t * C, x + (size_t)t * C, im->lnf_w, im->lnf_b, C,
+                          eps);
+        return;
     }
     if (!logits)
         return;

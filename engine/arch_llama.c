@@ -321,7 +321,7 @@ static void llama__free(model *m)
 /* ---- forward ------------------------------------------------------------- */
 
 static void llama__forward(model *m, kv_cache *kv, const model_batch *b,
-                           float *logits)
+                           float *logits, float *hidden)
 {
     const model_hparams *hp = &m->hp;
     llama__impl *im = m->impl;
@@ -364,6 +364,12 @@ static void llama__forward(model *m, kv_cache *kv, const model_batch *b,
         ops_add(x, xb, (size_t)T * C);
     }
 
+    if (hidden) {
+        /* model_encode: every token's final-norm state, no lm_head */
+        for (int t = 0; t < T; t++)
+            ops_rmsnorm(hidden + (size_t)t * C, x + (size_t)t * C, im->out_norm, C, eps);
+        return;
+    }
     if (!logits)
         return;
     int n = model_gather_rows(b, x, C);

@@ -13,8 +13,9 @@
 static const struct {
     const char *gguf_name;
     const char *hf_name;
+    model_kind kind;
 } model__archs[MODEL_ARCH_COUNT] = {
-#define MODEL__ARCH_ROW(e, g, h) [MODEL_ARCH_##e] = {g, h},
+#define MODEL__ARCH_ROW(e, g, h, k) [MODEL_ARCH_##e] = {g, h, k},
     MODEL_ARCHS(MODEL__ARCH_ROW)
 #undef MODEL__ARCH_ROW
 };
@@ -24,6 +25,7 @@ static const model_arch_ops *model__ops(model_arch_id a)
     switch (a) {
     case MODEL_ARCH_LLAMA: return &model_arch_llama_ops;
     case MODEL_ARCH_GPT2: return &model_arch_gpt2_ops;
+    case MODEL_ARCH_BERT: return &model_arch_bert_ops;
     case MODEL_ARCH_COUNT: break;
     }
     return NULL;
@@ -32,6 +34,22 @@ static const model_arch_ops *model__ops(model_arch_id a)
 const char *model_arch_name(model_arch_id a)
 {
     return (unsigned)a < MODEL_ARCH_COUNT ? model__archs[a].gguf_name : "?";
+}
+
+model_kind model_arch_kind(model_arch_id a)
+{
+    return (unsigned)a < MODEL_ARCH_COUNT ? model__archs[a].kind : MODEL_KIND_DECODER;
+}
+
+model_arch_id model_arch_find(const char *name, model_format fmt)
+{
+    for (int i = 0; name && i < MODEL_ARCH_COUNT; i++) {
+        const char *n = fmt == MODEL_FMT_HF ? model__archs[i].hf_name
+                                            : model__archs[i].gguf_name;
+        if (strcmp(n, name) == 0)
+            return (model_arch_id)i;
+    }
+    return MODEL_ARCH_COUNT;
 }
 
 __attribute__((format(printf, 4, 5)))
@@ -97,13 +115,7 @@ int model_load_opts(model **out, const char *path, const model_opts *opts,
         }
     }
 
-    model_arch_id arch = MODEL_ARCH_COUNT;
-    for (int i = 0; i < MODEL_ARCH_COUNT; i++) {
-        const char *n = src.fmt == MODEL_FMT_HF ? model__archs[i].hf_name
-                                                : model__archs[i].gguf_name;
-        if (strcmp(n, arch_name) == 0)
-            arch = (model_arch_id)i;
-    }
+    model_arch_id arch = model_arch_find(arch_name, src.fmt);
     if (arch == MODEL_ARCH_COUNT) {
         rc = model__fail(err, errlen, -ENOTSUP,
                          "%s: architecture '%s' is not supported", path, arch_name);
@@ -140,6 +152,7 @@ void model_free(model *m)
         return;
     if (m->ops && m->ops->free)
         m->ops->free(m);
+    kv_free(m->enc_kv);
     wt_arena_free(&m->warena);
     free(m);
 }
@@ -147,6 +160,7 @@ void model_free(model *m)
 const model_hparams *model_hp(const model *m) { return &m->hp; }
 model_arch_id model_arch(const model *m) { return m->arch; }
 model_format model_fmt(const model *m) { return m->fmt; }
+model_kind model_get_kind(const model *m) { return model_arch_kind(m->arch); }
 int model_n_batch(const model *m) { return m->n_batch; }
 int model_n_ctx(const model *m) { return m->n_ctx; }
 size_t model_weight_bytes(const model *m) { return m->warena.cap * sizeof(float); }
@@ -264,6 +278,10 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b,
 {
     const model_hparams *hp = &m->hp;
     char msg[160];
+    if (!m->ops->forward)
+        return model__fail(err, errlen, -ENOTSUP,
+                           "model_forward: %s is an encoder and has no logits; "
+                           "use model_encode", model_arch_name(m->arch));
     if (b->n_tokens <= 0 || !b->token || !b->pos || !b->seq_id) {
         snprintf(msg, sizeof(msg), "batch: %d tokens or missing arrays", b->n_tokens);
         return model__fail(err, errlen, -EINVAL, "%s", msg);
@@ -335,7 +353,7 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b,
         /* without a logits array only the batch's last token is wanted:
          * earlier chunks compute none (logits_out NULL) */
         bool any = b->logits != NULL || last_chunk;
-        m->ops->forward(m, kv, &c, any ? lo : NULL);
+        m->ops->forward(m, kv, &c, any ? lo : NULL, NULL);
         if (lo && any) {
             int nw = 0;
             for (int t = 0; t < n; t++)
@@ -347,6 +365,162 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b,
         kv_seq_set_len(kv, s, len[s]);
     free(len);
     return 0;
+}
+
+/* ---- encode (complete sequences) ----------------------------------------- */
+
+static int model__seq_cmp(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Checks a model_encode batch and splits it into its runs: seq_start[0..n]
+ * (n + 1 entries, the last = n_tokens) into *starts (malloc'd), their
+ * count into *n_seq. */
+static int model__encode_check(const model *m, const model_batch *b, int **starts,
+                               int *n_seq, char *err, size_t errlen)
+{
+    const model_hparams *hp = &m->hp;
+    *starts = NULL;
+    if (!b || b->n_tokens <= 0 || !b->token || !b->seq_id)
+        return model__fail(err, errlen, -EINVAL, "encode: %d tokens or missing arrays",
+                           b ? b->n_tokens : 0);
+    int T = b->n_tokens;
+    if (T > m->n_batch)
+        return model__fail(err, errlen, -EINVAL,
+                           "encode: %d tokens exceed the batch size %d", T, m->n_batch);
+    int *st = malloc(((size_t)T + 1) * sizeof(int));
+    int32_t *ids = malloc((size_t)T * sizeof(int32_t));
+    if (!st || !ids) {
+        free(st);
+        free(ids);
+        return model__fail(err, errlen, -ENOMEM, "encode: out of memory");
+    }
+    int n = 0, rc = 0, run0 = 0;
+    char msg[192] = "";
+    for (int t = 0; t < T; t++) {
+        int tok = b->token[t], s = b->seq_id[t];
+        if (t == 0 || s != b->seq_id[t - 1]) {
+            st[n] = t;
+            ids[n++] = s;
+            run0 = t;
+        }
+        int want = t - run0;
+        if (tok < 0 || tok >= hp->n_vocab) {
+            snprintf(msg, sizeof(msg), "encode: token %d: id %d out of range [0, %d)", t,
+                     tok, hp->n_vocab);
+        } else if (s < 0) {
+            snprintf(msg, sizeof(msg), "encode: token %d: negative sequence id %d", t, s);
+        } else if (b->pos && b->pos[t] != want) {
+            snprintf(msg, sizeof(msg),
+                     "encode: token %d: position %d of sequence %d, expected %d "
+                     "(complete sequences, positions 0..n-1 in order)", t, b->pos[t], s,
+                     want);
+        } else if (want >= m->n_ctx) {
+            snprintf(msg, sizeof(msg),
+                     "encode: token %d: sequence %d is longer than the model context %d",
+                     t, s, m->n_ctx);
+        } else {
+            continue;
+        }
+        rc = -EINVAL;
+        break;
+    }
+    if (rc == 0) {
+        st[n] = T;
+        qsort(ids, (size_t)n, sizeof(int32_t), model__seq_cmp);
+        for (int i = 1; i < n; i++)
+            if (ids[i] == ids[i - 1]) {
+                snprintf(msg, sizeof(msg),
+                         "encode: sequence %d is split into several runs (the tokens of a "
+                         "sequence must be contiguous in the batch)", ids[i]);
+                rc = -EINVAL;
+                break;
+            }
+    }
+    free(ids);
+    if (rc != 0) {
+        free(st);
+        return model__fail(err, errlen, rc, "%s", msg);
+    }
+    *starts = st;
+    *n_seq = n;
+    return 0;
+}
+
+/* Decoders: the runs become slots 0..n_seq-1 of the model's own KV cache
+ * (grown as needed), and one forward pass writes the final-norm hidden
+ * states. */
+static int model__encode_decoder(model *m, const model_batch *b, int n_seq,
+                                 const int *st, float *hidden_out, char *err,
+                                 size_t errlen)
+{
+    const model_hparams *hp = &m->hp;
+    const int bs = KV_DEFAULT_BLOCK_SIZE;
+    int T = b->n_tokens;
+    long long need = 0;
+    for (int i = 0; i < n_seq; i++)
+        need += (st[i + 1] - st[i] + bs - 1) / bs;
+    kv_cache *kv = m->enc_kv;
+    if (!kv || kv_n_seq(kv) < n_seq || kv_n_blocks(kv) < need) {
+        int ns = kv && kv_n_seq(kv) > n_seq ? kv_n_seq(kv) : n_seq;
+        long long nb = kv && kv_n_blocks(kv) > need ? kv_n_blocks(kv) : need;
+        kv_free(m->enc_kv);
+        m->enc_kv = NULL;
+        int rc = kv_create(&m->enc_kv, hp->n_layer, hp->n_head_kv * hp->head_dim, bs,
+                           (int)nb, ns, m->n_ctx, err, errlen);
+        if (rc != 0)
+            return rc;
+        kv = m->enc_kv;
+    }
+    int32_t *pos = malloc((size_t)T * sizeof(int32_t));
+    int32_t *sid = malloc((size_t)T * sizeof(int32_t));
+    if (!pos || !sid) {
+        free(pos);
+        free(sid);
+        return model__fail(err, errlen, -ENOMEM, "encode: out of memory");
+    }
+    for (int s = 0; s < kv_n_seq(kv); s++)
+        kv_seq_clear(kv, s);
+    int rc = 0;
+    for (int i = 0; i < n_seq && rc == 0; i++) {
+        for (int t = st[i]; t < st[i + 1]; t++) {
+            pos[t] = t - st[i];
+            sid[t] = i;
+        }
+        if (kv_seq_reserve(kv, i, st[i + 1] - st[i]) != 0)
+            rc = model__fail(err, errlen, -ENOMEM, "encode: KV cache reservation failed");
+    }
+    if (rc == 0) {
+        model_batch c = {.n_tokens = T, .token = b->token, .pos = pos, .seq_id = sid};
+        m->ops->forward(m, kv, &c, NULL, hidden_out);
+    }
+    for (int s = 0; s < kv_n_seq(kv); s++)
+        kv_seq_clear(kv, s);
+    free(pos);
+    free(sid);
+    return rc;
+}
+
+int model_encode(model *m, const model_batch *b, float *hidden_out, char *err,
+                 size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (!m || !hidden_out)
+        return model__fail(err, errlen, -EINVAL, "encode: %s",
+                           m ? "no output buffer" : "no model");
+    int *st = NULL, n_seq = 0;
+    int rc = model__encode_check(m, b, &st, &n_seq, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (m->ops->encode)
+        m->ops->encode(m, b, n_seq, st, hidden_out);
+    else
+        rc = model__encode_decoder(m, b, n_seq, st, hidden_out, err, errlen);
+    free(st);
+    return rc;
 }
 
 /* ---- hyper-parameter getters (for the architectures) --------------------- */

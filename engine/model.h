@@ -1,6 +1,7 @@
-/* model.h - the common model interface: loading a decoder (or, in later
- * issues, an encoder) from a GGUF file or a Hugging Face directory, its
- * hyper-parameters, and a batched forward pass over a KV cache.
+/* model.h - the common model interface: loading a decoder (llama, gpt2) or
+ * an encoder (bert) from a GGUF file or a Hugging Face directory, its
+ * hyper-parameters, a batched forward pass over a KV cache (decoders), and
+ * a batched encode pass over complete sequences (every architecture).
  *
  * Loading: model_load detects the format (a directory is an HF folder with
  * config.json; a file is GGUF) and the architecture (general.architecture /
@@ -25,9 +26,15 @@
  * feature), with a message naming the file, key or tensor at fault in the
  * caller's err buffer.
  *
- * Threads: a loaded model is read-only; model_forward may be called from one
- * thread at a time per model (it uses the model's scratch), with a KV cache
- * owned by that thread. Matmuls run on OpenBLAS's threads.
+ * Encoding: model_encode runs complete sequences (all their tokens at once)
+ * and returns every token's final hidden state: the input of pooling
+ * (pooling.h) for sentence embeddings. Encoders attend bidirectionally,
+ * decoders causally (through a KV cache the model keeps for this).
+ *
+ * Threads: a loaded model is read-only; model_forward and model_encode may
+ * be called from one thread at a time per model (they use the model's
+ * scratch), model_forward with a KV cache owned by that thread. Matmuls run
+ * on OpenBLAS's threads.
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -42,13 +49,19 @@
 #include "ops.h"
 #include "weights.h"
 
-/* Architectures: X(enum suffix, GGUF general.architecture, HF model_type). */
-#define MODEL_ARCHS(X)             \
-    X(LLAMA, "llama", "llama")     \
-    X(GPT2, "gpt2", "gpt2")
+/* Architectures: X(enum suffix, GGUF general.architecture, HF model_type,
+ * kind). */
+#define MODEL_ARCHS(X)                                 \
+    X(LLAMA, "llama", "llama", MODEL_KIND_DECODER)     \
+    X(GPT2, "gpt2", "gpt2", MODEL_KIND_DECODER)        \
+    X(BERT, "bert", "bert", MODEL_KIND_ENCODER)
+
+/* Decoders predict the next token (model_forward: logits); encoders only
+ * produce hidden states (model_encode). */
+typedef enum model_kind { MODEL_KIND_DECODER, MODEL_KIND_ENCODER } model_kind;
 
 typedef enum model_arch_id {
-#define MODEL__ARCH_ENUM(e, gguf_name, hf_name) MODEL_ARCH_##e,
+#define MODEL__ARCH_ENUM(e, gguf_name, hf_name, kind) MODEL_ARCH_##e,
     MODEL_ARCHS(MODEL__ARCH_ENUM)
 #undef MODEL__ARCH_ENUM
     MODEL_ARCH_COUNT
@@ -61,7 +74,8 @@ typedef enum model_format {
 
 typedef struct model_hparams {
     int n_vocab;        /* V */
-    int n_ctx_train;    /* context length of training (positions for gpt2) */
+    int n_ctx_train;    /* context length of training (positions for gpt2
+                           and bert) */
     int n_embd;         /* C */
     int n_layer;
     int n_head;         /* NH */
@@ -70,6 +84,7 @@ typedef struct model_hparams {
     int n_ff;           /* feed-forward width */
     int n_rot;          /* rotary dims per head (llama), 0 for none */
     float norm_eps;     /* RMSNorm / LayerNorm epsilon */
+    int n_type_vocab;   /* token types (bert segment embeddings), else 0 */
     double rope_theta;  /* RoPE base */
     float rope_freq_scale;        /* 1 / linear scaling factor; 1 unscaled */
     ops_rope_layout rope_layout;  /* ADJACENT for GGUF, HALF for HF */
@@ -82,7 +97,7 @@ typedef struct model_hparams {
 typedef struct model_opts {
     int n_batch;  /* max tokens per internal chunk (default 512) */
     int n_ctx;    /* max positions per sequence (default n_ctx_train; for
-                     gpt2 at most n_ctx_train) */
+                     gpt2 and bert at most n_ctx_train) */
 } model_opts;
 
 #define MODEL_DEFAULT_BATCH 512
@@ -114,7 +129,13 @@ void model_free(model *m);
 const model_hparams *model_hp(const model *m);
 model_arch_id model_arch(const model *m);
 model_format model_fmt(const model *m);
-const char *model_arch_name(model_arch_id a);   /* "llama", "gpt2" */
+model_kind model_get_kind(const model *m);
+const char *model_arch_name(model_arch_id a);   /* "llama", "gpt2", "bert" */
+model_kind model_arch_kind(model_arch_id a);
+/* The architecture named name (GGUF general.architecture for
+ * MODEL_FMT_GGUF, config.json model_type for MODEL_FMT_HF), or
+ * MODEL_ARCH_COUNT when none is. */
+model_arch_id model_arch_find(const char *name, model_format fmt);
 int model_n_batch(const model *m);
 int model_n_ctx(const model *m);
 /* Bytes of converted weights. */
@@ -137,9 +158,25 @@ int model_kv_create(const model *m, int n_seq_max, int budget_tokens,
  * cache (kv_check_write: covered by its sequence's block table, in a block
  * that sequence holds alone), else -EINVAL naming the token, sequence and
  * position. Updates kv_seq_len of every sequence in the batch to its last
- * position + 1. */
+ * position + 1. An encoder has no logits: -ENOTSUP (use model_encode). */
 int model_forward(model *m, kv_cache *kv, const model_batch *b,
                   float *logits_out, char *err, size_t errlen);
+
+/* Runs COMPLETE sequences: every token of each sequence in the batch, with
+ * positions 0..n-1 in order. b->seq_id groups them: the tokens of one
+ * sequence form one contiguous run of the batch (any ids >= 0, each id in
+ * one run only); b->pos may be NULL (positions implied), else it must hold
+ * 0..n-1 within each run; b->logits is ignored. Any number of sequences, at
+ * most model_n_batch(m) tokens in all, each sequence at most model_n_ctx.
+ * Encoders (bert) attend bidirectionally within a sequence (token type 0),
+ * never across sequences; decoders attend causally. Writes the final hidden
+ * state of every token, after the final norm (decoders: no lm_head), to
+ * hidden_out [n_tokens, n_embd] in batch order. Needs no KV cache from the
+ * caller (a decoder keeps one internally, grown to the largest batch seen,
+ * freed with the model). Validates everything first: -EINVAL naming the
+ * token at fault, and nothing is computed. One caller at a time per model. */
+int model_encode(model *m, const model_batch *b, float *hidden_out, char *err,
+                 size_t errlen);
 
 /* ---- for architecture files (arch_*.c) only ------------------------------ */
 
@@ -158,17 +195,27 @@ typedef struct model_arch_ops {
      * for m->n_batch tokens and m->n_ctx positions. m->n_batch is set and
      * m->n_ctx holds the requested value (0: default) on entry. */
     int (*load)(model *m, const model_src *src, char *err, size_t errlen);
-    /* Runs one validated chunk (n_tokens <= m->n_batch). Writes the rows of
-     * wanted logits (b->logits, or the chunk's last token when NULL) to
-     * logits_out; logits_out NULL: compute no logits at all. */
+    /* Decoders: runs one validated chunk (n_tokens <= m->n_batch). Writes
+     * the rows of wanted logits (b->logits, or the chunk's last token when
+     * NULL) to logits_out; logits_out NULL: compute no logits at all.
+     * hidden_out non-NULL (model_encode): writes instead the final-norm
+     * hidden state of every token, [n_tokens, C], and no logits.
+     * NULL for encoders. */
     void (*forward)(model *m, kv_cache *kv, const model_batch *b,
-                    float *logits_out);
+                    float *logits_out, float *hidden_out);
+    /* Encoders: runs a validated model_encode batch whose n_seq sequences
+     * are the runs [seq_start[i], seq_start[i + 1]) of its tokens (positions
+     * 0..len-1). NULL for decoders (model.c encodes them through forward
+     * and an internal KV cache). */
+    void (*encode)(model *m, const model_batch *b, int n_seq,
+                   const int *seq_start, float *hidden_out);
     /* Frees m->impl (not the arena). */
     void (*free)(model *m);
 } model_arch_ops;
 
 extern const model_arch_ops model_arch_llama_ops;
 extern const model_arch_ops model_arch_gpt2_ops;
+extern const model_arch_ops model_arch_bert_ops;
 
 struct model {
     model_arch_id arch;
@@ -179,6 +226,7 @@ struct model {
     int n_ctx;            /* positions per sequence */
     wt_arena warena;      /* every weight, F32 */
     void *impl;           /* the architecture's weights and scratch */
+    kv_cache *enc_kv;     /* decoders: model_encode's own cache (lazy) */
 };
 
 /* Looks up a tensor by name in the source. Absent: -ENOENT naming it and

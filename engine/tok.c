@@ -119,6 +119,10 @@ void tok_options_init(tok_options *o, tok_kind kind) {
         o->add_bos = true;
         o->add_space_prefix = true;
     }
+    if (kind == TOK_KIND_WORDPIECE) { /* [CLS] ... [SEP] */
+        o->pad_id = TOK_ID_AUTO;
+        o->add_bos = o->add_eos = true;
+    }
 }
 
 /* Resolves one special id: AUTO looks up `name` (NULL: none). */
@@ -214,11 +218,14 @@ int tok__create_base(tok **out, tok_kind kind, const char *const *tokens, size_t
     const char *bos = kind == TOK_KIND_BPE ? "<|endoftext|>" : "<s>";
     const char *eos = kind == TOK_KIND_BPE ? "<|endoftext|>" : "</s>";
     const char *unk = kind == TOK_KIND_BPE ? "<|endoftext|>" : "<unk>";
+    const char *pad = NULL;
+    if (kind == TOK_KIND_WORDPIECE) bos = "[CLS]", eos = "[SEP]", unk = "[UNK]", pad = "[PAD]";
+    t->mask = TOK_ID_NONE;
     int rc;
     if ((rc = tok__resolve_id(t, opt->bos_id, bos, "bos_id", &t->bos, err)) ||
         (rc = tok__resolve_id(t, opt->eos_id, eos, "eos_id", &t->eos, err)) ||
         (rc = tok__resolve_id(t, opt->unk_id, unk, "unk_id", &t->unk, err)) ||
-        (rc = tok__resolve_id(t, opt->pad_id, NULL, "pad_id", &t->pad, err))) {
+        (rc = tok__resolve_id(t, opt->pad_id, pad, "pad_id", &t->pad, err))) {
         tok_free(t);
         return rc;
     }
@@ -284,6 +291,7 @@ int tok__finish(tok *t, tok_err *err) {
 void tok_free(tok *t) {
     if (!t) return;
     tok__bpe_release(t);
+    tok__wordpiece_release(t);
     free(t->merges.slot);
     free(t->special);
     free(t->map.slot);
@@ -345,6 +353,8 @@ int tok_encode(const tok *t, const char *text, size_t len, unsigned flags, int32
         if (at > pos) {
             if (t->kind == TOK_KIND_BPE)
                 rc = tok__bpe_encode(t, text + pos, at - pos, &sink, &sc, err);
+            else if (t->kind == TOK_KIND_WORDPIECE)
+                rc = tok__wordpiece_encode(t, text + pos, at - pos, &sink, err);
             else
                 rc = tok__spm_encode(t, text + pos, at - pos, t->add_space_prefix && prev_special,
                                      &sink, &sc, err);
@@ -370,6 +380,24 @@ done:
 /* The bytes token id decodes to under flags (borrowed or static). */
 static void tok__piece_of(const tok *t, int32_t id, unsigned flags, const char **p, size_t *len) {
     int ty = t->type[id];
+    if ((ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN) && t->kind == TOK_KIND_WORDPIECE) {
+        /* WordPiece: the piece is " [CLS]"; unk without TOK_DEC_SPECIAL " U+FFFD" */
+        if (flags & TOK_DEC_SPECIAL) {
+            *p = t->piece[id];
+            *len = t->piece_len[id];
+        } else if (ty == TOK_TYPE_UNKNOWN) {
+            *p = " " TOK_UTF8_REPLACEMENT_STR;
+            *len = 4;
+        } else {
+            *p = "";
+            *len = 0;
+        }
+        if ((flags & TOK_DEC_STRIP_SPACE) && *len > 0 && (*p)[0] == ' ') {
+            (*p)++;
+            (*len)--;
+        }
+        return;
+    }
     if (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN) {
         if (flags & TOK_DEC_SPECIAL) {
             *p = t->text[id];
@@ -416,6 +444,7 @@ int tok_decode(const tok *t, const int32_t *ids, size_t n_ids, unsigned flags, c
         return tok__err(err, TOK_EINVAL, "tok_decode: NULL argument");
     flags &= ~(unsigned)TOK_DEC_STRIP_SPACE;
     bool strip = t->kind == TOK_KIND_SPM && t->add_space_prefix;
+    bool wp_first = t->kind == TOK_KIND_WORDPIECE; /* until the first non-empty piece */
     size_t w = 0;
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
@@ -432,6 +461,18 @@ int tok_decode(const tok *t, const int32_t *ids, size_t n_ids, unsigned flags, c
         const char *p;
         size_t len;
         tok__piece_of(t, id, f, &p, &len);
+        if (wp_first && len > 0) {
+            /* HF's " ".join(tokens).replace(" ##", "").strip(): the first
+             * rendered token loses its space, and a first "##x" stays "##x" */
+            wp_first = false;
+            if (p[0] == ' ') {
+                p++;
+                len--;
+            } else if (t->type[id] == TOK_TYPE_NORMAL || t->type[id] == TOK_TYPE_USER_DEFINED) {
+                p = t->text[id];
+                len = t->text_len[id];
+            }
+        }
         if (len && len <= cap && w <= cap - len) memcpy(buf + w, p, len);
         w += len;
     }

@@ -1,11 +1,14 @@
 /* tok.h - the engine's tokenizers behind one interface.
  *
- * A `tok` turns UTF-8 text into token ids and token ids back into bytes. Two
+ * A `tok` turns UTF-8 text into token ids and token ids back into bytes. Three
  * algorithms are implemented:
  *   - TOK_KIND_BPE: GPT-2 byte-level BPE (tok_bpe.c): GPT-2's pre-tokenizer
  *     regex, bytes mapped to tokens, merges applied by rank. No BOS.
  *   - TOK_KIND_SPM: llama SentencePiece-BPE (tok_spm.c): spaces become U+2581,
  *     a dummy-prefix U+2581, highest-score merges, byte fallback <0xNN>.
+ *   - TOK_KIND_WORDPIECE: BERT's WordPiece (tok_wordpiece.c): BERT's basic
+ *     tokenizer (cleaning, CJK split, lower-case and accent strip, punctuation
+ *     split), then greedy longest-match-first with "##" continuations.
  * A tokenizer owns a copy of everything it was built from (the vocabulary
  * arrays passed in are borrowed only for the duration of the call), so GGUF
  * and tokenizer files can be freed after creation.
@@ -35,7 +38,11 @@
 
 typedef struct tok tok;
 
-typedef enum tok_kind { TOK_KIND_BPE = 1, TOK_KIND_SPM = 2 } tok_kind;
+typedef enum tok_kind {
+    TOK_KIND_BPE = 1,
+    TOK_KIND_SPM = 2,
+    TOK_KIND_WORDPIECE = 3, /* added with WordPiece (issue "Embeddings"): see below */
+} tok_kind;
 
 /* GGUF tokenizer.ggml.token_type values. */
 enum {
@@ -77,6 +84,9 @@ typedef struct tok_options {
  *   SPM: bos AUTO ("<s>"), eos AUTO ("</s>"), unk AUTO (the first UNKNOWN
  *        token, else "<unk>"), pad NONE, add_bos true, add_eos false,
  *        add_space_prefix true.
+ *   WORDPIECE: bos AUTO ("[CLS]"), eos AUTO ("[SEP]"), unk AUTO ("[UNK]"),
+ *        pad AUTO ("[PAD]"), add_bos true, add_eos true (so
+ *        TOK_ENC_ADD_SPECIAL gives [CLS] ... [SEP]), add_space_prefix false.
  * A NULL tok_options pointer anywhere below means these defaults. */
 void tok_options_init(tok_options *o, tok_kind kind);
 
@@ -218,5 +228,74 @@ float tok_token_score(const tok *t, int32_t id);
 /* Id of the exact vocabulary string text[0..len), or TOK_ID_NONE. When the
  * vocabulary repeats a string, the highest id holding it (llama.cpp's rule). */
 int32_t tok_find(const tok *t, const char *text, size_t len);
+
+/* ==== WordPiece (added with issue "Embeddings"; tok_wordpiece.c) ==========
+ *
+ * Encoding follows Hugging Face's slow BertTokenizer (transformers 4.36):
+ *   1. clean (clean_text): drop NUL, U+FFFD, invalid UTF-8 and every
+ *      character of a C* category except \t \n \r; \t \n \r, Zs, U+2028 and
+ *      U+2029 become spaces;
+ *   2. put spaces around CJK ideographs (tokenize_chinese_chars; the blocks
+ *      BERT lists: U+4E00-9FFF, 3400-4DBF, 20000-2A6DF, 2A700-2CEAF,
+ *      F900-FAFF, 2F800-2FA1F);
+ *   3. NFC (nfc; the slow tokenizer does it, tokenizer.json's does not);
+ *   4. split on spaces; per word: lower-case (Python's str.lower, with the
+ *      final-sigma rule), strip accents (NFD, then drop Mn marks);
+ *   5. split punctuation (ASCII 33-47, 58-64, 91-96, 123-126 and Unicode P*)
+ *      into one-character words;
+ *   6. WordPiece per word: greedy longest match, pieces after the first
+ *      carry the continuation prefix; a word with no full segmentation, or
+ *      longer than max_input_chars_per_word characters, becomes unk.
+ * Special tokens in the text are kept whole with TOK_ENC_PARSE_SPECIAL (they
+ * are matched before step 1, case-sensitively, as HF's added-token trie);
+ * TOK_ENC_ADD_SPECIAL wraps the ids in bos ([CLS]) and eos ([SEP]).
+ *
+ * Decoding: tok_decode_piece gives " word" (a leading space) for a
+ * word-initial token, "x" for a continuation "##x", " [CLS]" for a CONTROL
+ * token with TOK_DEC_SPECIAL (nothing without), " [UNK]" for the unk token
+ * with TOK_DEC_SPECIAL and " " U+FFFD without; TOK_DEC_STRIP_SPACE drops the
+ * leading space. tok_decode joins the rendered pieces and drops the leading
+ * space of the first one (a first "##x" stays "##x"), which is exactly HF's
+ * convert_tokens_to_string (" ".join(tokens).replace(" ##", "").strip())
+ * over the rendered tokens, without clean_up_tokenization_spaces. */
+
+typedef struct tok_wordpiece_options {
+    bool clean_text;             /* step 1 (default true) */
+    bool tokenize_chinese_chars; /* step 2 (default true) */
+    bool nfc;                    /* step 3 (default true) */
+    bool lowercase;              /* do_lower_case (default true) */
+    int strip_accents;           /* -1: as lowercase (HF None; default), 0 no, 1 yes */
+    int32_t mask_id;             /* TOK_ID_AUTO ("[MASK]"; default), TOK_ID_NONE or an id */
+    const char *prefix;          /* continuation prefix (default "##"); borrowed */
+    uint32_t max_input_chars_per_word; /* default 100 */
+    /* Names that TOK_ID_AUTO ids (tok_options bos/eos/unk/pad, mask_id) are
+     * looked up by; NULL (the default) means "[CLS]", "[SEP]", "[UNK]",
+     * "[PAD]", "[MASK]". Borrowed for the call. */
+    const char *cls_token, *sep_token, *unk_token, *pad_token, *mask_token;
+} tok_wordpiece_options;
+
+/* Fills *o with bert-base-uncased's settings (the defaults above). A NULL
+ * tok_wordpiece_options pointer below means these defaults. */
+void tok_wordpiece_options_init(tok_wordpiece_options *o);
+
+/* Builds a WordPiece tokenizer. tokens[i] is the vocabulary string of id i
+ * in vocab.txt form ("the", "##ing", "[CLS]"). types (nullable) are token
+ * types; without them the bos/eos/pad/mask tokens are CONTROL and every other
+ * token NORMAL. The unk token is always typed UNKNOWN; a tokenizer needs one
+ * (TOK_EINVAL otherwise). opt NULL: tok_options_init(TOK_KIND_WORDPIECE).
+ * Borrows all arrays. On success *out is a new tokenizer (tok_free). */
+int tok_create_wordpiece(tok **out, const char *const *tokens, size_t n_tokens,
+                         const int32_t *types, const tok_options *opt,
+                         const tok_wordpiece_options *wp, tok_err *err);
+
+/* Reads a BERT vocab.txt (one token per line, id = line number; "\n" or
+ * "\r\n" ends a line), then tok_create_wordpiece. */
+int tok_create_wordpiece_from_file(tok **out, const char *vocab_txt_path, const tok_options *opt,
+                                   const tok_wordpiece_options *wp, tok_err *err);
+
+/* Mask token id ([MASK]) of a WordPiece tokenizer; TOK_ID_NONE otherwise. */
+int32_t tok_mask(const tok *t);
+
+/* ==== end of WordPiece additions ========================================= */
 
 #endif

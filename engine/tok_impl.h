@@ -51,6 +51,9 @@ struct tok {
     /* BPE only */
     tok__pairmap merges;
     void *re;              /* pcre2_code * (GPT-2 pre-tokenizer) */
+    /* WordPiece only (tok_wordpiece.c) */
+    int32_t mask;          /* [MASK] id or TOK_ID_NONE (every kind) */
+    struct tok__wp *wp;    /* settings; NULL for other kinds */
 };
 
 /* One symbol of a word being merged: a byte range of the word plus the
@@ -126,6 +129,10 @@ int tok__bpe_encode(const tok *t, const char *s, size_t len, tok__sink *sink, to
 int tok__spm_encode(const tok *t, const char *s, size_t len, bool prefix_space, tok__sink *sink,
                     tok__scratch *sc, tok_err *err);
 void tok__bpe_release(tok *t);           /* frees the regex */
+/* tok_wordpiece.c: encode one fragment (no special tokens in it); free the
+ * WordPiece settings (accepts any kind). */
+int tok__wordpiece_encode(const tok *t, const char *s, size_t len, tok__sink *sink, tok_err *err);
+void tok__wordpiece_release(tok *t);
 void tok__bpe_scratch_free(tok__scratch *sc); /* frees the match data */
 
 #endif

@@ -1,7 +1,8 @@
 /* tok_load.h - the tokenizer of a model file: from a GGUF file's
  * tokenizer.ggml.* metadata, or from a Hugging Face folder's tokenizer files
  * (tokenizer.model for SentencePiece, vocab.json + merges.txt for GPT-2
- * BPE). Main/loader thread; the result is immutable (any thread). */
+ * BPE, vocab.txt or a WordPiece tokenizer.json for BERT). Main/loader
+ * thread; the result is immutable (any thread). */
 #ifndef TOK_LOAD_H
 #define TOK_LOAD_H
 
@@ -11,7 +12,12 @@
 /* Builds the tokenizer described by an open GGUF file (borrowed: the
  * tokenizer copies what it needs). tokenizer.ggml.model "llama" gives SPM,
  * "gpt2" gives byte-level BPE; special ids and add_bos/add_eos/
- * add_space_prefix come from the metadata when present. */
+ * add_space_prefix come from the metadata when present.
+ * "bert" gives WordPiece (bert-base-uncased settings): llama.cpp's
+ * "phantom space" tokens ("U+2581 word", "x" for "##x") are mapped back to
+ * vocab.txt form; [CLS]/[SEP] come from tokenizer.ggml.cls_token_id /
+ * seperator_token_id, else the tokens "[CLS]"/"[SEP]", else 101/102 (as
+ * llama.cpp); add_bos_token / add_sep_token default to true. */
 int tok_load_gguf(tok **out, const gguf_file *f, tok_err *err);
 
 /* Builds a byte-level BPE tokenizer from a Hugging Face tokenizer.json
@@ -20,8 +26,21 @@ int tok_load_gguf(tok **out, const gguf_file *f, tok_err *err);
  * naming the file): their tokenizer.model is read instead. */
 int tok_create_bpe_from_hf_json(tok **out, const char *path, tok_err *err);
 
+/* Builds a WordPiece tokenizer from a Hugging Face tokenizer.json with
+ * model.type "WordPiece": model.vocab, unk_token, continuing_subword_prefix,
+ * max_input_chars_per_word; the normalizer's BertNormalizer (clean_text,
+ * handle_chinese_chars, lowercase, strip_accents; no normalizer means none
+ * of them); added_tokens (special ones CONTROL); [CLS]/[SEP] from the
+ * post_processor (BertProcessing or TemplateProcessing; none: encode adds
+ * nothing). Unlike the slow BertTokenizer, no NFC (the tokenizers library
+ * has none). Other model types are refused (TOK_EINVAL). */
+int tok_create_wordpiece_from_hf_json(tok **out, const char *path, tok_err *err);
+
 /* Builds the tokenizer of a Hugging Face model folder: tokenizer.model
- * (SentencePiece), else vocab.json + merges.txt, else tokenizer.json. */
+ * (SentencePiece), else vocab.json + merges.txt, else vocab.txt (WordPiece,
+ * with do_lower_case / strip_accents / tokenize_chinese_chars and the
+ * special token names from tokenizer_config.json when present), else
+ * tokenizer.json (WordPiece or BPE by its model.type). */
 int tok_load_hf_dir(tok **out, const char *dir, tok_err *err);
 
 /* Either of the above, by what `path` is (a folder or a GGUF file). */

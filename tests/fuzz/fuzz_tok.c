@@ -11,12 +11,19 @@
  *      tokenizer and encode some text and the input itself.
  *   3: a vocabulary for tok_create_bpe: lines with a space are merges, the
  *      others tokens; when it builds, encode and decode the input.
+ *   4: text for a built-in uncased WordPiece (BERT); ids in range, [CLS] and
+ *      [SEP] around with TOK_ENC_ADD_SPECIAL, no special ids from plain text,
+ *      decode is valid UTF-8, and re-encoding the decoded text gives the same
+ *      ids when no [UNK] came out.
+ *   5: a vocabulary for tok_create_wordpiece (one token per line, "[UNK]"
+ *      appended); when it builds, encode and decode the input, cased and
+ *      uncased.
  * The second byte holds encode flags. Any crash, sanitizer report, leak or
  * failed check (abort) is a finding.
  *
  * Build by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iengine \
- *     engine/tok*.c tests/fuzz/fuzz_tok.c -o /tmp/fuzz_tok \
+ *     engine/tok*.c engine/gguf*.c engine/eng_err.c tests/fuzz/fuzz_tok.c -o /tmp/fuzz_tok \
  *     -lpcre2-8 -lutf8proc -ljansson -lm
  */
 #include <stdint.h>
@@ -38,7 +45,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
         }                                                                     \
     } while (0)
 
-static tok *g_bpe, *g_spm;
+static tok *g_bpe, *g_spm, *g_wp;
 
 #define SP "\xE2\x96\x81"
 
@@ -105,11 +112,26 @@ static tok *make_spm(void) {
     return t;
 }
 
+static tok *make_wp(void) {
+    const char *v[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "##s", "##e", "a", "##a",
+                       "un", "##aff", "##able", ",", ".", "!", "[", "]", "#", "##", "###",
+                       "\xE4\xB8\xAD", "##\xE4\xB8\xAD", "\xCF\x82", "\xCF\x83", "##\xCF\x82",
+                       "e", "i", "##i", "\xE1\x84\x92", "##\xE1\x85\xA1", "##\xE1\x86\xAB"};
+    tok *t = NULL;
+    tok_err err;
+    if (tok_create_wordpiece(&t, v, sizeof v / sizeof *v, NULL, NULL, NULL, &err)) {
+        fprintf(stderr, "fuzz_tok: built-in WordPiece: %s\n", err.msg);
+        abort();
+    }
+    return t;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     g_bpe = make_bpe();
     g_spm = make_spm();
+    g_wp = make_wp();
     return 0;
 }
 
@@ -254,17 +276,89 @@ out:
     free(buf);
 }
 
+static void fuzz_wp_text(const char *s, size_t len, unsigned flags) {
+    size_t n, dl;
+    int32_t *ids = encode(g_wp, s, len, flags, &n);
+    if (!ids) return;
+    bool unk = false;
+    size_t from = 0, to = n;
+    if (flags & TOK_ENC_ADD_SPECIAL) {
+        CHECK(n >= 2 && ids[0] == tok_bos(g_wp) && ids[n - 1] == tok_eos(g_wp));
+        from = 1, to = n - 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        CHECK(ids[i] >= 0 && (size_t)ids[i] < tok_n_vocab(g_wp));
+        unk |= ids[i] == tok_unk(g_wp);
+        if (!(flags & TOK_ENC_PARSE_SPECIAL) && i >= from && i < to)
+            CHECK(tok_token_type(g_wp, ids[i]) == TOK_TYPE_NORMAL || ids[i] == tok_unk(g_wp));
+    }
+    char *back = decode(g_wp, ids + from, to - from, 0, &dl);
+    if (back) {
+        CHECK(tok_utf8_is_valid(back, dl));
+        if (!unk && !(flags & TOK_ENC_PARSE_SPECIAL) && (dl < 2 || memcmp(back, "##", 2) != 0)) {
+            size_t n2;
+            int32_t *again = encode(g_wp, back, dl, 0, &n2);
+            if (again) {
+                CHECK(n2 == to - from && (n2 == 0 || memcmp(again, ids + from, n2 * sizeof *ids) == 0));
+                free(again);
+            }
+        }
+        free(back);
+    }
+    free(ids);
+}
+
+static void fuzz_wp_vocab(const uint8_t *d, size_t len, unsigned flags) {
+    char *buf = malloc(len + 1);
+    if (!buf) return;
+    memcpy(buf, d, len);
+    buf[len] = '\0';
+    size_t lines = 2;
+    for (size_t i = 0; i < len; i++) lines += buf[i] == '\n';
+    const char **toks = calloc(lines, sizeof *toks);
+    size_t nt = 0;
+    if (!toks) goto out;
+    for (char *p = buf;;) {
+        char *nl = strchr(p, '\n');
+        if (nl) *nl = '\0';
+        toks[nt++] = p;
+        if (!nl) break;
+        p = nl + 1;
+    }
+    toks[nt++] = "[UNK]";
+    for (int cased = 0; cased < 2; cased++) {
+        tok_wordpiece_options wo;
+        tok_wordpiece_options_init(&wo);
+        wo.lowercase = !cased;
+        tok *t = NULL;
+        tok_err err;
+        if (tok_create_wordpiece(&t, toks, nt, NULL, NULL, &wo, &err) != TOK_OK) continue;
+        size_t n, dl;
+        int32_t *ids = encode(t, (const char *)d, len, flags, &n);
+        if (ids) {
+            free(decode(t, ids, n, TOK_DEC_SPECIAL, &dl));
+            free(ids);
+        }
+        tok_free(t);
+    }
+out:
+    free(toks);
+    free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g_bpe) LLVMFuzzerInitialize(NULL, NULL);
     if (size < 2) return 0;
-    unsigned mode = data[0] % 4, flags = data[1] & 3u;
+    unsigned mode = data[0] % 6, flags = data[1] & 3u;
     const uint8_t *d = data + 2;
     size_t len = size - 2;
     switch (mode) {
     case 0: fuzz_bpe_text((const char *)d, len, flags); break;
     case 1: fuzz_spm_text((const char *)d, len, flags); break;
     case 2: fuzz_model(d, len, flags); break;
-    default: fuzz_vocab(d, len, flags); break;
+    case 3: fuzz_vocab(d, len, flags); break;
+    case 4: fuzz_wp_text((const char *)d, len, flags); break;
+    default: fuzz_wp_vocab(d, len, flags); break;
     }
     return 0;
 }

@@ -189,11 +189,11 @@ static void test_bad_batches(void **state) {
     assert_int_not_equal(model_load(&m, "/nonexistent/model.gguf", err, sizeof err), 0);
     assert_null(m);
     assert_non_null(strstr(err, "/nonexistent/model.gguf"));
-    char *bert = tu_shared_path("conformance/bert-tiny/model-f32.gguf");
-    if (bert) {
-        assert_int_not_equal(model_load(&m, bert, err, sizeof err), 0);
-        assert_non_null(strstr(err, "bert"));
-        free(bert);
+    char *clip = tu_shared_path("conformance/clip-tiny"); /* an architecture not served (yet) */
+    if (clip) {
+        assert_int_not_equal(model_load(&m, clip, err, sizeof err), 0);
+        assert_non_null(strstr(err, "clip"));
+        free(clip);
     }
 }
 
