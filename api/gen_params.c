@@ -95,6 +95,11 @@ int api_gen_params_parse(http_req *req, json_t *body, gen_kind kind, api_gen_par
         http_reply_error(req, API_ERR_MODEL_NOT_FOUND, "model", "model '%s' is not served here (see GET /v1/models)", name);
         return -1;
     }
+    if (!p->sm->decoder) {
+        http_reply_error(req, API_ERR_INVALID_VALUE, "model",
+                         "model '%s' is an embedding model: use /v1/embeddings", name);
+        return -1;
+    }
     const cfg_model *mc = p->sm->cfg;
     int vocab = model_hp(p->sm->m)->n_vocab;
     samp_params_default(&p->samp);

@@ -1,5 +1,6 @@
 /* health.c - GET /health, GET /ready, GET /metrics. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "app.h"
 #include "http.h"
@@ -33,9 +34,13 @@ void api_metrics(http_req *req) {
     int n = 0;
     if (a->state != APP_STARTING)
         for (int i = 0; i < a->models.n; i++)
-            if (a->models.items[i].sched) {
-                ms[n].name = a->models.items[i].cfg->name;
-                sched_stats_get(a->models.items[i].sched, &ms[n].st);
+            if (a->models.items[i].emb) {
+                served_model *sm = &a->models.items[i];
+                memset(&ms[n], 0, sizeof ms[n]);
+                ms[n].name = sm->cfg->name;
+                ms[n].has_sched = sm->sched != NULL;
+                if (sm->sched) sched_stats_get(sm->sched, &ms[n].st);
+                emb_stats_get(sm->emb, &ms[n].emb);
                 n++;
             }
     size_t len;

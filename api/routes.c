@@ -12,6 +12,7 @@ const route api_routes[] = {
     {"GET",    "/v1/models/{model}", api_models_get,  ROUTE_AUTH_KEY,     ROUTE_BODY_NONE, 0,     0,                   "One served model"},
     {"POST",   "/v1/completions",    api_completions, ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 0,     ROUTE_F_NEEDS_READY, "Text completion (OpenAI), streaming with SSE"},
     {"POST",   "/v1/chat/completions", api_chat_completions, ROUTE_AUTH_KEY, ROUTE_BODY_JSON, 0,   ROUTE_F_NEEDS_READY, "Chat completion over the model's chat template (OpenAI)"},
+    {"POST",   "/v1/embeddings",     api_embeddings,  ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 16 << 20, ROUTE_F_NEEDS_READY, "Embeddings (OpenAI), dynamically batched"},
     {"POST",   "/tokenize",          api_tokenize,    ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 0,     ROUTE_F_NEEDS_READY, "Text to token ids (llama.cpp shape)"},
     {"POST",   "/detokenize",        api_detokenize,  ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 0,     ROUTE_F_NEEDS_READY, "Token ids to text (llama.cpp shape)"},
     {"POST",   "/debug/echo",        api_debug_echo,  ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 65536, ROUTE_F_DEBUG | ROUTE_F_NEEDS_READY, "Echo answered late by a worker thread"},

@@ -72,6 +72,14 @@
       "Threads for the model's matrix products; 0 = one per core") \
     X(model, chat_template, STR, "", 0, 0, NULL, 0, \
       "Chat template: chatml, llama2, llama3, zephyr, gemma, phi3; empty = from the model file") \
+    X(model, embed_pooling, ENUM, "auto", 0, 0, "auto|mean|cls|last", 0, \
+      "Embedding pooling; auto = the model's sentence-transformers / GGUF setting (mean for encoders, last token for decoders)") \
+    X(model, embed_normalize, ENUM, "auto", 0, 0, "auto|true|false", 0, \
+      "L2-normalise embeddings; auto = yes unless the sentence-transformers config has no Normalize module") \
+    X(model, embed_batch_tokens, INT, "2048", 16, 1048576, NULL, 0, \
+      "Token budget of one embedding forward pass (inputs of concurrent requests together)") \
+    X(model, embed_max_wait_ms, INT, "5", 0, 1000, NULL, 0, \
+      "Milliseconds an embedding request waits for others to share its forward pass") \
     X(model, max_tokens, INT, "16", 1, 1048576, NULL, 0, \
       "Default max_tokens of a completion request") \
     X(model, temperature, DOUBLE, "1", 0, 2, NULL, 0, \

@@ -301,7 +301,9 @@ static void sched__step(sched *s) {
     model_batch b = {.n_tokens = t, .token = s->b_tok, .pos = s->b_pos, .seq_id = s->b_seq,
                      .logits = s->b_want};
     char err[512];
+    if (s->o.model_lock) pthread_mutex_lock(s->o.model_lock);
     int rc = model_forward(s->m, s->kv, &b, rows ? s->logits : NULL, err, sizeof err);
+    if (s->o.model_lock) pthread_mutex_unlock(s->o.model_lock);
     pthread_mutex_lock(&s->mu);
     s->stats.steps++;
     s->stats.prompt_tokens += (unsigned long long)prompt_tokens;

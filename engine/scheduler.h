@@ -32,6 +32,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "model.h"
@@ -46,6 +47,8 @@ typedef struct sched_opts {
     int kv_block_size;    /* tokens per KV block */
     int queue_size;       /* waiting requests before sched_submit says -EAGAIN */
     int n_ctx;            /* positions per sequence (the model's context) */
+    pthread_mutex_t *model_lock; /* held around model_forward when the model has
+                                    another user (the embedder); may be NULL */
 } sched_opts;
 
 typedef enum {

@@ -128,9 +128,25 @@ static void metrics__models(FILE *f, const metrics_model *ms, int n) {
         {"alignd_engine_steps_total", "counter", "Engine steps (forward passes over a batch)."},
         {"alignd_preemptions_total", "counter", "Sequences preempted for lack of KV blocks."},
     };
+    static const struct { const char *name, *type, *help; } efam[] = {
+        {"alignd_embedding_queue_depth", "gauge", "Embedding requests waiting."},
+        {"alignd_embedding_requests_total", "counter", "Embedding requests accepted."},
+        {"alignd_embedding_inputs_total", "counter", "Embedding inputs computed."},
+        {"alignd_embedding_tokens_total", "counter", "Tokens run through embedding passes."},
+        {"alignd_embedding_batches_total", "counter", "Embedding forward passes (each holds one or more requests)."},
+    };
+    for (size_t k = 0; k < sizeof efam / sizeof efam[0]; k++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", efam[k].name, efam[k].help, efam[k].name, efam[k].type);
+        for (int i = 0; i < n; i++) {
+            const emb_stats *e = &ms[i].emb;
+            unsigned long long v[] = {(unsigned long long)e->queued, e->requests, e->inputs, e->tokens, e->batches};
+            fprintf(f, "%s{model=\"%s\"} %llu\n", efam[k].name, ms[i].name, v[k]);
+        }
+    }
     for (size_t k = 0; k < sizeof fam / sizeof fam[0]; k++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam[k].name, fam[k].help, fam[k].name, fam[k].type);
         for (int i = 0; i < n; i++) {
+            if (!ms[i].has_sched) continue;
             const sched_stats *st = &ms[i].st;
             unsigned long long v[] = {(unsigned long long)st->waiting, (unsigned long long)st->running,
                                       (unsigned long long)st->kv_blocks_used,
@@ -142,15 +158,17 @@ static void metrics__models(FILE *f, const metrics_model *ms, int n) {
     fprintf(f, "# HELP alignd_requests_finished_total Generations finished, by reason.\n"
                "# TYPE alignd_requests_finished_total counter\n");
     for (int i = 0; i < n; i++)
-        for (int r = SCHED_FINISH_LENGTH; r <= SCHED_FINISH_ERROR; r++)
+        for (int r = SCHED_FINISH_LENGTH; r <= SCHED_FINISH_ERROR && ms[i].has_sched; r++)
             fprintf(f, "alignd_requests_finished_total{model=\"%s\",reason=\"%s\"} %llu\n", ms[i].name,
                     sched_finish_name((sched_finish)r), ms[i].st.requests_finished[r]);
     fprintf(f, "# HELP alignd_time_to_first_token_seconds From request to its first generated token.\n"
                "# TYPE alignd_time_to_first_token_seconds histogram\n");
-    for (int i = 0; i < n; i++) metrics__sched_hist(f, "alignd_time_to_first_token_seconds", ms[i].name, &ms[i].st.ttft);
+    for (int i = 0; i < n; i++)
+        if (ms[i].has_sched) metrics__sched_hist(f, "alignd_time_to_first_token_seconds", ms[i].name, &ms[i].st.ttft);
     fprintf(f, "# HELP alignd_inter_token_latency_seconds Between two generated tokens of one sequence.\n"
                "# TYPE alignd_inter_token_latency_seconds histogram\n");
-    for (int i = 0; i < n; i++) metrics__sched_hist(f, "alignd_inter_token_latency_seconds", ms[i].name, &ms[i].st.itl);
+    for (int i = 0; i < n; i++)
+        if (ms[i].has_sched) metrics__sched_hist(f, "alignd_inter_token_latency_seconds", ms[i].name, &ms[i].st.itl);
 }
 
 char *metrics_render(const metrics *m, const metrics_gauges *g, const metrics_model *models,

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "embedder.h"
 #include "scheduler.h"
 
 typedef struct metrics metrics;
@@ -26,7 +27,9 @@ void metrics_observe_http(metrics *m, const char *route, const char *method, uns
 /* One served model's scheduler counters, for the model-labelled series. */
 typedef struct metrics_model {
     const char *name;
+    bool has_sched;   /* decoders; encoders only embed */
     sched_stats st;
+    emb_stats emb;
 } metrics_model;
 
 /* Returns the exposition text (malloc'd, caller frees) and its length. */

@@ -49,7 +49,9 @@ static int models__load_one(served_model *sm, const cfg_model *mc, char *err, si
     char msg[1024];
     sm->cfg = mc;
     sm->created = (long)time(NULL);
-    model_opts mo = {.n_batch = (int)mc->max_batch_tokens, .n_ctx = (int)mc->n_ctx};
+    /* scratch for the larger of a generation step and an embedding pass */
+    int n_batch = (int)(mc->max_batch_tokens > mc->embed_batch_tokens ? mc->max_batch_tokens : mc->embed_batch_tokens);
+    model_opts mo = {.n_batch = n_batch, .n_ctx = (int)mc->n_ctx};
     if (model_load_opts(&sm->m, mc->path, &mo, msg, sizeof msg) != 0) {
         snprintf(err, errlen, "model '%s' (%s): %s", mc->name, mc->path, msg);
         return -1;
@@ -65,6 +67,21 @@ static int models__load_one(served_model *sm, const cfg_model *mc, char *err, si
         return -1;
     }
     sm->n_ctx = model_n_ctx(sm->m);
+    sm->decoder = model_get_kind(sm->m) == MODEL_KIND_DECODER;
+    /* embedding pooling: the model's own settings, then the configuration */
+    char msg2[512];
+    int max_seq = 0;
+    bool st_normalize = true;
+    if (pool_config_load(mc->path, &sm->pool, &st_normalize, &max_seq, msg2, sizeof msg2) != 0) {
+        sm->pool = sm->decoder ? POOL_LAST : POOL_MEAN;
+        st_normalize = true;
+    }
+    if (!strcmp(mc->embed_pooling, "mean")) sm->pool = POOL_MEAN;
+    else if (!strcmp(mc->embed_pooling, "cls")) sm->pool = POOL_CLS;
+    else if (!strcmp(mc->embed_pooling, "last")) sm->pool = POOL_LAST;
+    sm->normalize = !strcmp(mc->embed_normalize, "auto") ? st_normalize : !strcmp(mc->embed_normalize, "true");
+    /* sentence-transformers' max_seq_length bounds an encoder's inputs */
+    if (!sm->decoder && max_seq > 0 && max_seq < sm->n_ctx) sm->n_ctx = max_seq;
     models__special_text(sm->tok, tok_bos(sm->tok), sm->bos_text, sizeof sm->bos_text);
     models__special_text(sm->tok, tok_eos(sm->tok), sm->eos_text, sizeof sm->eos_text);
     /* the configured template wins; a bad configured name is an error */
@@ -115,6 +132,28 @@ int models_start(models_registry *r, char *err, size_t errlen) {
     for (int i = 0; i < r->n; i++) {
         served_model *sm = &r->items[i];
         const cfg_model *mc = sm->cfg;
+        char msg[512];
+        pthread_mutex_init(&sm->model_lock, NULL);
+        sm->lock_init = true;
+        emb_opts eo = {
+            .max_batch_tokens = (int)mc->embed_batch_tokens,
+            .max_wait_ms = (int)mc->embed_max_wait_ms,
+            .queue_size = (int)mc->queue_size,
+            .pool = sm->pool,
+            .normalize = sm->normalize,
+            .model_lock = sm->decoder ? &sm->model_lock : NULL,
+        };
+        if (eo.max_batch_tokens > model_n_batch(sm->m)) eo.max_batch_tokens = model_n_batch(sm->m);
+        if (eo.max_batch_tokens < sm->n_ctx) { /* one full-length input must fit a pass */
+            snprintf(err, errlen, "model '%s': embed_batch_tokens (%d) is below the context (%d)",
+                     mc->name, eo.max_batch_tokens, sm->n_ctx);
+            return -1;
+        }
+        if (emb_create(&sm->emb, sm->m, &eo, msg, sizeof msg) != 0) {
+            snprintf(err, errlen, "model '%s': %s", mc->name, msg);
+            return -1;
+        }
+        if (!sm->decoder) continue;
         sched_opts o = {
             .max_seqs = (int)mc->max_seqs,
             .max_batch_tokens = (int)mc->max_batch_tokens,
@@ -122,8 +161,8 @@ int models_start(models_registry *r, char *err, size_t errlen) {
             .kv_block_size = (int)mc->kv_block_size,
             .queue_size = (int)mc->queue_size,
             .n_ctx = sm->n_ctx,
+            .model_lock = &sm->model_lock,
         };
-        char msg[512];
         if (sched_create(&sm->sched, sm->m, &o, msg, sizeof msg) != 0) {
             snprintf(err, errlen, "model '%s': %s", mc->name, msg);
             return -1;
@@ -135,6 +174,8 @@ int models_start(models_registry *r, char *err, size_t errlen) {
 void models_free(models_registry *r) {
     for (int i = 0; i < r->n; i++) {
         sched_free(r->items[i].sched);
+        emb_free(r->items[i].emb);
+        if (r->items[i].lock_init) pthread_mutex_destroy(&r->items[i].model_lock);
         tok_free(r->items[i].tok);
         model_free(r->items[i].m);
     }

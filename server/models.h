@@ -13,7 +13,9 @@
 
 #include "cfg.h"
 #include "chat_template.h"
+#include "embedder.h"
 #include "model.h"
+#include "pooling.h"
 #include "scheduler.h"
 #include "tok.h"
 
@@ -21,7 +23,13 @@ typedef struct served_model {
     const cfg_model *cfg;       /* borrowed from the daemon's cfg */
     model *m;
     tok *tok;
-    sched *sched;               /* NULL until models_start */
+    sched *sched;               /* NULL until models_start, and for encoders */
+    emb_batcher *emb;           /* NULL until models_start */
+    pthread_mutex_t model_lock; /* one forward pass at a time (scheduler, embedder) */
+    bool lock_init;
+    bool decoder;               /* serves completions and chat */
+    pool_kind pool;             /* embedding pooling */
+    bool normalize;
     int n_ctx;                  /* per sequence */
     bool has_chat;              /* chat_kind is usable */
     chat_template_kind chat_kind;

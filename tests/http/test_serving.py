@@ -241,7 +241,9 @@ class ServingLimits(unittest.TestCase):
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             data = b""
             while data.count(b"data: ") < 3:
-                data += sock.recv(4096)
+                more = sock.recv(4096)
+                self.assertTrue(more, data)  # the stream must not end early
+                data += more
             sock.close()
             deadline = time.time() + 10
             while time.time() < deadline:

@@ -14,7 +14,8 @@ static void test_render(void **st) {
     metrics_observe_http(m, NULL, "BREW", 404, 0.002);
     metrics_gauges g = {.in_flight = 3, .ready = 1, .start_time = 1700000000.5};
     size_t len;
-    metrics_model mm = {.name = "tiny"};
+    metrics_model mm = {.name = "tiny", .has_sched = true};
+    mm.emb.batches = 3;
     mm.st.waiting = 2;
     mm.st.kv_blocks_total = 10;
     mm.st.kv_blocks_used = 4;
@@ -40,6 +41,7 @@ static void test_render(void **st) {
         "process_start_time_seconds 1700000000.500\n",
         "alignd_build_info{version=\"" ALIGND_VERSION "\",commit=",
         "alignd_queue_depth{model=\"tiny\"} 2\n",
+        "alignd_embedding_batches_total{model=\"tiny\"} 3\n",
         "alignd_kv_blocks_used{model=\"tiny\"} 4\n",
         "alignd_kv_blocks_free{model=\"tiny\"} 6\n",
         "alignd_generated_tokens_total{model=\"tiny\"} 77\n",
