@@ -119,7 +119,7 @@ void tok_options_init(tok_options *o, tok_kind kind) {
         o->add_bos = true;
         o->add_space_prefix = true;
     }
-    if (kind == TOK_KIND_WORDPIECE) { /* [CLS] ... [SEP] */
+    if (kind == TOK_KIND_WORDPIECE || kind == TOK_KIND_CLIP) { /* [CLS] ... [SEP]; <sot> ... <eot> */
         o->pad_id = TOK_ID_AUTO;
         o->add_bos = o->add_eos = true;
     }
@@ -220,6 +220,8 @@ int tok__create_base(tok **out, tok_kind kind, const char *const *tokens, size_t
     const char *unk = kind == TOK_KIND_BPE ? "<|endoftext|>" : "<unk>";
     const char *pad = NULL;
     if (kind == TOK_KIND_WORDPIECE) bos = "[CLS]", eos = "[SEP]", unk = "[UNK]", pad = "[PAD]";
+    if (kind == TOK_KIND_CLIP) /* issue "CLIP" */
+        bos = "<|startoftext|>", eos = unk = pad = "<|endoftext|>";
     t->mask = TOK_ID_NONE;
     int rc;
     if ((rc = tok__resolve_id(t, opt->bos_id, bos, "bos_id", &t->bos, err)) ||
@@ -355,6 +357,8 @@ int tok_encode(const tok *t, const char *text, size_t len, unsigned flags, int32
                 rc = tok__bpe_encode(t, text + pos, at - pos, &sink, &sc, err);
             else if (t->kind == TOK_KIND_WORDPIECE)
                 rc = tok__wordpiece_encode(t, text + pos, at - pos, &sink, err);
+            else if (t->kind == TOK_KIND_CLIP)
+                rc = tok__clip_encode(t, text + pos, at - pos, &sink, &sc, err);
             else
                 rc = tok__spm_encode(t, text + pos, at - pos, t->add_space_prefix && prev_special,
                                      &sink, &sc, err);
@@ -378,7 +382,7 @@ done:
 /* ---- decoding --------------------------------------------------------------- */
 
 /* The bytes token id decodes to under flags (borrowed or static). */
-static void tok__piece_of(const tok *t, int32_t id, unsigned flags, const char **p, size_t *len) {
+void tok__piece_of(const tok *t, int32_t id, unsigned flags, const char **p, size_t *len) {
     int ty = t->type[id];
     if ((ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN) && t->kind == TOK_KIND_WORDPIECE) {
         /* WordPiece: the piece is " [CLS]"; unk without TOK_DEC_SPECIAL " U+FFFD" */
@@ -442,6 +446,7 @@ int tok_decode(const tok *t, const int32_t *ids, size_t n_ids, unsigned flags, c
     if (n) *n = 0;
     if (!t || !n || (!ids && n_ids) || (!buf && cap))
         return tok__err(err, TOK_EINVAL, "tok_decode: NULL argument");
+    if (t->kind == TOK_KIND_CLIP) return tok__clip_decode(t, ids, n_ids, flags, buf, cap, n, err);
     flags &= ~(unsigned)TOK_DEC_STRIP_SPACE;
     bool strip = t->kind == TOK_KIND_SPM && t->add_space_prefix;
     bool wp_first = t->kind == TOK_KIND_WORDPIECE; /* until the first non-empty piece */

@@ -42,6 +42,7 @@ typedef enum tok_kind {
     TOK_KIND_BPE = 1,
     TOK_KIND_SPM = 2,
     TOK_KIND_WORDPIECE = 3, /* added with WordPiece (issue "Embeddings"): see below */
+    TOK_KIND_CLIP = 4,      /* added with issue "CLIP": see the CLIP block below */
 } tok_kind;
 
 /* GGUF tokenizer.ggml.token_type values. */
@@ -87,6 +88,8 @@ typedef struct tok_options {
  *   WORDPIECE: bos AUTO ("[CLS]"), eos AUTO ("[SEP]"), unk AUTO ("[UNK]"),
  *        pad AUTO ("[PAD]"), add_bos true, add_eos true (so
  *        TOK_ENC_ADD_SPECIAL gives [CLS] ... [SEP]), add_space_prefix false.
+ *   CLIP: bos AUTO ("<|startoftext|>"), eos, unk and pad AUTO
+ *        ("<|endoftext|>"), add_bos true, add_eos true, add_space_prefix false.
  * A NULL tok_options pointer anywhere below means these defaults. */
 void tok_options_init(tok_options *o, tok_kind kind);
 
@@ -297,5 +300,49 @@ int tok_create_wordpiece_from_file(tok **out, const char *vocab_txt_path, const 
 int32_t tok_mask(const tok *t);
 
 /* ==== end of WordPiece additions ========================================= */
+
+/* ==== CLIP (added with issue "CLIP"; tok_clip.c) ===========================
+ *
+ * OpenAI CLIP's / Hugging Face CLIPTokenizer's (slow) byte-level BPE:
+ *   1. invalid UTF-8 -> U+FFFD, NFC (ftfy.fix_text is out of scope: NFC is
+ *      the only part of it applied), whitespace runs (Python's str.isspace)
+ *      -> one space, ends stripped;
+ *   2. lower-case (Python's str.lower);
+ *   3. CLIP's regex, case-insensitive:
+ *        's|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+
+ *      (the <|startoftext|>/<|endoftext|> alternatives are replaced by
+ *      TOK_ENC_PARSE_SPECIAL: special text is matched, case-sensitively and
+ *      before cleaning, only with that flag, as HF splits added tokens; each
+ *      fragment between specials is cleaned on its own);
+ *   4. per pre-token, GPT-2's byte-to-unicode symbols with "</w>" on the
+ *      last one, merged by merges.txt rank.
+ * TOK_ENC_ADD_SPECIAL gives <|startoftext|> ... <|endoftext|> (49406, 49407
+ * in OpenAI's vocabulary). Decoding: "xyz</w>" gives "xyz " (bytes mapped
+ * back); tok_decode strips leading/trailing ASCII whitespace of the whole
+ * text (HF's .strip()); no clean_up_tokenization_spaces. */
+
+/* Builds a CLIP tokenizer. tokens[i] is the vocabulary string of id i
+ * ("the</w>", "ph"); merges[r] the merge of rank r ("t h</w>"). As
+ * tok_create_bpe otherwise (types nullable: then bos/eos/unk/pad are CONTROL;
+ * merges with unknown parts skipped). opt NULL: tok_options_init(CLIP).
+ * Borrows all arrays. On success *out is a new tokenizer (tok_free). */
+int tok_create_clip(tok **out, const char *const *tokens, size_t n_tokens,
+                    const char *const *merges, size_t n_merges, const int32_t *types,
+                    const tok_options *opt, tok_err *err);
+
+/* Reads a Hugging Face CLIP vocab.json and merges.txt ("#version" first
+ * line skipped), then tok_create_clip. */
+int tok_create_clip_from_files(tok **out, const char *vocab_json_path, const char *merges_path,
+                               const tok_options *opt, tok_err *err);
+
+/* Truncates ids[0..*n), encoded with TOK_ENC_ADD_SPECIAL (first
+ * <|startoftext|>, last <|endoftext|>), to at most max ids keeping the first
+ * max-1 and the last: with max 77 that is <sot> + the first 75 tokens + <eot>,
+ * HF's truncation=True, max_length=77. Edits in place; *n <= max is left
+ * alone. Returns TOK_OK, or TOK_EINVAL for NULL arguments or max < 2 when
+ * truncation is needed. Any thread. */
+int tok_clip_truncate(int32_t *ids, size_t *n, size_t max);
+
+/* ==== end of CLIP additions ============================================== */
 
 #endif

@@ -134,5 +134,14 @@ void tok__bpe_release(tok *t);           /* frees the regex */
 int tok__wordpiece_encode(const tok *t, const char *s, size_t len, tok__sink *sink, tok_err *err);
 void tok__wordpiece_release(tok *t);
 void tok__bpe_scratch_free(tok__scratch *sc); /* frees the match data */
+/* tok_clip.c (issue "CLIP"): encode one fragment (no special tokens in it);
+ * decode a sequence (tok_decode's CLIP branch; ids not yet checked). The
+ * regex lives in t->re and the merges in t->merges, freed as BPE's are. */
+int tok__clip_encode(const tok *t, const char *s, size_t len, tok__sink *sink, tok__scratch *sc,
+                     tok_err *err);
+int tok__clip_decode(const tok *t, const int32_t *ids, size_t n_ids, unsigned flags, char *buf,
+                     size_t cap, size_t *n, tok_err *err);
+/* tok.c: the bytes token id decodes to under flags (borrowed or static). */
+void tok__piece_of(const tok *t, int32_t id, unsigned flags, const char **p, size_t *len);
 
 #endif

@@ -418,6 +418,25 @@ static int tok__load_vocab_txt(tok **out, const char *dir, const char *vocab_pat
     return rc;
 }
 
+/* Whether a folder holds a CLIP model (issue "CLIP"): config.json's
+ * model_type is "clip" or "clip_text_model", or tokenizer_config.json's
+ * tokenizer_class is CLIPTokenizer(Fast). Unreadable files count as no. */
+static bool tok__is_clip_dir(const char *dir) {
+    static const struct { const char *file, *key; } probe[] = {
+        {"config.json", "model_type"}, {"tokenizer_config.json", "tokenizer_class"}};
+    char path[4096];
+    for (size_t i = 0; i < sizeof probe / sizeof *probe; i++) {
+        if (!tok__exists(dir, probe[i].file, path, sizeof path)) continue;
+        json_t *root = json_load_file(path, 0, NULL);
+        const char *v = json_string_value(json_object_get(root, probe[i].key));
+        bool yes = v && (strcmp(v, "clip") == 0 || strcmp(v, "clip_text_model") == 0 ||
+                         strcmp(v, "CLIPTokenizer") == 0 || strcmp(v, "CLIPTokenizerFast") == 0);
+        json_decref(root);
+        if (yes) return true;
+    }
+    return false;
+}
+
 int tok_load_hf_dir(tok **out, const char *dir, tok_err *err) {
     char a[4096], b[4096];
     *out = NULL;
@@ -429,8 +448,10 @@ int tok_load_hf_dir(tok **out, const char *dir, tok_err *err) {
         tok_spm_model_free(&m);
         return rc;
     }
-    if (tok__exists(dir, "vocab.json", a, sizeof a) && tok__exists(dir, "merges.txt", b, sizeof b))
+    if (tok__exists(dir, "vocab.json", a, sizeof a) && tok__exists(dir, "merges.txt", b, sizeof b)) {
+        if (tok__is_clip_dir(dir)) return tok_create_clip_from_files(out, a, b, NULL, err);
         return tok_create_bpe_from_files(out, a, b, NULL, err);
+    }
     if (tok__exists(dir, "vocab.txt", a, sizeof a)) return tok__load_vocab_txt(out, dir, a, err);
     if (tok__exists(dir, "tokenizer.json", a, sizeof a)) {
         const char *kind = tok__hf_json_kind(a);

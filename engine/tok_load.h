@@ -37,7 +37,9 @@ int tok_create_bpe_from_hf_json(tok **out, const char *path, tok_err *err);
 int tok_create_wordpiece_from_hf_json(tok **out, const char *path, tok_err *err);
 
 /* Builds the tokenizer of a Hugging Face model folder: tokenizer.model
- * (SentencePiece), else vocab.json + merges.txt, else vocab.txt (WordPiece,
+ * (SentencePiece), else vocab.json + merges.txt (CLIP's BPE when config.json's
+ * model_type is "clip"/"clip_text_model" or tokenizer_config.json's
+ * tokenizer_class is CLIPTokenizer(Fast); GPT-2's otherwise), else vocab.txt (WordPiece,
  * with do_lower_case / strip_accents / tokenize_chinese_chars and the
  * special token names from tokenizer_config.json when present), else
  * tokenizer.json (WordPiece or BPE by its model.type). */

@@ -18,6 +18,11 @@
  *   5: a vocabulary for tok_create_wordpiece (one token per line, "[UNK]"
  *      appended); when it builds, encode and decode the input, cased and
  *      uncased.
+ *   6: text for a built-in CLIP BPE (issue "CLIP"); ids in range,
+ *      <|startoftext|> ... <|endoftext|> with TOK_ENC_ADD_SPECIAL, no special
+ *      ids from plain text, decode is valid UTF-8 with no leading/trailing
+ *      space, and for ASCII input re-encoding the decoded text gives the
+ *      same ids.
  * The second byte holds encode flags. Any crash, sanitizer report, leak or
  * failed check (abort) is a finding.
  *
@@ -45,7 +50,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
         }                                                                     \
     } while (0)
 
-static tok *g_bpe, *g_spm, *g_wp;
+static tok *g_bpe, *g_spm, *g_wp, *g_clip;
 
 #define SP "\xE2\x96\x81"
 
@@ -126,12 +131,41 @@ static tok *make_wp(void) {
     return t;
 }
 
+/* Every byte token and its "</w>" form, a few merges, the two specials. */
+static tok *make_clip(void) {
+    static char bytes[512][12];
+    const char *v[512 + 16];
+    uint32_t extra = 0;
+    for (uint32_t b = 0; b < 256; b++) {
+        int self = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+        size_t l = tok_utf8_encode(self ? b : 256 + extra++, bytes[b]);
+        bytes[b][l] = '\0';
+        memcpy(bytes[256 + b], bytes[b], l);
+        memcpy(bytes[256 + b] + l, "</w>", 5);
+        v[b] = bytes[b];
+        v[256 + b] = bytes[256 + b];
+    }
+    const char *more[] = {"th", "the</w>", "in", "ing</w>", "er</w>", "an", "a</w>", "'s</w>",
+                          "<|startoftext|>", "<|endoftext|>"};
+    const char *merges[] = {"t h", "th e</w>", "i n", "in g</w>", "e r</w>", "a n", "' s</w>"};
+    size_t n = 512;
+    for (size_t i = 0; i < sizeof more / sizeof *more; i++) v[n++] = more[i];
+    tok *t = NULL;
+    tok_err err;
+    if (tok_create_clip(&t, v, n, merges, sizeof merges / sizeof *merges, NULL, NULL, &err)) {
+        fprintf(stderr, "fuzz_tok: built-in CLIP: %s\n", err.msg);
+        abort();
+    }
+    return t;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     g_bpe = make_bpe();
     g_spm = make_spm();
     g_wp = make_wp();
+    g_clip = make_clip();
     return 0;
 }
 
@@ -346,10 +380,43 @@ out:
     free(buf);
 }
 
+static void fuzz_clip_text(const char *s, size_t len, unsigned flags) {
+    size_t n, dl;
+    int32_t *ids = encode(g_clip, s, len, flags, &n);
+    if (!ids) return;
+    size_t from = 0, to = n;
+    if (flags & TOK_ENC_ADD_SPECIAL) {
+        CHECK(n >= 2 && ids[0] == tok_bos(g_clip) && ids[n - 1] == tok_eos(g_clip));
+        from = 1, to = n - 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        CHECK(ids[i] >= 0 && (size_t)ids[i] < tok_n_vocab(g_clip));
+        if (!(flags & TOK_ENC_PARSE_SPECIAL) && i >= from && i < to)
+            CHECK(tok_token_type(g_clip, ids[i]) == TOK_TYPE_NORMAL);
+    }
+    char *back = decode(g_clip, ids + from, to - from, 0, &dl);
+    if (back) {
+        CHECK(tok_utf8_is_valid(back, dl));
+        CHECK(dl == 0 || (back[0] != ' ' && back[dl - 1] != ' '));
+        bool ascii = !(flags & TOK_ENC_PARSE_SPECIAL);
+        for (size_t i = 0; i < len && ascii; i++) ascii = (unsigned char)s[i] < 0x80;
+        if (ascii) {
+            size_t n2;
+            int32_t *again = encode(g_clip, back, dl, 0, &n2);
+            if (again) {
+                CHECK(n2 == to - from && (n2 == 0 || memcmp(again, ids + from, n2 * sizeof *ids) == 0));
+                free(again);
+            }
+        }
+        free(back);
+    }
+    free(ids);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g_bpe) LLVMFuzzerInitialize(NULL, NULL);
     if (size < 2) return 0;
-    unsigned mode = data[0] % 6, flags = data[1] & 3u;
+    unsigned mode = data[0] % 7, flags = data[1] & 3u;
     const uint8_t *d = data + 2;
     size_t len = size - 2;
     switch (mode) {
@@ -358,7 +425,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 2: fuzz_model(d, len, flags); break;
     case 3: fuzz_vocab(d, len, flags); break;
     case 4: fuzz_wp_text((const char *)d, len, flags); break;
-    default: fuzz_wp_vocab(d, len, flags); break;
+    case 5: fuzz_wp_vocab(d, len, flags); break;
+    default: fuzz_clip_text((const char *)d, len, flags); break;
     }
     return 0;
 }
