@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "classify.h"
 #include "fields.h"
 #include "routes.h"
 
@@ -124,6 +125,30 @@ void api_embeddings(http_req *req) {
     served_model *sm = models_find(&a->models, name);
     if (!sm) {
         http_reply_error(req, API_ERR_MODEL_NOT_FOUND, "model", "model '%s' is not served here (see GET /v1/models)", name);
+        return;
+    }
+    if (sm->clip) { /* CLIP: text embeddings from the text tower */
+        json_t *in = json_object_get(body, "input");
+        size_t k = json_is_string(in) ? 1 : json_array_size(in);
+        char *texts[API_EMB_MAX_INPUTS];
+        if ((fmt && strcmp(fmt, "float") != 0) || json_object_get(body, "dimensions")) {
+            http_reply_error(req, API_ERR_INVALID_VALUE, fmt ? "encoding_format" : "dimensions",
+                             "CLIP text embeddings come as float vectors of the model's width");
+            return;
+        }
+        if (k == 0 || k > API_EMB_MAX_INPUTS) {
+            http_reply_error(req, API_ERR_BAD_REQUEST, "input", "input must be a string or 1 to %d strings", API_EMB_MAX_INPUTS);
+            return;
+        }
+        for (size_t i = 0; i < k; i++) {
+            json_t *v = json_is_string(in) ? in : json_array_get(in, i);
+            if (!json_is_string(v) || json_string_length(v) == 0) {
+                http_reply_error(req, API_ERR_BAD_REQUEST, "input", "input[%zu] must be a non-empty string (CLIP takes text)", i);
+                return;
+            }
+            texts[i] = (char *)json_string_value(v);
+        }
+        api_clip_text_embeddings(req, sm, texts, (int)k);
         return;
     }
     int width = model_hp(sm->m)->n_embd;

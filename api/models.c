@@ -5,6 +5,13 @@
 #include "routes.h"
 
 static json_t *api__model_json(const served_model *sm) {
+    if (sm->clip) {
+        const clip_hparams *ch = clip_hp(sm->clip);
+        return json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:i, s:i, s:i}}", "id", sm->cfg->name, "object",
+                         "model", "created", (json_int_t)sm->created, "owned_by", "alignd", "meta",
+                         "architecture", "clip", "image_size", ch->image_size, "n_ctx", ch->text_ctx,
+                         "embedding_dim", ch->proj_dim);
+    }
     const model_hparams *hp = model_hp(sm->m);
     return json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:i, s:i, s:i, s:i, s:I, s:s?}}", "id",
                      sm->cfg->name, "object", "model", "created", (json_int_t)sm->created, "owned_by",

@@ -13,6 +13,8 @@ const route api_routes[] = {
     {"POST",   "/v1/completions",    api_completions, ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 0,     ROUTE_F_NEEDS_READY, "Text completion (OpenAI), streaming with SSE"},
     {"POST",   "/v1/chat/completions", api_chat_completions, ROUTE_AUTH_KEY, ROUTE_BODY_JSON, 0,   ROUTE_F_NEEDS_READY, "Chat completion over the model's chat template (OpenAI)"},
     {"POST",   "/v1/embeddings",     api_embeddings,  ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 16 << 20, ROUTE_F_NEEDS_READY, "Embeddings (OpenAI), dynamically batched"},
+    {"POST",   "/v1/classify",       api_classify,    ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 32 << 20, ROUTE_F_NEEDS_READY, "CLIP zero-shot image classification"},
+    {"POST",   "/v1/images/embeddings", api_image_embeddings, ROUTE_AUTH_KEY, ROUTE_BODY_JSON, 32 << 20, ROUTE_F_NEEDS_READY, "CLIP image embedding"},
     {"POST",   "/tokenize",          api_tokenize,    ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 0,     ROUTE_F_NEEDS_READY, "Text to token ids (llama.cpp shape)"},
     {"POST",   "/detokenize",        api_detokenize,  ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 0,     ROUTE_F_NEEDS_READY, "Token ids to text (llama.cpp shape)"},
     {"POST",   "/debug/echo",        api_debug_echo,  ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 65536, ROUTE_F_DEBUG | ROUTE_F_NEEDS_READY, "Echo answered late by a worker thread"},

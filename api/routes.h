@@ -22,8 +22,10 @@ void api_completions(http_req *req);
 void api_chat_completions(http_req *req);
 void api_tokenize(http_req *req);
 void api_detokenize(http_req *req);
-/* api/embeddings.c */
+/* api/embeddings.c, api/classify.c */
 void api_embeddings(http_req *req);
+void api_classify(http_req *req);
+void api_image_embeddings(http_req *req);
 /* api/debug.c */
 void api_debug_echo(http_req *req);
 void api_debug_sse(http_req *req);

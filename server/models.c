@@ -45,10 +45,45 @@ static void models__special_text(const tok *t, int32_t id, char *buf, size_t len
     else buf[0] = '\0';
 }
 
+/* True when path is a Hugging Face folder of a CLIP model. */
+static bool models__is_clip(const char *path) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/config.json", path);
+    json_t *j = json_load_file(p, 0, NULL);
+    const char *t = json_string_value(json_object_get(j, "model_type"));
+    bool clip = t && strcmp(t, "clip") == 0;
+    json_decref(j);
+    return clip;
+}
+
+static int models__load_clip(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
+    char msg[1024];
+    if (clip_load(&sm->clip, mc->path, msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "model '%s' (%s): %s", mc->name, mc->path, msg);
+        return -1;
+    }
+    tok_err te = {0};
+    if (tok_load(&sm->tok, mc->path, &te) != 0) {
+        snprintf(err, errlen, "model '%s' (%s): tokenizer: %s", mc->name, mc->path, te.msg);
+        return -1;
+    }
+    char pp[4096];
+    snprintf(pp, sizeof pp, "%s/preprocessor_config.json", mc->path);
+    eng_err ee = {0};
+    if (image_preproc_load(pp, &sm->preproc, &ee) != 0) {
+        snprintf(err, errlen, "model '%s': %s", mc->name, ee.msg);
+        return -1;
+    }
+    sm->n_ctx = clip_hp(sm->clip)->text_ctx;
+    sm->normalize = true;
+    return 0;
+}
+
 static int models__load_one(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
     char msg[1024];
     sm->cfg = mc;
     sm->created = (long)time(NULL);
+    if (models__is_clip(mc->path)) return models__load_clip(sm, mc, err, errlen);
     /* scratch for the larger of a generation step and an embedding pass */
     int n_batch = (int)(mc->max_batch_tokens > mc->embed_batch_tokens ? mc->max_batch_tokens : mc->embed_batch_tokens);
     model_opts mo = {.n_batch = n_batch, .n_ctx = (int)mc->n_ctx};
@@ -117,6 +152,12 @@ int models_load(models_registry *r, const cfg *c, char *err, size_t errlen) {
             return -1;
         }
         const served_model *sm = &r->items[i];
+        if (sm->clip) {
+            LOG_INF("models", "loaded '%s' from %s: clip, image %d, text context %d, embeddings %d",
+                    sm->cfg->name, sm->cfg->path, clip_hp(sm->clip)->image_size, sm->n_ctx,
+                    clip_hp(sm->clip)->proj_dim);
+            continue;
+        }
         LOG_INF("models", "loaded '%s' from %s: %s, %d layers, vocab %d, context %d, %.1f MiB "
                           "weights, chat template %s (%.1f s CPU)",
                 sm->cfg->name, sm->cfg->path, model_arch_name(model_arch(sm->m)),
@@ -135,6 +176,21 @@ int models_start(models_registry *r, char *err, size_t errlen) {
         char msg[512];
         pthread_mutex_init(&sm->model_lock, NULL);
         sm->lock_init = true;
+        if (sm->clip) {
+            clip_batcher_opts co = {
+                .max_batch_images = 16,
+                .max_wait_ms = (int)mc->embed_max_wait_ms,
+                .queue_size = (int)mc->queue_size,
+                .cache_entries = 4096,
+                .limits = {.max_bytes = 20u << 20, .max_pixels = 40000000},
+                .preproc = sm->preproc,
+            };
+            if (clip_batcher_create(&sm->clipb, sm->clip, &co, msg, sizeof msg) != 0) {
+                snprintf(err, errlen, "model '%s': %s", mc->name, msg);
+                return -1;
+            }
+            continue;
+        }
         emb_opts eo = {
             .max_batch_tokens = (int)mc->embed_batch_tokens,
             .max_wait_ms = (int)mc->embed_max_wait_ms,
@@ -175,6 +231,8 @@ void models_free(models_registry *r) {
     for (int i = 0; i < r->n; i++) {
         sched_free(r->items[i].sched);
         emb_free(r->items[i].emb);
+        clip_batcher_free(r->items[i].clipb);
+        clip_free(r->items[i].clip);
         if (r->items[i].lock_init) pthread_mutex_destroy(&r->items[i].model_lock);
         tok_free(r->items[i].tok);
         model_free(r->items[i].m);

@@ -13,6 +13,7 @@
 
 #include "cfg.h"
 #include "chat_template.h"
+#include "clip_batcher.h"
 #include "embedder.h"
 #include "model.h"
 #include "pooling.h"
@@ -21,7 +22,10 @@
 
 typedef struct served_model {
     const cfg_model *cfg;       /* borrowed from the daemon's cfg */
-    model *m;
+    model *m;                   /* decoders and encoders; NULL for CLIP */
+    clip_model *clip;           /* CLIP models; NULL otherwise */
+    clip_batcher *clipb;        /* NULL until models_start */
+    image_preproc preproc;      /* CLIP's image preprocessing */
     tok *tok;
     sched *sched;               /* NULL until models_start, and for encoders */
     emb_batcher *emb;           /* NULL until models_start */
