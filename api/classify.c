@@ -7,12 +7,10 @@
 
 #include "app.h"
 #include "classify.h"
+#include "classify_req.h"
 #include "fields.h"
 #include "routes.h"
 
-#define API_CLIP_MAX_LABELS 256
-#define API_CLIP_MAX_TEMPLATES 16
-#define API_CLIP_DEFAULT_TEMPLATE "a photo of a {label}."
 
 typedef enum { API_CLIP_CLASSIFY, API_CLIP_IMAGE_EMB, API_CLIP_TEXT_EMB } api_clip_kind;
 
@@ -150,94 +148,32 @@ void api_classify(http_req *req) {
     json_t *body = http_req_json(req);
     served_model *sm = api__clip_model(req, body);
     if (!sm) return;
-    const char *image = NULL;
-    if (api_field_required_string(req, body, "image", &image)) return;
-    json_t *labels = json_object_get(body, "labels");
-    if (!json_is_array(labels) || json_array_size(labels) == 0) {
-        http_reply_error(req, API_ERR_BAD_REQUEST, "labels", "labels must be a non-empty array of strings");
+    api_classify_req cr;
+    api_req_error e;
+    if (api_classify_parse(body, &cr, &e) != 0) {
+        http_reply_error(req, e.code, e.param, "%s", e.msg);
         return;
     }
-    size_t n_labels = json_array_size(labels);
-    if (n_labels > API_CLIP_MAX_LABELS) {
-        http_reply_error(req, API_ERR_INVALID_VALUE, "labels", "at most %d labels, got %zu", API_CLIP_MAX_LABELS, n_labels);
-        return;
-    }
-    for (size_t i = 0; i < n_labels; i++) {
-        json_t *l = json_array_get(labels, i);
-        if (!json_is_string(l) || json_string_length(l) == 0) {
-            http_reply_error(req, API_ERR_BAD_REQUEST, "labels", "labels[%zu] must be a non-empty string", i);
-            return;
-        }
-    }
-    /* template (one) or templates (several, averaged); each holds {label} */
-    const char *templates[API_CLIP_MAX_TEMPLATES] = {API_CLIP_DEFAULT_TEMPLATE};
-    int n_templates = 1;
-    json_t *t1 = json_object_get(body, "template"), *tn = json_object_get(body, "templates");
-    if (t1 && !json_is_null(t1) && tn && !json_is_null(tn)) {
-        http_reply_error(req, API_ERR_BAD_REQUEST, "templates", "send template or templates, not both");
-        return;
-    }
-    if (t1 && !json_is_null(t1)) {
-        if (api_field_string(req, body, "template", &templates[0])) return;
-    } else if (tn && !json_is_null(tn)) {
-        if (!json_is_array(tn) || json_array_size(tn) == 0 || json_array_size(tn) > API_CLIP_MAX_TEMPLATES) {
-            http_reply_error(req, API_ERR_INVALID_VALUE, "templates", "templates must hold 1 to %d strings", API_CLIP_MAX_TEMPLATES);
-            return;
-        }
-        n_templates = (int)json_array_size(tn);
-        for (int i = 0; i < n_templates; i++) {
-            templates[i] = json_string_value(json_array_get(tn, (size_t)i));
-            if (!templates[i]) {
-                http_reply_error(req, API_ERR_BAD_REQUEST, "templates", "templates[%d] must be a string", i);
-                return;
-            }
-        }
-    }
-    for (int i = 0; i < n_templates; i++)
-        if (!strstr(templates[i], "{label}")) {
-            http_reply_error(req, API_ERR_INVALID_VALUE, n_templates == 1 && t1 ? "template" : "templates",
-                             "template '%s' has no {label} placeholder", templates[i]);
-            return;
-        }
-    long long top_k = (long long)n_labels;
-    if (api_field_int(req, body, "top_k", 1, (long long)n_labels, &top_k)) return;
-
     api_clip_job *j = calloc(1, sizeof *j);
-    int n_prompts = (int)n_labels * n_templates;
+    int n_prompts = (int)cr.n_labels * cr.n_templates;
     int32_t **prompts = calloc((size_t)n_prompts, sizeof *prompts);
     int *lens = calloc((size_t)n_prompts, sizeof *lens);
-    if (!j || !prompts || !lens || !(j->labels = calloc(n_labels, sizeof *j->labels))) goto oom;
+    if (!j || !prompts || !lens || !(j->labels = calloc(cr.n_labels, sizeof *j->labels))) goto oom;
     j->kind = API_CLIP_CLASSIFY;
-    j->n_labels = (int)n_labels;
-    j->top_k = (int)top_k;
+    j->n_labels = (int)cr.n_labels;
+    j->top_k = cr.top_k;
     snprintf(j->model, sizeof j->model, "%s", sm->cfg->name);
-    for (size_t l = 0; l < n_labels; l++) {
-        const char *label = json_string_value(json_array_get(labels, l));
-        if (!(j->labels[l] = strdup(label))) goto oom;
-        for (int t = 0; t < n_templates; t++) {
-            /* the template with every {label} replaced */
-            const char *tp = templates[t];
-            size_t need = strlen(tp) + 1, ll = strlen(label);
-            for (const char *q = strstr(tp, "{label}"); q; q = strstr(q + 7, "{label}")) need += ll;
-            char *text = malloc(need), *w = text;
-            if (!text) goto oom;
-            for (const char *q = tp; *q;) {
-                if (!strncmp(q, "{label}", 7)) {
-                    memcpy(w, label, ll);
-                    w += ll;
-                    q += 7;
-                } else {
-                    *w++ = *q++;
-                }
-            }
-            *w = '\0';
-            int k = (int)l * n_templates + t;
-            prompts[k] = api__clip_tokens(sm, text, &lens[k]);
+    for (size_t l = 0; l < cr.n_labels; l++) {
+        if (!(j->labels[l] = strdup(cr.labels[l]))) goto oom;
+        for (int t = 0; t < cr.n_templates; t++) {
+            char *text = api_classify_prompt(cr.templates[t], cr.labels[l]);
+            int k = (int)l * cr.n_templates + t;
+            prompts[k] = text ? api__clip_tokens(sm, text, &lens[k]) : NULL;
             free(text);
             if (!prompts[k]) goto oom;
         }
     }
-    api__clip_submit(req, sm, j, image, strlen(image), prompts, lens, (int)n_labels, n_templates);
+    api__clip_submit(req, sm, j, cr.image, cr.image_len, prompts, lens, (int)cr.n_labels, cr.n_templates);
     return;
 oom:
     for (int i = 0; prompts && i < n_prompts; i++) free(prompts[i]);
