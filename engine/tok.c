@@ -260,6 +260,16 @@ static bool tok__is_special_type(int ty) {
     return ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_USER_DEFINED;
 }
 
+int tok__set_types(tok *t, const int32_t *types, tok_err *err) {
+    for (size_t i = 0; i < t->n; i++) {
+        if (types[i] < 0 || types[i] > TOK_TYPE_BYTE)
+            return tok__err(err, TOK_EINVAL, "token %zu (\"%.40s\"): type %ld is not a token type (0..6)",
+                            i, t->text[i], (long)types[i]);
+        t->type[i] = (int8_t)(types[i] == TOK_TYPE_UNDEFINED ? TOK_TYPE_NORMAL : types[i]);
+    }
+    return TOK_OK;
+}
+
 int tok__finish(tok *t, tok_err *err) {
     size_t ns = 0;
     for (size_t i = 0; i < t->n; i++)

@@ -46,7 +46,7 @@ static const char tok__gpt2_pattern[] =
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves,
  * the other 68 bytes (0..32, 127..160, 173) map to U+0100.. in order. */
-static void tok__byte_to_cp(uint32_t cp[256]) {
+void tok__byte_to_unicode(uint32_t cp[256]) {
     uint32_t extra = 0;
     for (uint32_t b = 0; b < 256; b++) {
         bool self = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
@@ -87,6 +87,105 @@ static bool tok__merge_split(const char *s, size_t *left_len, const char **right
     return true;
 }
 
+/* Fills t->merges from merges[0..n_merges) ("left right"; rank = index);
+ * merges whose parts or concatenation are not tokens are skipped. who names
+ * the caller in the out-of-memory message. */
+int tok__build_merges(tok *t, const char *const *merges, size_t n_merges, const char *who,
+                      tok_err *err) {
+    int rc;
+    char *cat = NULL;
+    if (!n_merges) return TOK_OK;
+    size_t cap = 16, longest = 0;
+    while (cap < 2 * n_merges) cap *= 2;
+    t->merges.slot = malloc(cap * sizeof *t->merges.slot);
+    if (!t->merges.slot) goto nomem;
+    memset(t->merges.slot, 0xFF, cap * sizeof *t->merges.slot);
+    t->merges.cap = cap;
+    for (size_t r = 0; r < n_merges; r++) {
+        if (!merges[r]) {
+            rc = tok__err(err, TOK_EINVAL, "merge %zu: string is NULL", r);
+            goto fail;
+        }
+        size_t l = strlen(merges[r]);
+        if (l > longest) longest = l;
+    }
+    cat = malloc(longest + 1);
+    if (!cat) goto nomem;
+    for (size_t r = 0; r < n_merges; r++) {
+        size_t ll;
+        const char *right;
+        if (!tok__merge_split(merges[r], &ll, &right)) {
+            rc = tok__err(err, TOK_EINVAL, "merge %zu (\"%.40s\"): expected two tokens separated by one space",
+                          r, merges[r]);
+            goto fail;
+        }
+        size_t rl = strlen(right);
+        int32_t a = tok__map_find(t, merges[r], ll), b = tok__map_find(t, right, rl);
+        memcpy(cat, merges[r], ll);
+        memcpy(cat + ll, right, rl);
+        int32_t c = tok__map_find(t, cat, ll + rl);
+        if (a < 0 || b < 0 || c < 0) continue; /* documented: skipped */
+        tok__pair_put(&t->merges, a, b, (int32_t)r, c);
+    }
+    free(cat);
+    return TOK_OK;
+nomem:
+    rc = tok__err(err, TOK_ENOMEM, "%s: out of memory for %zu merges", who, n_merges);
+fail:
+    free(cat);
+    return rc;
+}
+
+/* Types (given, or CONTROL for the special ids), pieces (byte-level text
+ * mapped back to bytes; with end_of_word, a trailing "</w>" becomes ' ') and
+ * t->byte_id. A piece is never longer than its text, as tok__create_base
+ * assumes. */
+int tok__bpe_tables(tok *t, const int32_t *types, bool end_of_word, tok_err *err) {
+    if (types) {
+        int rc = tok__set_types(t, types, err);
+        if (rc) return rc;
+    } else {
+        int32_t sp[4] = {t->bos, t->eos, t->unk, t->pad};
+        for (int k = 0; k < 4; k++)
+            if (sp[k] >= 0) t->type[sp[k]] = TOK_TYPE_CONTROL;
+    }
+    uint32_t cp_of[256];
+    int16_t byte_of[324];
+    tok__byte_to_unicode(cp_of);
+    memset(byte_of, 0xFF, sizeof byte_of);
+    for (int b = 0; b < 256; b++) byte_of[cp_of[b]] = (int16_t)b;
+    for (size_t i = 0; i < t->n; i++) {
+        int ty = t->type[i];
+        if (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_USER_DEFINED) continue;
+        const char *s = t->text[i];
+        size_t len = t->text_len[i], k = 0, w = 0;
+        bool eow = end_of_word && len > 4 && memcmp(s + len - 4, "</w>", 4) == 0;
+        if (eow) len -= 4;
+        char tmp[1024];
+        /* longer than any byte-level token (leaving room for eow's ' '); keep its text */
+        if (len > sizeof tmp - (end_of_word ? 1 : 0)) continue;
+        while (k < len) {
+            uint32_t cp;
+            size_t l = tok_utf8_decode(s + k, len - k, &cp);
+            if (l == 0 || cp >= 324 || byte_of[cp] < 0) break;
+            tmp[w++] = (char)byte_of[cp];
+            k += l;
+        }
+        if (k < len) continue; /* not byte-level text: decodes to itself */
+        if (eow) tmp[w++] = ' ';
+        char *p = tok__piece_space(t, w);
+        if (w) memcpy(p, tmp, w);
+        t->piece[i] = p;
+        t->piece_len[i] = (uint32_t)w;
+    }
+    for (int b = 0; b < 256; b++) {
+        char u[4];
+        size_t l = tok_utf8_encode(cp_of[b], u);
+        t->byte_id[b] = tok__map_find(t, u, l);
+    }
+    return TOK_OK;
+}
+
 /* ---- creation -------------------------------------------------------------- */
 
 int tok_create_bpe(tok **out, const char *const *tokens, size_t n_tokens,
@@ -100,93 +199,11 @@ int tok_create_bpe(tok **out, const char *const *tokens, size_t n_tokens,
     tok *t;
     int rc = tok__create_base(&t, TOK_KIND_BPE, tokens, n_tokens, opt, err);
     if (rc) return rc;
-    char *cat = NULL;
 
-    /* Types: given, or CONTROL for the special ids. */
-    if (types) {
-        for (size_t i = 0; i < t->n; i++) {
-            if (types[i] < 0 || types[i] > TOK_TYPE_BYTE) {
-                rc = tok__err(err, TOK_EINVAL, "token %zu (\"%.40s\"): type %ld is not a token type (0..6)",
-                              i, t->text[i], (long)types[i]);
-                goto fail;
-            }
-            t->type[i] = (int8_t)(types[i] == TOK_TYPE_UNDEFINED ? TOK_TYPE_NORMAL : types[i]);
-        }
-    } else {
-        int32_t sp[4] = {t->bos, t->eos, t->unk, t->pad};
-        for (int k = 0; k < 4; k++)
-            if (sp[k] >= 0) t->type[sp[k]] = TOK_TYPE_CONTROL;
-    }
-
-    /* Pieces: byte-level strings mapped back to bytes. */
-    uint32_t cp_of[256];
-    int16_t byte_of[324];
-    tok__byte_to_cp(cp_of);
-    memset(byte_of, 0xFF, sizeof byte_of);
-    for (int b = 0; b < 256; b++) byte_of[cp_of[b]] = (int16_t)b;
-    for (size_t i = 0; i < t->n; i++) {
-        int ty = t->type[i];
-        if (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_USER_DEFINED) continue;
-        const char *s = t->text[i];
-        size_t len = t->text_len[i], k = 0, w = 0;
-        char tmp[1024], *dst = len <= sizeof tmp ? tmp : NULL;
-        if (!dst) continue; /* longer than any byte-level token; keep its text */
-        while (k < len) {
-            uint32_t cp;
-            size_t l = tok_utf8_decode(s + k, len - k, &cp);
-            if (l == 0 || cp >= 324 || byte_of[cp] < 0) break;
-            dst[w++] = (char)byte_of[cp];
-            k += l;
-        }
-        if (k < len) continue; /* not byte-level text: decodes to itself */
-        char *p = tok__piece_space(t, w);
-        memcpy(p, dst, w);
-        t->piece[i] = p;
-        t->piece_len[i] = (uint32_t)w;
-    }
-    for (int b = 0; b < 256; b++) {
-        char u[4];
-        size_t l = tok_utf8_encode(cp_of[b], u);
-        t->byte_id[b] = tok__map_find(t, u, l);
-    }
+    if ((rc = tok__bpe_tables(t, types, false, err))) goto fail;
 
     /* Merges: (left id, right id) -> (rank, merged id). */
-    if (n_merges) {
-        size_t cap = 16, longest = 0;
-        while (cap < 2 * n_merges) cap *= 2;
-        t->merges.slot = malloc(cap * sizeof *t->merges.slot);
-        if (!t->merges.slot) goto nomem;
-        memset(t->merges.slot, 0xFF, cap * sizeof *t->merges.slot);
-        t->merges.cap = cap;
-        for (size_t r = 0; r < n_merges; r++) {
-            if (!merges[r]) {
-                rc = tok__err(err, TOK_EINVAL, "merge %zu: string is NULL", r);
-                goto fail;
-            }
-            size_t l = strlen(merges[r]);
-            if (l > longest) longest = l;
-        }
-        cat = malloc(longest + 1);
-        if (!cat) goto nomem;
-        for (size_t r = 0; r < n_merges; r++) {
-            size_t ll;
-            const char *right;
-            if (!tok__merge_split(merges[r], &ll, &right)) {
-                rc = tok__err(err, TOK_EINVAL, "merge %zu (\"%.40s\"): expected two tokens separated by one space",
-                              r, merges[r]);
-                goto fail;
-            }
-            size_t rl = strlen(right);
-            int32_t a = tok__map_find(t, merges[r], ll), b = tok__map_find(t, right, rl);
-            memcpy(cat, merges[r], ll);
-            memcpy(cat + ll, right, rl);
-            int32_t c = tok__map_find(t, cat, ll + rl);
-            if (a < 0 || b < 0 || c < 0) continue; /* documented: skipped */
-            tok__pair_put(&t->merges, a, b, (int32_t)r, c);
-        }
-        free(cat);
-        cat = NULL;
-    }
+    if ((rc = tok__build_merges(t, merges, n_merges, "tok_create_bpe", err))) goto fail;
 
     int ec;
     PCRE2_SIZE eo;
@@ -204,10 +221,7 @@ int tok_create_bpe(tok **out, const char *const *tokens, size_t n_tokens,
     if ((rc = tok__finish(t, err))) goto fail;
     *out = t;
     return TOK_OK;
-nomem:
-    rc = tok__err(err, TOK_ENOMEM, "tok_create_bpe: out of memory for %zu merges", n_merges);
 fail:
-    free(cat);
     tok_free(t);
     return rc;
 }
@@ -243,10 +257,13 @@ fail:
     return NULL;
 }
 
-int tok_create_bpe_from_files(tok **out, const char *vocab_json_path, const char *merges_path,
-                              const tok_options *opt, tok_err *err) {
+/* Reads vocab.json (token -> id) and merges.txt, then calls create with
+ * them; who names the public caller in its messages. */
+int tok__read_vocab_merges(tok **out, const char *vocab_json_path, const char *merges_path,
+                           const tok_options *opt, tok_err *err, const char *who,
+                           tok__create_merges_fn create) {
     if (!out || !vocab_json_path || !merges_path)
-        return tok__err(err, TOK_EINVAL, "tok_create_bpe_from_files: NULL argument");
+        return tok__err(err, TOK_EINVAL, "%s: NULL argument", who);
     *out = NULL;
     int rc;
     json_t *root = NULL;
@@ -316,16 +333,22 @@ int tok_create_bpe_from_files(tok **out, const char *vocab_json_path, const char
         if (!nl) break;
         p = nl + 1;
     }
-    rc = tok_create_bpe(out, tokens, n, merges, n_merges, NULL, opt, err);
+    rc = create(out, tokens, n, merges, n_merges, NULL, opt, err);
     goto done;
 nomem:
-    rc = tok__err(err, TOK_ENOMEM, "tok_create_bpe_from_files: out of memory");
+    rc = tok__err(err, TOK_ENOMEM, "%s: out of memory", who);
 done:
     free(merges);
     free(mbuf);
     free(tokens);
     json_decref(root);
     return rc;
+}
+
+int tok_create_bpe_from_files(tok **out, const char *vocab_json_path, const char *merges_path,
+                              const tok_options *opt, tok_err *err) {
+    return tok__read_vocab_merges(out, vocab_json_path, merges_path, opt, err,
+                                  "tok_create_bpe_from_files", tok_create_bpe);
 }
 
 /* ---- encoding --------------------------------------------------------------- */
@@ -340,8 +363,10 @@ static int tok__bpe_try_pair(const tok *t, tok__scratch *sc, int32_t l, int32_t 
     return tok__heap_push(&sc->heap, c);
 }
 
-/* BPE of one pre-token w[0..m). */
-static int tok__bpe_word(const tok *t, const char *w, size_t m, tok__sink *sink, tok__scratch *sc) {
+/* BPE of one pre-token w[0..m): one symbol per byte (its byte token, the
+ * last one last_id instead when last_id is not NULL), merged by rank. */
+int tok__bpe_merge_word(const tok *t, const char *w, size_t m, const int32_t *last_id,
+                        tok__sink *sink, tok__scratch *sc) {
     if (m == 0) return TOK_OK;
     int rc = tok__scratch_syms(sc, m);
     if (rc) return rc;
@@ -349,6 +374,7 @@ static int tok__bpe_word(const tok *t, const char *w, size_t m, tok__sink *sink,
     for (size_t k = 0; k < m; k++)
         sym[k] = (tok__sym){t->byte_id[(unsigned char)w[k]], 1, (int32_t)k - 1,
                             k + 1 < m ? (int32_t)k + 1 : -1};
+    if (last_id) sym[m - 1].id = *last_id;
     sc->heap.n = 0;
     for (size_t k = 0; k + 1 < m; k++)
         if ((rc = tok__bpe_try_pair(t, sc, (int32_t)k, (int32_t)k + 1))) return rc;
@@ -371,6 +397,10 @@ static int tok__bpe_word(const tok *t, const char *w, size_t m, tok__sink *sink,
         else if (t->unk >= 0) tok__emit(sink, t->unk); /* a byte the vocabulary lacks */
     }
     return TOK_OK;
+}
+
+static int tok__bpe_word(const tok *t, const char *w, size_t m, tok__sink *sink, tok__scratch *sc) {
+    return tok__bpe_merge_word(t, w, m, NULL, sink, sc);
 }
 
 /* Pre-tokenizes valid UTF-8 s[0..len) and BPE-encodes each piece. */

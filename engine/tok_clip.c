@@ -49,46 +49,6 @@ static const char tok__clip_pattern[] =
 
 #define TOK__CLIP_EOW "</w>"
 
-/* GPT-2's bytes_to_unicode (the same table as tok_bpe.c's). */
-static void tok__clip_byte_to_cp(uint32_t cp[256]) {
-    uint32_t extra = 0;
-    for (uint32_t b = 0; b < 256; b++) {
-        bool self = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-        cp[b] = self ? b : 256 + extra++;
-    }
-}
-
-/* ---- merge pair map (t->merges, freed by tok_free) ------------------------ */
-
-static size_t tok__clip_slot(uint64_t key, size_t cap) {
-    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
-}
-
-static const tok__pairent *tok__clip_pair_find(const tok__pairmap *m, int32_t a, int32_t b) {
-    if (!m->cap) return NULL;
-    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    for (size_t i = tok__clip_slot(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
-        if (m->slot[i].key == key) return &m->slot[i];
-        if (m->slot[i].key == UINT64_MAX) return NULL;
-    }
-}
-
-static void tok__clip_pair_put(tok__pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t id) {
-    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    size_t i = tok__clip_slot(key, m->cap);
-    while (m->slot[i].key != UINT64_MAX && m->slot[i].key != key) i = (i + 1) & (m->cap - 1);
-    m->slot[i] = (tok__pairent){key, rank, id};
-}
-
-/* "left right" with both parts non-empty and one space. */
-static bool tok__clip_merge_split(const char *s, size_t *left_len, const char **right) {
-    const char *sp = strchr(s, ' ');
-    if (!sp || sp == s || sp[1] == '\0' || strchr(sp + 1, ' ')) return false;
-    *left_len = (size_t)(sp - s);
-    *right = sp + 1;
-    return true;
-}
-
 /* ---- creation --------------------------------------------------------------- */
 
 int tok_create_clip(tok **out, const char *const *tokens, size_t n_tokens,
@@ -102,95 +62,10 @@ int tok_create_clip(tok **out, const char *const *tokens, size_t n_tokens,
     tok *t;
     int rc = tok__create_base(&t, TOK_KIND_CLIP, tokens, n_tokens, opt, err);
     if (rc) return rc;
-    char *cat = NULL;
 
-    if (types) {
-        for (size_t i = 0; i < t->n; i++) {
-            if (types[i] < 0 || types[i] > TOK_TYPE_BYTE) {
-                rc = tok__err(err, TOK_EINVAL, "token %zu (\"%.40s\"): type %ld is not a token type (0..6)",
-                              i, t->text[i], (long)types[i]);
-                goto fail;
-            }
-            t->type[i] = (int8_t)(types[i] == TOK_TYPE_UNDEFINED ? TOK_TYPE_NORMAL : types[i]);
-        }
-    } else {
-        int32_t sp[4] = {t->bos, t->eos, t->unk, t->pad};
-        for (int k = 0; k < 4; k++)
-            if (sp[k] >= 0) t->type[sp[k]] = TOK_TYPE_CONTROL;
-    }
+    if ((rc = tok__bpe_tables(t, types, true, err))) goto fail;
 
-    /* Pieces: byte-level text mapped back to bytes, "</w>" at the end -> ' '.
-     * A piece is never longer than its text, as tok__create_base assumes. */
-    uint32_t cp_of[256];
-    int16_t byte_of[324];
-    tok__clip_byte_to_cp(cp_of);
-    memset(byte_of, 0xFF, sizeof byte_of);
-    for (int b = 0; b < 256; b++) byte_of[cp_of[b]] = (int16_t)b;
-    for (size_t i = 0; i < t->n; i++) {
-        int ty = t->type[i];
-        if (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_USER_DEFINED) continue;
-        const char *s = t->text[i];
-        size_t len = t->text_len[i], k = 0, w = 0;
-        bool eow = len > 4 && memcmp(s + len - 4, TOK__CLIP_EOW, 4) == 0;
-        if (eow) len -= 4;
-        char tmp[1024];
-        if (len >= sizeof tmp) continue; /* longer than any byte-level token; keep its text */
-        while (k < len) {
-            uint32_t cp;
-            size_t l = tok_utf8_decode(s + k, len - k, &cp);
-            if (l == 0 || cp >= 324 || byte_of[cp] < 0) break;
-            tmp[w++] = (char)byte_of[cp];
-            k += l;
-        }
-        if (k < len) continue; /* not byte-level text: decodes to itself */
-        if (eow) tmp[w++] = ' ';
-        char *p = tok__piece_space(t, w);
-        if (w) memcpy(p, tmp, w);
-        t->piece[i] = p;
-        t->piece_len[i] = (uint32_t)w;
-    }
-    for (int b = 0; b < 256; b++) {
-        char u[4];
-        size_t l = tok_utf8_encode(cp_of[b], u);
-        t->byte_id[b] = tok__map_find(t, u, l);
-    }
-
-    if (n_merges) {
-        size_t cap = 16, longest = 0;
-        while (cap < 2 * n_merges) cap *= 2;
-        t->merges.slot = malloc(cap * sizeof *t->merges.slot);
-        if (!t->merges.slot) goto nomem;
-        memset(t->merges.slot, 0xFF, cap * sizeof *t->merges.slot);
-        t->merges.cap = cap;
-        for (size_t r = 0; r < n_merges; r++) {
-            if (!merges[r]) {
-                rc = tok__err(err, TOK_EINVAL, "merge %zu: string is NULL", r);
-                goto fail;
-            }
-            size_t l = strlen(merges[r]);
-            if (l > longest) longest = l;
-        }
-        cat = malloc(longest + 1);
-        if (!cat) goto nomem;
-        for (size_t r = 0; r < n_merges; r++) {
-            size_t ll;
-            const char *right;
-            if (!tok__clip_merge_split(merges[r], &ll, &right)) {
-                rc = tok__err(err, TOK_EINVAL, "merge %zu (\"%.40s\"): expected two tokens separated by one space",
-                              r, merges[r]);
-                goto fail;
-            }
-            size_t rl = strlen(right);
-            int32_t a = tok__map_find(t, merges[r], ll), b = tok__map_find(t, right, rl);
-            memcpy(cat, merges[r], ll);
-            memcpy(cat + ll, right, rl);
-            int32_t c = tok__map_find(t, cat, ll + rl);
-            if (a < 0 || b < 0 || c < 0) continue; /* skipped, as tok_create_bpe does */
-            tok__clip_pair_put(&t->merges, a, b, (int32_t)r, c);
-        }
-        free(cat);
-        cat = NULL;
-    }
+    if ((rc = tok__build_merges(t, merges, n_merges, "tok_create_clip", err))) goto fail;
 
     int ec;
     PCRE2_SIZE eo;
@@ -208,116 +83,15 @@ int tok_create_clip(tok **out, const char *const *tokens, size_t n_tokens,
     if ((rc = tok__finish(t, err))) goto fail;
     *out = t;
     return TOK_OK;
-nomem:
-    rc = tok__err(err, TOK_ENOMEM, "tok_create_clip: out of memory for %zu merges", n_merges);
 fail:
-    free(cat);
     tok_free(t);
     return rc;
 }
 
-/* Reads a whole file into a NUL-terminated buffer (caller frees). */
-static char *tok__clip_slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    long n;
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) goto fail;
-    buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) goto fail;
-    buf[n] = '\0';
-    *len = (size_t)n;
-    fclose(f);
-    return buf;
-fail:
-    free(buf);
-    fclose(f);
-    return NULL;
-}
-
 int tok_create_clip_from_files(tok **out, const char *vocab_json_path, const char *merges_path,
                                const tok_options *opt, tok_err *err) {
-    if (!out || !vocab_json_path || !merges_path)
-        return tok__err(err, TOK_EINVAL, "tok_create_clip_from_files: NULL argument");
-    *out = NULL;
-    int rc;
-    json_t *root = NULL;
-    const char **tokens = NULL, **merges = NULL;
-    char *mbuf = NULL;
-    size_t n = 0, n_merges = 0;
-
-    json_error_t je;
-    root = json_load_file(vocab_json_path, 0, &je);
-    if (!root) {
-        rc = tok__err(err, TOK_EFORMAT, "%s line %d: %s", vocab_json_path, je.line, je.text);
-        goto done;
-    }
-    if (!json_is_object(root) || (n = json_object_size(root)) == 0) {
-        rc = tok__err(err, TOK_EFORMAT, "%s: expected a non-empty object of token -> id", vocab_json_path);
-        goto done;
-    }
-    tokens = calloc(n, sizeof *tokens);
-    if (!tokens) goto nomem;
-    const char *key;
-    json_t *val;
-    json_object_foreach(root, key, val) {
-        json_int_t id = json_is_integer(val) ? json_integer_value(val) : -1;
-        if (id < 0 || (size_t)id >= n) {
-            rc = tok__err(err, TOK_EFORMAT, "%s: token \"%.40s\": id must be an integer in 0..%zu",
-                          vocab_json_path, key, n - 1);
-            goto done;
-        }
-        if (tokens[id]) {
-            rc = tok__err(err, TOK_EFORMAT, "%s: id %ld is used by \"%.40s\" and \"%.40s\"", vocab_json_path,
-                          (long)id, tokens[id], key);
-            goto done;
-        }
-        tokens[id] = key;
-    }
-
-    size_t mlen;
-    mbuf = tok__clip_slurp(merges_path, &mlen);
-    if (!mbuf) {
-        rc = tok__err(err, TOK_EIO, "%s: cannot read", merges_path);
-        goto done;
-    }
-    size_t lines = 1;
-    for (size_t i = 0; i < mlen; i++) lines += mbuf[i] == '\n';
-    merges = calloc(lines, sizeof *merges);
-    if (!merges) goto nomem;
-    char *p = mbuf, *end = mbuf + mlen;
-    for (size_t line = 1;; line++) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *e = nl ? nl : end;
-        if (e > p && e[-1] == '\r') e--;
-        *e = '\0';
-        if (memchr(p, '\0', (size_t)(e - p))) {
-            rc = tok__err(err, TOK_EFORMAT, "%s line %zu: NUL byte in line", merges_path, line);
-            goto done;
-        }
-        if (*p && !(line == 1 && strncmp(p, "#version", 8) == 0)) {
-            size_t ll;
-            const char *right;
-            if (!tok__clip_merge_split(p, &ll, &right)) {
-                rc = tok__err(err, TOK_EFORMAT, "%s line %zu: expected two tokens separated by one space",
-                              merges_path, line);
-                goto done;
-            }
-            merges[n_merges++] = p;
-        }
-        if (!nl) break;
-        p = nl + 1;
-    }
-    rc = tok_create_clip(out, tokens, n, merges, n_merges, NULL, opt, err);
-    goto done;
-nomem:
-    rc = tok__err(err, TOK_ENOMEM, "tok_create_clip_from_files: out of memory");
-done:
-    free(merges);
-    free(mbuf);
-    free(tokens);
-    json_decref(root);
-    return rc;
+    return tok__read_vocab_merges(out, vocab_json_path, merges_path, opt, err,
+                                  "tok_create_clip_from_files", tok_create_clip);
 }
 
 int tok_clip_truncate(int32_t *ids, size_t *n, size_t max) {
@@ -336,37 +110,6 @@ static bool tok__clip_is_space(int32_t c) {
     return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
            c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
            c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
-static bool tok__clip_is_cased(int32_t c) {
-    utf8proc_category_t cat = utf8proc_category(c);
-    return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT ||
-           utf8proc_tolower(c) != c || utf8proc_toupper(c) != c;
-}
-
-static bool tok__clip_is_case_ignorable(int32_t c) {
-    switch (c) {
-    case 0x27: case 0x2E: case 0x3A: case 0x5E: case 0x60: case 0xA8: case 0xAD: case 0xAF:
-    case 0xB4: case 0xB7: case 0xB8: case 0x387: case 0x55F: case 0x5F4: case 0x2018: case 0x2019:
-    case 0x2024: case 0x2027: case 0xFE13: case 0xFE52: case 0xFE55: case 0xFF07: case 0xFF0E:
-    case 0xFF1A:
-        return true;
-    default:
-        break;
-    }
-    utf8proc_category_t cat = utf8proc_category(c);
-    return cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_ME || cat == UTF8PROC_CATEGORY_CF ||
-           cat == UTF8PROC_CATEGORY_LM || cat == UTF8PROC_CATEGORY_SK;
-}
-
-/* Python's final-sigma rule for U+03A3 at a[i] of a[0..n). */
-static bool tok__clip_final_sigma(const int32_t *a, size_t i, size_t n) {
-    size_t j = i;
-    while (j > 0 && tok__clip_is_case_ignorable(a[j - 1])) j--;
-    if (j == 0 || !tok__clip_is_cased(a[j - 1])) return false;
-    j = i + 1;
-    while (j < n && tok__clip_is_case_ignorable(a[j])) j++;
-    return j == n || !tok__clip_is_cased(a[j]);
 }
 
 /* Steps 1-2 on s[0..len): writes the cleaned, lower-cased UTF-8 text to
@@ -420,18 +163,7 @@ static int tok__clip_clean(const char *s, size_t len, tok__scratch *sc, size_t *
     /* lower-case (one character may become two) */
     b = malloc((2 * m + 1) * sizeof *b);
     if (!b) goto done;
-    size_t k = 0;
-    for (size_t i = 0; i < m; i++) {
-        int32_t x = a[i];
-        if (x == 0x130) {
-            b[k++] = 'i';
-            b[k++] = 0x307;
-        } else if (x == 0x3A3) {
-            b[k++] = tok__clip_final_sigma(a, i, m) ? 0x3C2 : 0x3C3;
-        } else {
-            b[k++] = utf8proc_tolower(x);
-        }
-    }
+    size_t k = tok__lower_utf32(a, m, b);
     if (tok__scratch_buf(sc, 4 * k + 1)) goto done;
     size_t w = 0;
     for (size_t i = 0; i < k; i++) w += tok_utf8_encode((uint32_t)b[i], sc->buf + w);
@@ -447,57 +179,20 @@ done:
 
 /* ---- BPE (step 4) ------------------------------------------------------------ */
 
-static int tok__clip_try_pair(const tok *t, tok__scratch *sc, int32_t l, int32_t r) {
-    if (l < 0 || r < 0) return TOK_OK;
-    const tok__sym *a = &sc->sym[l], *b = &sc->sym[r];
-    if (a->id < 0 || b->id < 0) return TOK_OK;
-    const tok__pairent *m = tok__clip_pair_find(&t->merges, a->id, b->id);
-    if (!m) return TOK_OK;
-    tok__cand c = {(double)m->rank, (uint32_t)l, (uint32_t)r, a->len + b->len, m->id};
-    return tok__heap_push(&sc->heap, c);
-}
-
 /* The "</w>" token of byte b (its byte-level character + "</w>"), or -1. */
 static int32_t tok__clip_end_id(const tok *t, unsigned char b) {
     uint32_t cp[256];
-    tok__clip_byte_to_cp(cp);
+    tok__byte_to_unicode(cp);
     char u[8];
     size_t l = tok_utf8_encode(cp[b], u);
     memcpy(u + l, TOK__CLIP_EOW, 4);
     return tok__map_find(t, u, l + 4);
 }
 
-/* BPE of one pre-token w[0..m) (m > 0). */
+/* BPE of one pre-token w[0..m) (m > 0), its last byte in the "</w>" form. */
 static int tok__clip_word(const tok *t, const char *w, size_t m, tok__sink *sink, tok__scratch *sc) {
-    int rc = tok__scratch_syms(sc, m);
-    if (rc) return rc;
-    tok__sym *sym = sc->sym;
-    for (size_t k = 0; k < m; k++)
-        sym[k] = (tok__sym){t->byte_id[(unsigned char)w[k]], 1, (int32_t)k - 1,
-                            k + 1 < m ? (int32_t)k + 1 : -1};
-    sym[m - 1].id = tok__clip_end_id(t, (unsigned char)w[m - 1]);
-    sc->heap.n = 0;
-    for (size_t k = 0; k + 1 < m; k++)
-        if ((rc = tok__clip_try_pair(t, sc, (int32_t)k, (int32_t)k + 1))) return rc;
-    tok__cand c;
-    while (tok__heap_pop(&sc->heap, &c)) {
-        tok__sym *a = &sym[c.left], *b = &sym[c.right];
-        if (a->len == 0 || b->len == 0 || a->next != (int32_t)c.right || a->len + b->len != c.len)
-            continue; /* stale */
-        a->id = c.id;
-        a->len += b->len;
-        a->next = b->next;
-        if (b->next >= 0) sym[b->next].prev = (int32_t)c.left;
-        b->len = 0;
-        if ((rc = tok__clip_try_pair(t, sc, a->prev, (int32_t)c.left)) ||
-            (rc = tok__clip_try_pair(t, sc, (int32_t)c.left, a->next)))
-            return rc;
-    }
-    for (int32_t k = 0; k >= 0; k = sym[k].next) {
-        if (sym[k].id >= 0) tok__emit(sink, sym[k].id);
-        else if (t->unk >= 0) tok__emit(sink, t->unk); /* a byte the vocabulary lacks */
-    }
-    return TOK_OK;
+    int32_t last = tok__clip_end_id(t, (unsigned char)w[m - 1]);
+    return tok__bpe_merge_word(t, w, m, &last, sink, sc);
 }
 
 int tok__clip_encode(const tok *t, const char *s, size_t len, tok__sink *sink, tok__scratch *sc,

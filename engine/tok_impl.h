@@ -141,6 +141,35 @@ int tok__clip_encode(const tok *t, const char *s, size_t len, tok__sink *sink, t
                      tok_err *err);
 int tok__clip_decode(const tok *t, const int32_t *ids, size_t n_ids, unsigned flags, char *buf,
                      size_t cap, size_t *n, tok_err *err);
+/* tok_bpe.c: pieces GPT-2 BPE and CLIP share.
+ * tok__byte_to_unicode: GPT-2's bytes_to_unicode table (byte -> code point).
+ * tok__build_merges: fills t->merges from "left right" strings (rank = index);
+ *   who names the caller in the out-of-memory message.
+ * tok__bpe_merge_word: BPE of one pre-token w[0..m), one symbol per byte, the
+ *   last symbol's token replaced by *last_id when last_id is not NULL.
+ * tok__read_vocab_merges: reads vocab.json + merges.txt and calls create;
+ *   who names the public caller in its messages. */
+typedef int (*tok__create_merges_fn)(tok **out, const char *const *tokens, size_t n_tokens,
+                                     const char *const *merges, size_t n_merges,
+                                     const int32_t *types, const tok_options *opt, tok_err *err);
+void tok__byte_to_unicode(uint32_t cp[256]);
+int tok__build_merges(tok *t, const char *const *merges, size_t n_merges, const char *who,
+                      tok_err *err);
+/* tok__bpe_tables: types (given, or CONTROL for the special ids), pieces
+ * (byte-level text -> bytes; end_of_word: trailing "</w>" -> ' ') and byte_id. */
+int tok__bpe_tables(tok *t, const int32_t *types, bool end_of_word, tok_err *err);
+int tok__bpe_merge_word(const tok *t, const char *w, size_t m, const int32_t *last_id,
+                        tok__sink *sink, tok__scratch *sc);
+int tok__read_vocab_merges(tok **out, const char *vocab_json_path, const char *merges_path,
+                           const tok_options *opt, tok_err *err, const char *who,
+                           tok__create_merges_fn create);
+/* tok.c: checks types[0..t->n) (0..TOK_TYPE_BYTE; UNDEFINED becomes NORMAL)
+ * into t->type. Returns TOK_OK or TOK_EINVAL. */
+int tok__set_types(tok *t, const int32_t *types, tok_err *err);
+/* tok_wordpiece.c: Python's str.lower on code points a[0..n) (utf8proc's
+ * simple mapping, U+0130 -> "i" U+0307, final sigma) into b (room for 2n);
+ * returns the length written. */
+size_t tok__lower_utf32(const int32_t *a, size_t n, int32_t *b);
 /* tok.c: the bytes token id decodes to under flags (borrowed or static). */
 void tok__piece_of(const tok *t, int32_t id, unsigned flags, const char **p, size_t *len);
 

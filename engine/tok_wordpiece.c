@@ -115,6 +115,22 @@ static bool tok__wp_final_sigma(const int32_t *a, size_t i, size_t n) {
     return j == n || !tok__wp_is_cased((uint32_t)a[j]);
 }
 
+size_t tok__lower_utf32(const int32_t *a, size_t n, int32_t *b) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t x = a[i];
+        if (x == 0x130) { /* Python: "İ".lower() is "i" + U+0307 */
+            b[m++] = 'i';
+            b[m++] = 0x307;
+        } else if (x == 0x3A3) {
+            b[m++] = tok__wp_final_sigma(a, i, n) ? 0x3C2 : 0x3C3;
+        } else {
+            b[m++] = utf8proc_tolower(x);
+        }
+    }
+    return m;
+}
+
 /* ---- per-call work buffers -------------------------------------------- */
 
 typedef struct tok__wpwork {
@@ -244,18 +260,7 @@ static int tok__wp_basic_word(const tok *t, tok__wpwork *w, const char *s, size_
     const int32_t *c = w->a;
     if (wp->lower) {
         if (!tok__wp_grow(&w->b, &w->b_cap, 2 * (size_t)n + 1, sizeof *w->b)) return TOK_ENOMEM;
-        size_t m = 0;
-        for (size_t i = 0; i < (size_t)n; i++) {
-            int32_t x = w->a[i];
-            if (x == 0x130) { /* Python: "İ".lower() is "i" + U+0307 */
-                w->b[m++] = 'i';
-                w->b[m++] = 0x307;
-            } else if (x == 0x3A3) {
-                w->b[m++] = tok__wp_final_sigma(w->a, i, (size_t)n) ? 0x3C2 : 0x3C3;
-            } else {
-                w->b[m++] = utf8proc_tolower(x);
-            }
-        }
+        size_t m = tok__lower_utf32(w->a, (size_t)n, w->b);
         c = w->b;
         n = (ptrdiff_t)m;
     }
@@ -401,14 +406,7 @@ int tok_create_wordpiece(tok **out, const char *const *tokens, size_t n_tokens,
 
     /* Types: given, or CONTROL for the special ids; unk is UNKNOWN. */
     if (types) {
-        for (size_t i = 0; i < t->n; i++) {
-            if (types[i] < 0 || types[i] > TOK_TYPE_BYTE) {
-                rc = tok__err(err, TOK_EINVAL, "token %zu (\"%.40s\"): type %ld is not a token type (0..6)",
-                              i, t->text[i], (long)types[i]);
-                goto fail;
-            }
-            t->type[i] = (int8_t)(types[i] == TOK_TYPE_UNDEFINED ? TOK_TYPE_NORMAL : types[i]);
-        }
+        if ((rc = tok__set_types(t, types, err))) goto fail;
     } else {
         int32_t sp[4] = {t->bos, t->eos, t->pad, t->mask};
         for (int i = 0; i < 4; i++)
