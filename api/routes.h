@@ -26,6 +26,13 @@ void api_detokenize(http_req *req);
 void api_embeddings(http_req *req);
 void api_classify(http_req *req);
 void api_image_embeddings(http_req *req);
+/* api/feedback.c */
+void api_feedback_create(http_req *req);
+void api_feedback_list(http_req *req);
+void api_feedback_get(http_req *req);
+void api_feedback_delete(http_req *req);
+void api_feedback_export(http_req *req);
+void api_feedback_stats(http_req *req);
 /* api/debug.c */
 void api_debug_echo(http_req *req);
 void api_debug_sse(http_req *req);

@@ -41,6 +41,12 @@
       "Enable the /debug/* routes (asynchronous echo and SSE ticker used by tests)") \
     X(server, debug_queue_size, INT, "64", 1, 100000, NULL, 0, \
       "Jobs the debug worker queues before it answers 429") \
+    X(store, path, STR, "alignd.db", 0, 0, NULL, 0, \
+      "SQLite database of the preference feedback (created when missing; WAL mode, full sync)") \
+    X(feedback, max_text_bytes, SIZE, "64K", 1, 16777216, NULL, 0, \
+      "Longest prompt, response or comment accepted in feedback, in bytes") \
+    X(feedback, max_batch, INT, "100", 1, 10000, NULL, 0, \
+      "Most feedback items in one POST /v1/feedback") \
     X(log, file, STR, "", 0, 0, NULL, 0, \
       "Log file (reopened on SIGHUP); empty logs to standard error") \
     X(log, level, ENUM, "info", 0, 0, "debug|info|warn|error", 0, \

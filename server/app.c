@@ -142,6 +142,10 @@ int app_run(const cfg *c) {
         auth_free(&a.auth);
         return 1;
     }
+    if (store_open(&a.store, c->store_path, err, sizeof err) != 0) {
+        LOG_ERR("app", "store.path %s: %s", c->store_path, err);
+        goto out;
+    }
     if (c->server_debug_routes) {
         a.debug = debug_worker_start((size_t)c->server_debug_queue_size);
         if (!a.debug) {
@@ -199,6 +203,7 @@ out:
         uv_run(&a.loop, UV_RUN_DEFAULT);
     }
     models_free(&a.models); /* stops the schedulers; what still runs ends as cancelled */
+    store_close(a.store);
     debug_worker_stop(a.debug);
     if (uv_loop_close(&a.loop) != 0) LOG_WRN("app", "event loop closed with handles still open");
     metrics_free(a.metrics);

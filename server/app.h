@@ -16,6 +16,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "models.h"
+#include "store.h"
 
 typedef struct debug_worker debug_worker;
 
@@ -32,6 +33,7 @@ typedef struct app {
     auth auth;
     metrics *metrics;
     debug_worker *debug;   /* NULL unless server.debug_routes */
+    store *store;          /* preference feedback (SQLite) */
     models_registry models; /* loaded by a uv work request at start-up */
     uv_work_t load_work;
     int load_rc;

@@ -97,6 +97,11 @@ http_pending *http_defer(http_req *req);
  * events are pushed later through the handle (a new reference). */
 http_pending *http_stream_sse(http_req *req);
 
+/* Loop thread, in a handler: starts a 200 chunked response of content_type
+ * whose bytes are pushed later with http_pending_write and ended with
+ * http_pending_sse_end (the stream machinery without SSE framing). */
+http_pending *http_stream_start(http_req *req, const char *content_type);
+
 /* Any thread. Each returns 0, or -1 when the client is gone or the answer
  * was already given/ended (the producer should stop and release). */
 int http_pending_reply_json(http_pending *p, unsigned status, json_t *body); /* steals */
@@ -105,7 +110,9 @@ int http_pending_reply_error(http_pending *p, api_error_code code, const char *p
 /* Queues one SSE event; `event` may be NULL (no "event:" line); data may
  * contain newlines (one "data:" line each). */
 int http_pending_sse_event(http_pending *p, const char *event, const char *data);
-/* Ends the SSE stream (the client sees the end of the chunked body). */
+/* Appends raw bytes to a stream started with http_stream_start. */
+int http_pending_write(http_pending *p, const char *data, size_t len);
+/* Ends the stream (the client sees the end of the chunked body). */
 int http_pending_sse_end(http_pending *p);
 /* True once the client has gone or the server gave up on the request. */
 bool http_pending_cancelled(http_pending *p);

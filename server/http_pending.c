@@ -125,7 +125,9 @@ bool http__pending_deliver(http_req *req) {
 
 http_pending *http_defer(http_req *req) { return http__pending_new(req, false); }
 
-http_pending *http_stream_sse(http_req *req) {
+http_pending *http_stream_sse(http_req *req) { return http_stream_start(req, "text/event-stream"); }
+
+http_pending *http_stream_start(http_req *req, const char *content_type) {
     http_pending *p = http__pending_new(req, true);
     if (!p) return NULL;
     http__pending_ref(p); /* the MHD response's ref, dropped by http__pending_sse_free */
@@ -133,7 +135,7 @@ http_pending *http_stream_sse(http_req *req) {
         MHD_SIZE_UNKNOWN, 16 * 1024, http__pending_sse_read, p, http__pending_sse_free);
     if (!resp) http_pending_release(p);
     else MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    if (http__queue(req, 200, "text/event-stream", resp) != MHD_YES) {
+    if (http__queue(req, 200, content_type, resp) != MHD_YES) {
         /* the request keeps its ref; the producer's ref is returned as usual,
          * and every push fails once the request is detached */
         LOG_ERR("http", "request %s: cannot start the event stream", req->id);
@@ -212,6 +214,15 @@ int http_pending_sse_event(http_pending *p, const char *event, const char *data)
 out:
     pthread_mutex_unlock(&p->mu);
     return rc ? -1 : 0;
+}
+
+int http_pending_write(http_pending *p, const char *data, size_t len) {
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    if (!p->sse || !p->attached || p->cancelled || p->done || http__pending_append(p, data, len) != 0) rc = -1;
+    else http__pending_wake_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
 }
 
 int http_pending_sse_end(http_pending *p) {

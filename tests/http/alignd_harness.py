@@ -29,6 +29,7 @@ class Daemon:
         self.tmp = tempfile.mkdtemp(prefix="alignd_http_")
         self.log_path = os.path.join(self.tmp, "alignd.log")
         self.args = [BINARY, f"--server.port={self.port}", f"--log.file={self.log_path}",
+                     f"--store.path={os.path.join(self.tmp, 'alignd.db')}",
                      "--log.level=debug", *flags]
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
