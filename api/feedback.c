@@ -112,9 +112,16 @@ static int api__fb_item(json_t *item, size_t idx, size_t max, store_feedback *ro
         if (row->metadata && strlen(row->metadata) > max)
             return api__fb_bad(e, API_ERR_INVALID_VALUE, "metadata", "items[%zu].metadata is larger than %zu bytes", idx, max);
     }
+    const char *source = "api";
+    json_t *src = json_object_get(item, "source");
+    if (src && !json_is_null(src)) {
+        source = json_string_value(src);
+        if (!source || (strcmp(source, "api") && strcmp(source, "form")))
+            return api__fb_bad(e, API_ERR_INVALID_VALUE, "source", "items[%zu].source must be api or form", idx);
+    }
     row->format = strdup(messages ? "messages" : "text");
     row->kind = strdup(kind);
-    row->source = strdup("api");
+    row->source = strdup(source);
     if (!row->format || !row->kind || !row->source) return api__fb_bad(e, API_ERR_INTERNAL, "items", "out of memory");
     return 0;
 }
