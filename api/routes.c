@@ -5,6 +5,7 @@
 
 const route api_routes[] = {
     /* method  pattern               handler          auth                body             limit  flags                summary */
+    {"GET",    "/",                  api_webui,       ROUTE_AUTH_OPEN,    ROUTE_BODY_NONE, 0,     0,                   "Preference-feedback web form (HTML)"},
     {"GET",    "/health",            api_health,      ROUTE_AUTH_HEALTH,  ROUTE_BODY_NONE, 0,     0,                   "Liveness: the process answers"},
     {"GET",    "/ready",             api_ready,       ROUTE_AUTH_HEALTH,  ROUTE_BODY_NONE, 0,     0,                   "Readiness: every model loaded, not shutting down"},
     {"GET",    "/metrics",           api_metrics,     ROUTE_AUTH_METRICS, ROUTE_BODY_NONE, 0,     0,                   "Prometheus metrics"},

@@ -10,6 +10,9 @@
 extern const route api_routes[];
 extern const size_t api_routes_count;
 
+/* api/webui.c */
+void api_webui(http_req *req);
+
 /* api/health.c */
 void api_health(http_req *req);
 void api_ready(http_req *req);

@@ -20,7 +20,7 @@ static size_t read_ops(const char *text, op *ops, size_t max) {
         const char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
         if (len && line[0] != ' ' && line[0] != '#') in_paths = strncmp(line, "paths:", 6) == 0;
-        else if (in_paths && len > 4 && !strncmp(line, "  /", 3) && line[len - 1] == ':') {
+        else if (in_paths && len >= 4 && !strncmp(line, "  /", 3) && line[len - 1] == ':') {
             snprintf(cur, sizeof cur, "%.*s", (int)(len - 3), line + 2);
         } else if (in_paths && cur[0] && len > 5 && !strncmp(line, "    ", 4) && line[4] != ' ') {
             const char *methods[] = {"get:", "post:", "put:", "patch:", "delete:"};
