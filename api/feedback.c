@@ -373,3 +373,8 @@ void api_feedback_export(http_req *req) {
         free(x);
     }
 }
+
+void api_feedback_prompts(http_req *req) {
+    app *a = http_req_app(req);
+    http_reply_json(req, 200, json_pack("{s:s, s:O}", "object", "list", "data", a->prompts));
+}

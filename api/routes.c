@@ -20,6 +20,7 @@ const route api_routes[] = {
     {"GET",    "/v1/feedback",       api_feedback_list, ROUTE_AUTH_KEY,   ROUTE_BODY_NONE, 0,     0,                   "List feedback, newest first"},
     {"GET",    "/v1/feedback/export", api_feedback_export, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0,    0,                   "Feedback as JSONL (TRL prompt/chosen/rejected)"},
     {"GET",    "/v1/feedback/stats", api_feedback_stats, ROUTE_AUTH_KEY,  ROUTE_BODY_NONE, 0,     0,                   "Feedback counts by kind, annotator, day"},
+    {"GET",    "/v1/feedback/prompts", api_feedback_prompts, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0,   0,                   "Prompts the web form draws from"},
     {"GET",    "/v1/feedback/{id}",  api_feedback_get, ROUTE_AUTH_KEY,    ROUTE_BODY_NONE, 0,     0,                   "One feedback item"},
     {"DELETE", "/v1/feedback/{id}",  api_feedback_delete, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0,     0,                   "Delete a feedback item"},
     {"POST",   "/tokenize",          api_tokenize,    ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 0,     ROUTE_F_NEEDS_READY, "Text to token ids (llama.cpp shape)"},

@@ -36,6 +36,7 @@ void api_feedback_get(http_req *req);
 void api_feedback_delete(http_req *req);
 void api_feedback_export(http_req *req);
 void api_feedback_stats(http_req *req);
+void api_feedback_prompts(http_req *req);
 /* api/debug.c */
 void api_debug_echo(http_req *req);
 void api_debug_sse(http_req *req);

@@ -47,6 +47,8 @@
       "Longest prompt, response or comment accepted in feedback, in bytes") \
     X(feedback, max_batch, INT, "100", 1, 10000, NULL, 0, \
       "Most feedback items in one POST /v1/feedback") \
+    X(feedback, prompts_file, STR, "", 0, 0, NULL, 0, \
+      "File of prompts (one per line) the web form draws from; empty = its built-in list") \
     X(log, file, STR, "", 0, 0, NULL, 0, \
       "Log file (reopened on SIGHUP); empty logs to standard error") \
     X(log, level, ENUM, "info", 0, 0, "debug|info|warn|error", 0, \

@@ -7,6 +7,7 @@
  */
 #include "app.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,24 @@ int app_run(const cfg *c) {
         LOG_ERR("app", "store.path %s: %s", c->store_path, err);
         goto out;
     }
+    if (!(a.prompts = json_array())) goto out;
+    if (c->feedback_prompts_file[0]) { /* one prompt per line; blank lines skipped */
+        FILE *pf = fopen(c->feedback_prompts_file, "r");
+        if (!pf) {
+            LOG_ERR("app", "feedback.prompts_file %s: %s", c->feedback_prompts_file, strerror(errno));
+            goto out;
+        }
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+        while ((n = getline(&line, &cap, pf)) >= 0) {
+            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+            json_t *s = n > 0 ? json_stringn(line, (size_t)n) : NULL;
+            if (s) json_array_append_new(a.prompts, s); /* invalid UTF-8 lines are skipped */
+        }
+        free(line);
+        fclose(pf);
+    }
     if (c->server_debug_routes) {
         a.debug = debug_worker_start((size_t)c->server_debug_queue_size);
         if (!a.debug) {
@@ -204,6 +223,7 @@ out:
     }
     models_free(&a.models); /* stops the schedulers; what still runs ends as cancelled */
     store_close(a.store);
+    json_decref(a.prompts);
     debug_worker_stop(a.debug);
     if (uv_loop_close(&a.loop) != 0) LOG_WRN("app", "event loop closed with handles still open");
     metrics_free(a.metrics);

@@ -34,6 +34,7 @@ typedef struct app {
     metrics *metrics;
     debug_worker *debug;   /* NULL unless server.debug_routes */
     store *store;          /* preference feedback (SQLite) */
+    json_t *prompts;       /* feedback.prompts_file as a JSON array of strings */
     models_registry models; /* loaded by a uv work request at start-up */
     uv_work_t load_work;
     int load_rc;

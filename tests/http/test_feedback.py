@@ -132,6 +132,25 @@ class Feedback(unittest.TestCase):
         self.assertEqual(self.d.json("GET", "/v1/feedback?after=garbage")[0], 422)
 
 
+class Prompts(unittest.TestCase):
+    def test_prompts_file(self):
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("First prompt\n\nSecond prompt\r\n")
+        try:
+            with H.Daemon(f"--feedback.prompts_file={f.name}") as d:
+                s, _, b = d.json("GET", "/v1/feedback/prompts")
+                self.assertEqual((s, b["data"]), (200, ["First prompt", "Second prompt"]))
+            with H.Daemon() as d:
+                self.assertEqual(d.json("GET", "/v1/feedback/prompts")[2]["data"], [])
+        finally:
+            os.unlink(f.name)
+        r = subprocess.run([H.BINARY, "--feedback.prompts_file=/nonexistent/prompts.txt",
+                            f"--server.port={H.free_port()}"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("/nonexistent/prompts.txt", r.stderr)
+
+
 class Durability(unittest.TestCase):
     def test_sigkill_keeps_acknowledged_writes(self):
         d = H.Daemon().__enter__()
