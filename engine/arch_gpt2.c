@@ -274,7 +274,26 @@ static void gpt2__forward(model *m, kv_cache *kv, const model_batch *b, float *l
         ops_matmul(logits, (size_t)V, xb, im->output, NULL, n, C, V);
 }
 
+static void gpt2__view(model *m, model_decoder_view *v)
+{
+    gpt2__impl *im = m->impl;
+    v->tok_embd = im->wte;
+    v->pos_embd = im->wpe;
+    v->norm_f_w = im->lnf_w;
+    v->norm_f_b = im->lnf_b;
+    v->output = im->output;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const gpt2__layer *L = &im->layers[l];
+        v->layers[l] = (model_layer_view){
+            .norm1_w = L->ln1_w, .norm1_b = L->ln1_b, .wqkv = L->wqkv, .bqkv = L->bqkv,
+            .wo = L->wo, .bo = L->bo, .norm2_w = L->ln2_w, .norm2_b = L->ln2_b,
+            .wup = L->wfc, .bup = L->bfc, .wdown = L->wproj, .bdown = L->bproj,
+        };
+    }
+}
+
 const model_arch_ops model_arch_gpt2_ops = {
+    .view = gpt2__view,
     .load = gpt2__load,
     .forward = gpt2__forward,
     .free = gpt2__free,

@@ -379,7 +379,28 @@ static void llama__forward(model *m, kv_cache *kv, const model_batch *b,
         ops_matmul(logits, (size_t)V, xb, im->output, NULL, n, C, V);
 }
 
+static void llama__view(model *m, model_decoder_view *v)
+{
+    llama__impl *im = m->impl;
+    v->tok_embd = im->tok_embd;
+    v->norm_f_w = im->out_norm;
+    v->output = im->output;
+    v->inv_freq = im->inv_freq;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const llama__layer *L = &im->layers[l];
+        model_layer_view *o = &v->layers[l];
+        memset(o, 0, sizeof(*o));
+        o->norm1_w = L->attn_norm;
+        o->wqkv = L->wqkv;
+        o->wo = L->wo;
+        o->norm2_w = L->ffn_norm;
+        o->wup = L->wgu;
+        o->wdown = L->wdown;
+    }
+}
+
 const model_arch_ops model_arch_llama_ops = {
+    .view = llama__view,
     .load = llama__load,
     .forward = llama__forward,
     .free = llama__free,

@@ -153,6 +153,7 @@ void model_free(model *m)
     if (m->ops && m->ops->free)
         m->ops->free(m);
     kv_free(m->enc_kv);
+    free(m->views);
     wt_arena_free(&m->warena);
     free(m);
 }
@@ -627,4 +628,19 @@ int32_t model_token_id(const model_src *src, const char *key)
             return -1;
     }
     return v >= 0 && v <= INT32_MAX ? (int32_t)v : -1;
+}
+
+int model_decoder_view_get(model *m, model_decoder_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    if (!m->ops->view)
+        return -ENOTSUP;
+    if (!m->views) {
+        m->views = calloc((size_t)m->hp.n_layer, sizeof(*m->views));
+        if (!m->views)
+            return -ENOMEM;
+    }
+    v->layers = m->views;
+    m->ops->view(m, v);
+    return 0;
 }

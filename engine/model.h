@@ -178,6 +178,35 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b,
 int model_encode(model *m, const model_batch *b, float *hidden_out, char *err,
                  size_t errlen);
 
+/* ---- the weights of a decoder, for training (engine/train/) -------------- */
+
+/* Borrowed pointers into a decoder's F32 weights, in the fused layouts the
+ * forward pass uses. Absent weights (llama's biases and LayerNorm shifts,
+ * gpt2's gate) are NULL. */
+typedef struct model_layer_view {
+    float *norm1_w, *norm1_b;  /* [C] attention-input norm */
+    float *wqkv, *bqkv;        /* [NH*HS + 2*NKV*HS, C]: q rows, k rows, v rows */
+    float *wo, *bo;            /* [C, NH*HS] */
+    float *norm2_w, *norm2_b;  /* [C] MLP-input norm */
+    float *wup, *bup;          /* llama: [2*FF, C] gate rows then up rows;
+                                  gpt2: [FF, C] */
+    float *wdown, *bdown;      /* [C, FF] */
+} model_layer_view;
+
+typedef struct model_decoder_view {
+    float *tok_embd;           /* [V, C] */
+    float *pos_embd;           /* [n_ctx_train, C] learned positions (gpt2) */
+    float *norm_f_w, *norm_f_b;/* [C] final norm */
+    float *output;             /* [V, C]; == tok_embd when tied */
+    const float *inv_freq;     /* [n_rot / 2] RoPE frequencies (llama) */
+    model_layer_view *layers;  /* [n_layer], owned by the model */
+} model_decoder_view;
+
+/* Fills v with the decoder's weights: writable, so a caller that owns the
+ * model may change them (merging an adapter); the model must outlive v.
+ * -ENOTSUP for encoders. */
+int model_decoder_view_get(model *m, model_decoder_view *v);
+
 /* ---- for architecture files (arch_*.c) only ------------------------------ */
 
 /* Where the weights come from while loading. */
@@ -209,6 +238,8 @@ typedef struct model_arch_ops {
      * and an internal KV cache). */
     void (*encode)(model *m, const model_batch *b, int n_seq,
                    const int *seq_start, float *hidden_out);
+    /* Decoders: fills the weight view (model_decoder_view_get). */
+    void (*view)(model *m, model_decoder_view *v);
     /* Frees m->impl (not the arena). */
     void (*free)(model *m);
 } model_arch_ops;
@@ -227,6 +258,7 @@ struct model {
     wt_arena warena;      /* every weight, F32 */
     void *impl;           /* the architecture's weights and scratch */
     kv_cache *enc_kv;     /* decoders: model_encode's own cache (lazy) */
+    model_layer_view *views; /* decoders: model_decoder_view_get's layers */
 };
 
 /* Looks up a tensor by name in the source. Absent: -ENOENT naming it and
