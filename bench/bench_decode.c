@@ -15,10 +15,12 @@
  * largest T that ops_matmul gives its small-T kernel (0: OpenBLAS for every
  * matmul, the behaviour before that kernel existed).
  * The numbers are figures, not pass/fail. The GGUF is written with
- * bench/gguf_write.c.
+ * engine/gguf_writer.h from random tensors (a constant plus uniform noise
+ * from a fixed-seed rng), so every run benchmarks the same weights.
  */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,88 +30,142 @@
 
 #include <cblas.h>
 
-#include "gguf_write.h"
+#include "gguf_writer.h"
 #include "model.h"
 #include "ops.h"
+#include "rng.h"
 #include "threadpool.h"
 
-/* ---- the random llama GGUF (bench/gguf_write.c) ------------------------- */
+/* ---- the random llama GGUF (engine/gguf_writer.h) ---------------------- */
 
-static void bd_piece(uint64_t i, char *buf, size_t cap)
+enum { BD_C = 768, BD_L = 12, BD_NH = 12, BD_FF = 2048, BD_V = 32000 };
+#define BD_NT (3 + BD_L * 9)
+
+/* The tensors being generated: the writer borrows each buffer until the
+ * write, so they are all kept here (~440 MB in F32). */
+typedef struct bd_gen {
+    gguf_writer *w;
+    rng r;           /* fixed seed: every run writes the same model */
+    int q8;          /* store 2-D tensors as Q8_0 */
+    float *buf[BD_NT];
+    int nt;
+    int oom;         /* a buffer could not be allocated */
+} bd_gen;
+
+/* Adds tensor [rows, cols] ([cols] when rows is 0), every element
+ * value + noise * U(-1, 1). Writer errors stick in the writer (its write
+ * reports them), allocation failures in g->oom. */
+__attribute__((format(printf, 6, 7)))
+static void bd_tensor(bd_gen *g, int64_t rows, int64_t cols, float value, float noise,
+                      const char *fmt, ...)
 {
-    if (i < 3) snprintf(buf, cap, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
-    else if (i < 259) snprintf(buf, cap, "<0x%02X>", (unsigned)(i - 3));
-    else snprintf(buf, cap, "\xe2\x96\x81t%llu", (unsigned long long)i);
+    char name[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    size_t n = (size_t)(rows ? rows : 1) * (size_t)cols;
+    float *x = g->nt < BD_NT ? malloc(n * sizeof *x) : NULL;
+    if (!x) {
+        g->oom = 1;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = value + (noise != 0.0f ? noise * (float)(2.0 * rng_uniform(&g->r) - 1.0) : 0.0f);
+    g->buf[g->nt++] = x;
+    int64_t shape[2] = {rows, cols};
+    gguf_writer_type type = g->q8 && rows ? GGUF_WRITER_Q8_0 : GGUF_WRITER_F32;
+    gguf_writer_add_tensor(g->w, name, rows ? 2 : 1, rows ? shape : shape + 1, type, x);
 }
 
 /* A synthetic SentencePiece vocabulary of V tokens (<unk>, <s>, </s>, the
  * 256 byte tokens, then "▁t<i>" pieces), so that other engines that insist
- * on a tokenizer (llama.cpp) load the same file. 7 key/value pairs. */
-static void bd_vocab(FILE *f, int V)
+ * on a tokenizer (llama.cpp) load the same file. -ENOMEM when its scratch
+ * cannot be allocated; setter errors stick in the writer. */
+static int bd_vocab(gguf_writer *w, int V)
 {
-    gw_kv_str(f, "tokenizer.ggml.model", "llama");
-    gw_kv_str_array(f, "tokenizer.ggml.tokens", (uint64_t)V, bd_piece);
-    gw_str(f, "tokenizer.ggml.scores");
-    gw_u32(f, GGUF_TYPE_ARRAY);
-    gw_u32(f, GGUF_TYPE_FLOAT32);
-    gw_u64(f, (uint64_t)V);
-    for (int i = 0; i < V; i++) {
-        float sc = i < 259 ? 0.0f : -(float)i;
-        fwrite(&sc, 4, 1, f);
+    enum { PIECE = 16 };
+    char *text = malloc((size_t)V * PIECE);
+    const char **tokens = malloc((size_t)V * sizeof *tokens);
+    float *scores = malloc((size_t)V * sizeof *scores);
+    int32_t *types = malloc((size_t)V * sizeof *types);
+    int rc = text && tokens && scores && types ? 0 : -ENOMEM;
+    if (rc == 0) {
+        for (int i = 0; i < V; i++) {
+            char *p = text + (size_t)i * PIECE;
+            if (i < 3) snprintf(p, PIECE, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+            else if (i < 259) snprintf(p, PIECE, "<0x%02X>", (unsigned)(i - 3));
+            else snprintf(p, PIECE, "\xe2\x96\x81t%d", i);
+            tokens[i] = p;
+            scores[i] = i < 259 ? 0.0f : -(float)i;
+            types[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
+        }
+        gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+        gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tokens, (size_t)V);
+        gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores, (size_t)V);
+        gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (size_t)V);
+        gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+        gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+        gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
     }
-    gw_str(f, "tokenizer.ggml.token_type");
-    gw_u32(f, GGUF_TYPE_ARRAY);
-    gw_u32(f, GGUF_TYPE_INT32);
-    gw_u64(f, (uint64_t)V);
-    for (int i = 0; i < V; i++) {
-        int32_t t = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
-        fwrite(&t, 4, 1, f);
-    }
-    gw_kv_u32(f, "tokenizer.ggml.bos_token_id", 1);
-    gw_kv_u32(f, "tokenizer.ggml.eos_token_id", 2);
-    gw_kv_u32(f, "tokenizer.ggml.unknown_token_id", 0);
+    free(text);
+    free(tokens);
+    free(scores);
+    free(types);
+    return rc;
 }
 
-enum { BD_C = 768, BD_L = 12, BD_NH = 12, BD_FF = 2048, BD_V = 32000 };
-
-static void bd_kv(FILE *f, void *ctx)
+/* Metadata; set errors stick in the writer and fail its write. */
+static int bd_meta(gguf_writer *w)
 {
-    (void)ctx;
-    gw_kv_str(f, "general.architecture", "llama");
-    gw_kv_str(f, "general.name", "bench random llama");
-    gw_kv_u32(f, "llama.context_length", 2048);
-    gw_kv_u32(f, "llama.embedding_length", BD_C);
-    gw_kv_u32(f, "llama.block_count", BD_L);
-    gw_kv_u32(f, "llama.feed_forward_length", BD_FF);
-    gw_kv_u32(f, "llama.attention.head_count", BD_NH);
-    gw_kv_u32(f, "llama.attention.head_count_kv", BD_NH);
-    gw_kv_f32(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    gw_kv_f32(f, "llama.rope.freq_base", 10000.0f);
-    bd_vocab(f, BD_V);
+    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer_set_str(w, "general.name", "bench random llama");
+    gguf_writer_set_u32(w, "llama.context_length", 2048);
+    gguf_writer_set_u32(w, "llama.embedding_length", BD_C);
+    gguf_writer_set_u32(w, "llama.block_count", BD_L);
+    gguf_writer_set_u32(w, "llama.feed_forward_length", BD_FF);
+    gguf_writer_set_u32(w, "llama.attention.head_count", BD_NH);
+    gguf_writer_set_u32(w, "llama.attention.head_count_kv", BD_NH);
+    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
+    return bd_vocab(w, BD_V);
 }
 
-/* Norms 1, matrices U(-0.05, 0.05). */
+/* Norms 1, matrices U(-0.05, 0.05); with q8 the matrices are stored as
+ * Q8_0. Returns 0, or -1 with a message on stderr. */
 static int bench_gen(const char *path, int q8)
 {
     const int C = BD_C, FF = BD_FF, V = BD_V;
-    static gw_tensor ts[3 + BD_L * 9];
-    int nt = 0;
     const float w = 0.05f;
-    gw_add(ts, &nt, 2, C, V, 0, w, "token_embd.weight");
-    gw_add(ts, &nt, 1, C, 1, 1, 0, "output_norm.weight");
-    gw_add(ts, &nt, 2, C, V, 0, w, "output.weight");
-    for (int l = 0; l < BD_L; l++) {
-        gw_add(ts, &nt, 1, C, 1, 1, 0, "blk.%d.attn_norm.weight", l);
-        gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.attn_q.weight", l);
-        gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.attn_k.weight", l);
-        gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.attn_v.weight", l);
-        gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.attn_output.weight", l);
-        gw_add(ts, &nt, 1, C, 1, 1, 0, "blk.%d.ffn_norm.weight", l);
-        gw_add(ts, &nt, 2, C, FF, 0, w, "blk.%d.ffn_gate.weight", l);
-        gw_add(ts, &nt, 2, C, FF, 0, w, "blk.%d.ffn_up.weight", l);
-        gw_add(ts, &nt, 2, FF, C, 0, w, "blk.%d.ffn_down.weight", l);
+    bd_gen g = {.q8 = q8};
+    rng_seed(&g.r, 42);
+    if (gguf_writer_new(&g.w) != 0) {
+        fprintf(stderr, "bench: out of memory\n");
+        return -1;
     }
-    return gw_write(path, 10 + 7, bd_kv, NULL, ts, nt, q8);
+    g.oom = bd_meta(g.w) != 0;
+    bd_tensor(&g, V, C, 0, w, "token_embd.weight");
+    bd_tensor(&g, 0, C, 1, 0, "output_norm.weight");
+    bd_tensor(&g, V, C, 0, w, "output.weight");
+    for (int l = 0; l < BD_L; l++) {
+        bd_tensor(&g, 0, C, 1, 0, "blk.%d.attn_norm.weight", l);
+        bd_tensor(&g, C, C, 0, w, "blk.%d.attn_q.weight", l);
+        bd_tensor(&g, C, C, 0, w, "blk.%d.attn_k.weight", l);
+        bd_tensor(&g, C, C, 0, w, "blk.%d.attn_v.weight", l);
+        bd_tensor(&g, C, C, 0, w, "blk.%d.attn_output.weight", l);
+        bd_tensor(&g, 0, C, 1, 0, "blk.%d.ffn_norm.weight", l);
+        bd_tensor(&g, FF, C, 0, w, "blk.%d.ffn_gate.weight", l);
+        bd_tensor(&g, FF, C, 0, w, "blk.%d.ffn_up.weight", l);
+        bd_tensor(&g, C, FF, 0, w, "blk.%d.ffn_down.weight", l);
+    }
+    char err[512] = "bench: out of memory for the random tensors";
+    int rc = g.oom ? -ENOMEM : gguf_writer_write(g.w, path, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    gguf_writer_free(g.w);
+    for (int i = 0; i < g.nt; i++)
+        free(g.buf[i]);
+    return rc == 0 ? 0 : -1;
 }
 
 /* ---- timing -------------------------------------------------------------- */

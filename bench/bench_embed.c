@@ -8,8 +8,9 @@
  * Two rounds of (sgemm, b1, bB) run interleaved so that all see the same
  * machine; each figure is the best over both rounds.
  * Without -m a random-weight BERT-base-shaped GGUF (vocab 30522, 12 layers,
- * 768 wide, 12 heads, FF 3072, 512 positions; ~110 M parameters) is
- * written to a temporary file first (bench/gguf_write.c). Prints, best of
+ * 768 wide, 12 heads, FF 3072, 512 positions; ~110 M parameters; a
+ * constant plus uniform noise from a fixed-seed rng) is written to a
+ * temporary file first (engine/gguf_writer.h). Prints, best of
  * REPS runs each:
  *   sgemm   a 2048 x 2048 x 2048 cblas_sgemm             GFLOP/s (the peak)
  *   b1      one input of TOKENS tokens per model_encode   embeddings/s
@@ -20,7 +21,10 @@
  * Figures, not pass/fail.
  */
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +32,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gguf_write.h"
+#include "gguf_writer.h"
 #include "model.h"
 #include "ops.h"
 #include "pooling.h"
+#include "rng.h"
 #include "threadpool.h"
 
 enum { BE_V = 30522, BE_L = 12, BE_C = 768, BE_NH = 12, BE_FF = 3072, BE_P = 512 };
@@ -43,54 +48,105 @@ static double be_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* ---- the random BERT-base GGUF ------------------------------------------ */
+/* ---- the random BERT-base GGUF (engine/gguf_writer.h) ------------------ */
 
-static void be_kv(FILE *f, void *ctx)
+#define BE_NT (5 + BE_L * 16)
+
+/* The tensors being generated: the writer borrows each buffer until the
+ * write, so they are all kept here (~440 MB). */
+typedef struct be_gen {
+    gguf_writer *w;
+    rng r;           /* fixed seed: every run writes the same model */
+    float *buf[BE_NT];
+    int nt;
+    int oom;         /* a buffer could not be allocated */
+} be_gen;
+
+/* Adds F32 tensor [rows, cols] ([cols] when rows is 0), every element
+ * value + noise * U(-1, 1). Writer errors stick in the writer (its write
+ * reports them), allocation failures in g->oom. */
+__attribute__((format(printf, 6, 7)))
+static void be_tensor(be_gen *g, int64_t rows, int64_t cols, float value, float noise,
+                      const char *fmt, ...)
 {
-    (void)ctx;
-    gw_kv_str(f, "general.architecture", "bert");
-    gw_kv_str(f, "general.name", "bench random bert-base");
-    gw_kv_u32(f, "bert.block_count", BE_L);
-    gw_kv_u32(f, "bert.context_length", BE_P);
-    gw_kv_u32(f, "bert.embedding_length", BE_C);
-    gw_kv_u32(f, "bert.feed_forward_length", BE_FF);
-    gw_kv_u32(f, "bert.attention.head_count", BE_NH);
-    gw_kv_f32(f, "bert.attention.layer_norm_epsilon", 1e-12f);
-    gw_kv_bool(f, "bert.attention.causal", 0);
-    gw_kv_u32(f, "bert.pooling_type", 1);
+    char name[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    size_t n = (size_t)(rows ? rows : 1) * (size_t)cols;
+    float *x = g->nt < BE_NT ? malloc(n * sizeof *x) : NULL;
+    if (!x) {
+        g->oom = 1;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = value + (noise != 0.0f ? noise * (float)(2.0 * rng_uniform(&g->r) - 1.0) : 0.0f);
+    g->buf[g->nt++] = x;
+    int64_t shape[2] = {rows, cols};
+    gguf_writer_add_tensor(g->w, name, rows ? 2 : 1, rows ? shape : shape + 1, GGUF_WRITER_F32,
+                           x);
+}
+
+/* Metadata; set errors stick in the writer and fail its write. */
+static void be_meta(gguf_writer *w)
+{
+    gguf_writer_set_str(w, "general.architecture", "bert");
+    gguf_writer_set_str(w, "general.name", "bench random bert-base");
+    gguf_writer_set_u32(w, "bert.block_count", BE_L);
+    gguf_writer_set_u32(w, "bert.context_length", BE_P);
+    gguf_writer_set_u32(w, "bert.embedding_length", BE_C);
+    gguf_writer_set_u32(w, "bert.feed_forward_length", BE_FF);
+    gguf_writer_set_u32(w, "bert.attention.head_count", BE_NH);
+    gguf_writer_set_f32(w, "bert.attention.layer_norm_epsilon", 1e-12f);
+    gguf_writer_set_bool(w, "bert.attention.causal", false);
+    gguf_writer_set_u32(w, "bert.pooling_type", 1);
 }
 
 /* Tensor names as llama.cpp's converter writes them; norms 1 + noise,
- * biases and matrices small noise. */
-static int be_gen(const char *path)
+ * biases and matrices small noise. Returns 0, or -1 with a message on
+ * stderr. */
+static int be_gen_write(const char *path)
 {
     const int C = BE_C, FF = BE_FF;
-    static gw_tensor ts[6 + BE_L * 16];
-    int nt = 0;
     const float w = 0.04f, b = 0.02f;
-    gw_add(ts, &nt, 2, C, BE_V, 0, 0.1f, "token_embd.weight");
-    gw_add(ts, &nt, 2, C, BE_P, 0, 0.1f, "position_embd.weight");
-    gw_add(ts, &nt, 2, C, 2, 0, 0.1f, "token_types.weight");
-    gw_add(ts, &nt, 1, C, 1, 1, 0.1f, "token_embd_norm.weight");
-    gw_add(ts, &nt, 1, C, 1, 0, b, "token_embd_norm.bias");
+    be_gen g = {0};
+    rng_seed(&g.r, 42);
+    if (gguf_writer_new(&g.w) != 0) {
+        fprintf(stderr, "bench_embed: out of memory\n");
+        return -1;
+    }
+    be_meta(g.w);
+    be_tensor(&g, BE_V, C, 0, 0.1f, "token_embd.weight");
+    be_tensor(&g, BE_P, C, 0, 0.1f, "position_embd.weight");
+    be_tensor(&g, 2, C, 0, 0.1f, "token_types.weight");
+    be_tensor(&g, 0, C, 1, 0.1f, "token_embd_norm.weight");
+    be_tensor(&g, 0, C, 0, b, "token_embd_norm.bias");
     for (int l = 0; l < BE_L; l++) {
         static const char *const qkv[3] = {"attn_q", "attn_k", "attn_v"};
         for (int i = 0; i < 3; i++) {
-            gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.%s.weight", l, qkv[i]);
-            gw_add(ts, &nt, 1, C, 1, 0, b, "blk.%d.%s.bias", l, qkv[i]);
+            be_tensor(&g, C, C, 0, w, "blk.%d.%s.weight", l, qkv[i]);
+            be_tensor(&g, 0, C, 0, b, "blk.%d.%s.bias", l, qkv[i]);
         }
-        gw_add(ts, &nt, 2, C, C, 0, w, "blk.%d.attn_output.weight", l);
-        gw_add(ts, &nt, 1, C, 1, 0, b, "blk.%d.attn_output.bias", l);
-        gw_add(ts, &nt, 1, C, 1, 1, 0.1f, "blk.%d.attn_output_norm.weight", l);
-        gw_add(ts, &nt, 1, C, 1, 0, b, "blk.%d.attn_output_norm.bias", l);
-        gw_add(ts, &nt, 2, C, FF, 0, w, "blk.%d.ffn_up.weight", l);
-        gw_add(ts, &nt, 1, FF, 1, 0, b, "blk.%d.ffn_up.bias", l);
-        gw_add(ts, &nt, 2, FF, C, 0, w, "blk.%d.ffn_down.weight", l);
-        gw_add(ts, &nt, 1, C, 1, 0, b, "blk.%d.ffn_down.bias", l);
-        gw_add(ts, &nt, 1, C, 1, 1, 0.1f, "blk.%d.layer_output_norm.weight", l);
-        gw_add(ts, &nt, 1, C, 1, 0, b, "blk.%d.layer_output_norm.bias", l);
+        be_tensor(&g, C, C, 0, w, "blk.%d.attn_output.weight", l);
+        be_tensor(&g, 0, C, 0, b, "blk.%d.attn_output.bias", l);
+        be_tensor(&g, 0, C, 1, 0.1f, "blk.%d.attn_output_norm.weight", l);
+        be_tensor(&g, 0, C, 0, b, "blk.%d.attn_output_norm.bias", l);
+        be_tensor(&g, FF, C, 0, w, "blk.%d.ffn_up.weight", l);
+        be_tensor(&g, 0, FF, 0, b, "blk.%d.ffn_up.bias", l);
+        be_tensor(&g, C, FF, 0, w, "blk.%d.ffn_down.weight", l);
+        be_tensor(&g, 0, C, 0, b, "blk.%d.ffn_down.bias", l);
+        be_tensor(&g, 0, C, 1, 0.1f, "blk.%d.layer_output_norm.weight", l);
+        be_tensor(&g, 0, C, 0, b, "blk.%d.layer_output_norm.bias", l);
     }
-    return gw_write(path, 10, be_kv, NULL, ts, nt, 0);
+    char err[512] = "bench_embed: out of memory for the random tensors";
+    int rc = g.oom ? -ENOMEM : gguf_writer_write(g.w, path, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    gguf_writer_free(g.w);
+    for (int i = 0; i < g.nt; i++)
+        free(g.buf[i]);
+    return rc == 0 ? 0 : -1;
 }
 
 /* ---- measurements -------------------------------------------------------- */
@@ -223,7 +279,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (gen)
-        return be_gen(gen) == 0 ? 0 : 1;
+        return be_gen_write(gen) == 0 ? 0 : 1;
     tp_pool *pool = NULL;
     if (threads > 0) {
         openblas_set_num_threads(threads);
@@ -244,7 +300,7 @@ int main(int argc, char **argv)
         close(fd);
         fprintf(stderr, "bench: writing a random BERT-base GGUF (768 x 12, FF 3072, vocab "
                         "30522) to %s\n", tmp);
-        if (be_gen(tmp) != 0)
+        if (be_gen_write(tmp) != 0)
             return 1;
         path = tmp;
         made = 1;

@@ -90,11 +90,15 @@ int trn_dec_forward(trn_dec *d, const trn_batch *b, float *logp, char *err, size
  * into the weight gradients (trn_dec_new) and the adapter's. */
 void trn_dec_backward(trn_dec *d, const float *dlogp);
 
-/* Writes a trn_dec_new model as a llama GGUF (general.architecture llama,
- * F32), with the tokenizer metadata kv() adds (it may be NULL). */
+/* Adds a trn_dec_new model to w as llama.cpp lays out a llama GGUF:
+ * general.architecture "llama", the llama.* hyper-parameters and F32
+ * tensors (the fused qkv and gate/up matrices split into attn_q/k/v and
+ * ffn_gate/up; q and k rows stay in the adjacent-pair RoPE layout the model
+ * trained with, which is what GGUF readers expect). The caller adds the
+ * tokenizer metadata and writes the file; the tensors are borrowed from d
+ * until then. -ENOTSUP for a borrowed model; -EINVAL/-ENOMEM from w. */
 struct gguf_writer;
-int trn_dec_write_gguf(trn_dec *d, const char *path, const char *name,
-                       int (*kv)(struct gguf_writer *w, void *ctx), void *ctx, char *err,
-                       size_t errlen);
+int trn_dec_add_to_gguf(trn_dec *d, struct gguf_writer *w, const char *name, char *err,
+                        size_t errlen);
 
 #endif
