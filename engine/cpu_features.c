@@ -3,6 +3,10 @@
 
 #include <pthread.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 static cpu_features cpu__feat;
 static pthread_once_t cpu__once = PTHREAD_ONCE_INIT;
 
@@ -18,7 +22,11 @@ static void cpu__detect(void)
     cpu__feat.avx512bw = __builtin_cpu_supports("avx512bw");
     cpu__feat.avx512vl = __builtin_cpu_supports("avx512vl");
     cpu__feat.avx512vnni = __builtin_cpu_supports("avx512vnni");
-    cpu__feat.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+    /* clang before 16 does not know the "avx512bf16" feature string: ask
+     * cpuid (leaf 7, sub-leaf 1, EAX bit 5); the OS check is avx512f's */
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    cpu__feat.avx512bf16 = cpu__feat.avx512f && __get_cpuid_count(7, 1, &a, &b, &c, &d) &&
+                           (a >> 5 & 1);
 #endif
 }
 

@@ -32,7 +32,8 @@ struct trn_dec {
     int n_pos;                 /* longest sequence */
     model_decoder_view w;      /* weights */
     model_decoder_view g;      /* gradients (all NULL when frozen) */
-    bool owned;
+    model_decoder_view nog;    /* all NULL: what backward uses when frozen */
+    bool owned, frozen;
     float *warena, *garena;
     size_t n_weights;
     float *inv_freq;           /* owned copy (trn_dec_new) */
@@ -70,8 +71,9 @@ static trn_dec *trn__alloc(const model_hparams *hp)
     d->hp = *hp;
     d->w.layers = calloc((size_t)hp->n_layer, sizeof(model_layer_view));
     d->g.layers = calloc((size_t)hp->n_layer, sizeof(model_layer_view));
+    d->nog.layers = calloc((size_t)hp->n_layer, sizeof(model_layer_view));
     d->la = calloc((size_t)hp->n_layer, sizeof(trn__layer_act));
-    if (!d->w.layers || !d->g.layers || !d->la) {
+    if (!d->w.layers || !d->g.layers || !d->nog.layers || !d->la) {
         trn_dec_free(d);
         return NULL;
     }
@@ -233,6 +235,7 @@ void trn_dec_free(trn_dec *d)
         return;
     free(d->w.layers);
     free(d->g.layers);
+    free(d->nog.layers);
     free(d->la);
     free(d->warena);
     free(d->garena);
@@ -260,6 +263,17 @@ model_decoder_view *trn_dec_weights(trn_dec *d)
 size_t trn_dec_n_weights(const trn_dec *d)
 {
     return d->n_weights;
+}
+
+void trn_dec_freeze(trn_dec *d, bool frozen)
+{
+    d->frozen = frozen;
+}
+
+/* The gradients backward accumulates into (all NULL: none). */
+static model_decoder_view *trn__grads(trn_dec *d)
+{
+    return d->frozen ? &d->nog : &d->g;
 }
 
 void trn_dec_set_lora(trn_dec *d, trn_lora *lo)
@@ -538,7 +552,7 @@ static void trn__layer_bwd(trn_dec *d, int l)
 {
     const model_hparams *hp = &d->hp;
     const model_layer_view *W = &d->w.layers[l];
-    model_layer_view *G = &d->g.layers[l];
+    model_layer_view *G = &trn__grads(d)->layers[l];
     trn__layer_act *a = &d->la[l];
     int T = d->B * d->L, C = hp->n_embd, A = hp->n_head * hp->head_dim;
     int KV = hp->n_head_kv * hp->head_dim, QKV = trn__qkv(hp), FF = hp->n_ff, FW = trn__fw(d);
@@ -585,14 +599,15 @@ void trn_dec_backward(trn_dec *d, const float *dlogp)
     /* the logits are not needed again: their gradient replaces them */
     trn_logprob_bwd_f32(d->logits, d->logits, d->lse, d->targets, dlogp, T, V);
     trn__zero(d->dn, (size_t)T * C);
-    trn_matmul_bwd_f32(d->dn, C, d->g.output, NULL, d->logits, V, d->nf, d->w.output, T, C, V);
+    model_decoder_view *g = trn__grads(d);
+    trn_matmul_bwd_f32(d->dn, C, g->output, NULL, d->logits, V, d->nf, d->w.output, T, C, V);
     trn__zero(d->dx, (size_t)T * C);
-    trn__norm_bwd(d, d->dx, d->g.norm_f_w, d->g.norm_f_b, d->dn, d->x_out, d->w.norm_f_w,
-                  d->mf, d->rf, T);
+    trn__norm_bwd(d, d->dx, g->norm_f_w, g->norm_f_b, d->dn, d->x_out, d->w.norm_f_w, d->mf,
+                  d->rf, T);
     for (int l = hp->n_layer - 1; l >= 0; l--)
         trn__layer_bwd(d, l);
-    if (d->g.tok_embd)
-        trn_embed_bwd_f32(d->g.tok_embd, d->dx, d->tokens, T, C);
-    if (d->g.pos_embd)
-        trn_embed_bwd_f32(d->g.pos_embd, d->dx, d->pos, T, C);
+    if (g->tok_embd)
+        trn_embed_bwd_f32(g->tok_embd, d->dx, d->tokens, T, C);
+    if (g->pos_embd)
+        trn_embed_bwd_f32(g->pos_embd, d->dx, d->pos, T, C);
 }

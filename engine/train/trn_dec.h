@@ -30,6 +30,7 @@
 #ifndef TRN_DEC_H
 #define TRN_DEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,10 @@ model_arch_id trn_dec_arch(const trn_dec *d);
 model_decoder_view *trn_dec_weights(trn_dec *d);
 /* Number of weights (all of them, trainable or not). */
 size_t trn_dec_n_weights(const trn_dec *d);
+
+/* frozen: backward leaves the weights' gradients alone (the base of a
+ * LoRA run); a trn_dec_from_model decoder is always frozen. */
+void trn_dec_freeze(trn_dec *d, bool frozen);
 
 /* Uses lo in every following pass (NULL: none). The adapter is borrowed;
  * lo->enabled = false runs the base model. */

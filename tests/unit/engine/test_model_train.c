@@ -425,6 +425,72 @@ static void test_full_gradients_fd(void **state)
     trn_dec_free(d);
 }
 
+/* LoRA with dropout: masks only while training, and the gradients of A and
+ * B match finite differences under a fixed mask (the dropout generator is
+ * rewound before every pass). */
+static void test_lora_dropout(void **state)
+{
+    (void)state;
+    trn_dec_shape sh = {.n_vocab = 29, .n_ctx = 8, .n_embd = 16, .n_layer = 2, .n_head = 2,
+                        .n_head_kv = 1, .n_ff = 20};
+    trn_dec *d;
+    assert_int_equal(trn_dec_new(&d, &sh, 4, err, sizeof err), 0);
+    trn_dec_freeze(d, true);
+    trn_lora_cfg cfg = {.rank = 2, .alpha = 4, .dropout = 0.3f, .seed = 9,
+                        .targets = (1u << TRN_LORA_N_TARGETS) - 1};
+    trn_lora *lo;
+    assert_int_equal(trn_lora_new(&lo, MODEL_ARCH_LLAMA, trn_dec_hp(d), &cfg, err, sizeof err),
+                     0);
+    rng r;
+    rng_seed(&r, 8);
+    for (int i = 0; i < lo->n_sites; i++)
+        for (int j = 0; j < lo->sites[i].out * 2; j++)
+            lo->sites[i].B[j] = (float)(rng_normal(&r) * 0.3);
+    trn_dec_set_lora(d, lo);
+    int32_t tok[6] = {3, 7, 1, 28, 5, 9}, tgt[6] = {7, 1, 28, 5, 9, -1};
+    trn_batch b = {.B = 1, .L = 6, .tokens = tok, .targets = tgt};
+    float a1[6], a2[6], a3[6];
+    lo->training = false;
+    trn_dec_forward(d, &b, a1, err, sizeof err);
+    trn_dec_forward(d, &b, a2, err, sizeof err);
+    lo->training = true;
+    trn_dec_forward(d, &b, a3, err, sizeof err);
+    double diff = 0;
+    for (int i = 0; i < 5; i++) {
+        assert_true(a1[i] == a2[i]);
+        diff = fmax(diff, fabsf(a1[i] - a3[i]));
+    }
+    assert_true(diff > 1e-4); /* the mask changed the result */
+
+    trn_params ps = {0};
+    assert_int_equal(trn_lora_params(lo, &ps), 0);
+    rng keep = lo->drop_rng;
+    float logp[6], dlogp[6] = {-1, -1, -1, -1, -1, 0};
+    trn_params_zero_grad(&ps);
+    trn_dec_forward(d, &b, logp, err, sizeof err);
+    trn_dec_backward(d, dlogp);
+    const float h = 1e-2f;
+    for (int i = 0; i < ps.n; i++) {
+        trn_param *p = &ps.p[i];
+        size_t j = (size_t)rng_below(&r, p->n);
+        float v0 = p->value[j];
+        double l[2];
+        for (int k = 0; k < 2; k++) {
+            p->value[j] = v0 + (k ? -h : h);
+            lo->drop_rng = keep;
+            l[k] = batch_loss(d, &b, logp);
+        }
+        p->value[j] = v0;
+        double num = (l[0] - l[1]) / (2 * h);
+        if (fabs(num - p->grad[j]) > 2e-3 + 2e-2 * fabs(num))
+            fail_msg("%s[%zu] with dropout: backward %.6g, finite differences %.6g", p->name, j,
+                     p->grad[j], num);
+    }
+    trn_params_free(&ps);
+    trn_lora_free(lo);
+    trn_dec_free(d);
+}
+
 static void test_bad_batches(void **state)
 {
     (void)state;
@@ -462,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_forward_matches_inference),
         cmocka_unit_test(test_lora_merge_agrees),
         cmocka_unit_test(test_full_gradients_fd),
+        cmocka_unit_test(test_lora_dropout),
         cmocka_unit_test(test_bad_batches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
