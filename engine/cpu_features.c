@@ -17,14 +17,15 @@ static void cpu__detect(void)
     cpu__feat.avx = __builtin_cpu_supports("avx");
     cpu__feat.avx2 = __builtin_cpu_supports("avx2");
     cpu__feat.fma = __builtin_cpu_supports("fma");
-    cpu__feat.f16c = __builtin_cpu_supports("f16c");
     cpu__feat.avx512f = __builtin_cpu_supports("avx512f");
     cpu__feat.avx512bw = __builtin_cpu_supports("avx512bw");
     cpu__feat.avx512vl = __builtin_cpu_supports("avx512vl");
     cpu__feat.avx512vnni = __builtin_cpu_supports("avx512vnni");
-    /* clang before 16 does not know the "avx512bf16" feature string: ask
-     * cpuid (leaf 7, sub-leaf 1, EAX bit 5); the OS check is avx512f's */
+    /* clang before 16 knows neither "f16c" nor "avx512bf16" as feature
+     * strings: ask cpuid (leaf 1 ECX bit 29; leaf 7 sub-leaf 1 EAX bit 5);
+     * the OS's register-state checks are avx's and avx512f's */
     unsigned a = 0, b = 0, c = 0, d = 0;
+    cpu__feat.f16c = cpu__feat.avx && __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
     cpu__feat.avx512bf16 = cpu__feat.avx512f && __get_cpuid_count(7, 1, &a, &b, &c, &d) &&
                            (a >> 5 & 1);
 #endif

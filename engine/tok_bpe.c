@@ -399,14 +399,21 @@ int tok__bpe_merge_word(const tok *t, const char *w, size_t m, const int32_t *la
     return TOK_OK;
 }
 
-static int tok__bpe_word(const tok *t, const char *w, size_t m, tok__sink *sink, tok__scratch *sc) {
-    return tok__bpe_merge_word(t, w, m, NULL, sink, sc);
+/* tok__bpe_encode's per-word callback: BPE-encodes one pre-token. */
+typedef struct tok__bpe_enc {
+    const tok *t;
+    tok__sink *sink;
+    tok__scratch *sc;
+} tok__bpe_enc;
+
+static int tok__bpe_word(void *ctx, const char *w, size_t m) {
+    tok__bpe_enc *e = ctx;
+    return tok__bpe_merge_word(e->t, w, m, NULL, e->sink, e->sc);
 }
 
-/* Pre-tokenizes valid UTF-8 s[0..len) and BPE-encodes each piece. */
-static int tok__bpe_segment(const tok *t, const char *s, size_t len, tok__sink *sink,
-                            tok__scratch *sc) {
-    pcre2_match_data *md = sc->md;
+/* Pre-tokenizes valid UTF-8 s[0..len) and hands each piece to word. */
+static int tok__bpe_segment(const tok *t, pcre2_match_data *md, const char *s, size_t len,
+                            tok__word_fn word, void *ctx) {
     size_t off = 0;
     int rc;
     while (off < len) {
@@ -425,11 +432,36 @@ static int tok__bpe_segment(const tok *t, const char *s, size_t len, tok__sink *
             a = off;
             b = off + (l ? l : 1);
         }
-        if (a > off && (rc = tok__bpe_word(t, s + off, a - off, sink, sc))) return rc;
-        if ((rc = tok__bpe_word(t, s + a, b - a, sink, sc))) return rc;
+        if (a > off && (rc = word(ctx, s + off, a - off))) return rc;
+        if ((rc = word(ctx, s + a, b - a))) return rc;
         off = b;
     }
     return TOK_OK;
+}
+
+/* Shared with BPE training (engine/train/bpe_train.c) so that it learns from
+ * exactly the pre-tokens tok_encode will see. */
+int tok__bpe_split(const tok *t, tok__scratch *sc, const char *s, size_t len, tok__word_fn word,
+                   void *ctx) {
+    if (!sc->md) {
+        sc->md = pcre2_match_data_create_from_pattern((const pcre2_code *)t->re, NULL);
+        if (!sc->md) return TOK_ENOMEM;
+    }
+    size_t i = 0;
+    int rc = TOK_OK;
+    while (i < len && rc == TOK_OK) {
+        size_t v = tok_utf8_valid_prefix(s + i, len - i);
+        if (v > 0) {
+            rc = tok__bpe_segment(t, sc->md, s + i, v, word, ctx);
+            i += v;
+            continue;
+        }
+        size_t j = i;
+        while (j < len && tok_utf8_decode(s + j, len - j, NULL) == 0) j += tok_utf8_invalid_len(s + j, len - j);
+        rc = word(ctx, s + i, j - i);
+        i = j;
+    }
+    return rc;
 }
 
 int tok__bpe_encode(const tok *t, const char *s, size_t len, tok__sink *sink, tok__scratch *sc,
@@ -438,20 +470,8 @@ int tok__bpe_encode(const tok *t, const char *s, size_t len, tok__sink *sink, to
         sc->md = pcre2_match_data_create_from_pattern((const pcre2_code *)t->re, NULL);
         if (!sc->md) return tok__err(err, TOK_ENOMEM, "tok_encode: out of memory for regex match data");
     }
-    size_t i = 0;
-    int rc = TOK_OK;
-    while (i < len && rc == TOK_OK) {
-        size_t v = tok_utf8_valid_prefix(s + i, len - i);
-        if (v > 0) {
-            rc = tok__bpe_segment(t, s + i, v, sink, sc);
-            i += v;
-            continue;
-        }
-        size_t j = i;
-        while (j < len && tok_utf8_decode(s + j, len - j, NULL) == 0) j += tok_utf8_invalid_len(s + j, len - j);
-        rc = tok__bpe_word(t, s + i, j - i, sink, sc);
-        i = j;
-    }
+    tok__bpe_enc e = {t, sink, sc};
+    int rc = tok__bpe_split(t, sc, s, len, tok__bpe_word, &e);
     if (rc) return tok__err(err, rc, "tok_encode: out of memory for a word");
     return TOK_OK;
 }

@@ -1,6 +1,8 @@
 /* tok_impl.h - private to engine/tok*.c: the tok struct and the pieces the
  * BPE and SPM tokenizers share (string map, pair map, merge heap, scratch).
- * Nothing outside engine/tok*.c includes this. */
+ * Nothing outside engine/tok*.c includes this, except BPE training
+ * (engine/train/bpe_train.c), which needs tok__bpe_split and
+ * tok__byte_to_unicode to learn from exactly what tok_encode sees. */
 #ifndef TOK_IMPL_H
 #define TOK_IMPL_H
 
@@ -129,6 +131,14 @@ int tok__bpe_encode(const tok *t, const char *s, size_t len, tok__sink *sink, to
 int tok__spm_encode(const tok *t, const char *s, size_t len, bool prefix_space, tok__sink *sink,
                     tok__scratch *sc, tok_err *err);
 void tok__bpe_release(tok *t);           /* frees the regex */
+/* tok_bpe.c: GPT-2 pre-tokenization as tok__bpe_encode does it (valid UTF-8
+ * runs split by t->re, each maximal invalid run one pre-token), calling
+ * word(ctx, w, m) per pre-token in order. t is a TOK_KIND_BPE tokenizer;
+ * sc->md is created on first use (free with tok__bpe_scratch_free). Returns
+ * TOK_OK, TOK_ENOMEM, or the first non-zero value word returns. */
+typedef int (*tok__word_fn)(void *ctx, const char *w, size_t m);
+int tok__bpe_split(const tok *t, tok__scratch *sc, const char *s, size_t len, tok__word_fn word,
+                   void *ctx);
 /* tok_wordpiece.c: encode one fragment (no special tokens in it); free the
  * WordPiece settings (accepts any kind). */
 int tok__wordpiece_encode(const tok *t, const char *s, size_t len, tok__sink *sink, tok_err *err);

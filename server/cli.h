@@ -10,4 +10,7 @@ int cli_tokenize(int argc, char **argv);
 /* alignd generate -m MODEL -p PROMPT [-n N] [--temp X ...] */
 int cli_generate(int argc, char **argv);
 
+/* alignd pretrain --corpus FILE -o OUT.gguf [shape and training options] */
+int cli_pretrain(int argc, char **argv);
+
 #endif

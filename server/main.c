@@ -16,7 +16,9 @@ static void main__usage(FILE *out) {
             "alignd %s - model-serving daemon with a built-in RLHF loop\n\n"
             "Usage: alignd [OPTIONS]                              run the daemon\n"
             "       alignd generate -m MODEL -p PROMPT [-n N]     continue a prompt (see generate --help)\n"
-            "       alignd tokenize -m MODEL [--pieces] TEXT      print a model's token ids\n\n"
+            "       alignd tokenize -m MODEL [--pieces] TEXT      print a model's token ids\n"
+            "       alignd pretrain --corpus FILE -o OUT.gguf     train a small model from text\n"
+            "                                                    (see pretrain --help)\n\n"
             "Options:\n"
             "  -c, --config FILE                 read an INI configuration file\n"
             "  --print-config                    print the effective configuration and where\n"
@@ -62,6 +64,7 @@ int main(int argc, char **argv) {
     if (cli.n_args > 0) {
         if (strcmp(cli.args[0], "tokenize") == 0) rc = cli_tokenize(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "generate") == 0) rc = cli_generate(cli.n_args, cli.args);
+        else if (strcmp(cli.args[0], "pretrain") == 0) rc = cli_pretrain(cli.n_args, cli.args);
         else fprintf(stderr, "alignd: unknown command '%s' (see alignd --help)\n", cli.args[0]);
         goto out;
     }
