@@ -416,14 +416,19 @@ static int trn__check_batch(const trn_dec *d, const trn_batch *b, char *err, siz
             snprintf(err, errlen, "sequence %d: length %d outside 1..%d", s, b->lens[s], b->L);
             return -EINVAL;
         }
-    for (int t = 0; t < b->B * b->L; t++)
-        if (b->tokens[t] < 0 || b->tokens[t] >= d->hp.n_vocab || b->targets[t] < -1 ||
-            b->targets[t] >= d->hp.n_vocab) {
+    for (int t = 0; t < b->B * b->L; t++) {
+        int32_t tgt = b->targets ? b->targets[t] : -1;
+        if (b->tokens[t] < 0 || b->tokens[t] >= d->hp.n_vocab || tgt < -1 ||
+            tgt >= d->hp.n_vocab) {
             snprintf(err, errlen, "sequence %d position %d: token %d / target %d outside the "
-                     "vocabulary of %d", t / b->L, t % b->L, b->tokens[t], b->targets[t],
-                     d->hp.n_vocab);
+                     "vocabulary of %d", t / b->L, t % b->L, b->tokens[t], tgt, d->hp.n_vocab);
             return -EINVAL;
         }
+    }
+    if (!b->targets && !b->hidden_only) {
+        snprintf(err, errlen, "batch without targets: only a hidden_only pass has none");
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -493,6 +498,7 @@ static void trn__layer_fwd(trn_dec *d, int l, float *x_next)
     trn__norm_fwd(d, a->n1, a->m1, a->r1, a->x_in, W->norm1_w, W->norm1_b, T);
     trn_matmul_fwd_f32(a->qkv, QKV, a->n1, C, W->wqkv, W->bqkv, T, C, QKV);
     trn__lora_fwd(d, l, TRN_LORA_Q, TRN_LORA_V, a->qkv, QKV, a->n1, C, T);
+    trn__lora_fwd(d, l, TRN_LORA_QKV, TRN_LORA_QKV, a->qkv, QKV, a->n1, C, T);
     if (d->arch == MODEL_ARCH_LLAMA) {
         trn_rope_f32(a->qkv, QKV, d->pos, T, hp->n_head, hp->head_dim, hp->n_rot,
                      hp->rope_layout, d->w.inv_freq, hp->rope_freq_scale, 0);
@@ -527,7 +533,8 @@ int trn_dec_forward(trn_dec *d, const trn_batch *b, float *logp, char *err, size
     for (int t = 0; t < T; t++)
         d->pos[t] = t % b->L;
     memcpy(d->tokens, b->tokens, (size_t)T * sizeof(int32_t));
-    memcpy(d->targets, b->targets, (size_t)T * sizeof(int32_t));
+    for (int t = 0; t < T; t++)
+        d->targets[t] = b->targets ? b->targets[t] : -1;
     for (int s = 0; s < b->B; s++)
         d->lens[s] = b->lens ? b->lens[s] : b->L;
 
@@ -535,6 +542,8 @@ int trn_dec_forward(trn_dec *d, const trn_batch *b, float *logp, char *err, size
     for (int l = 0; l < hp->n_layer; l++)
         trn__layer_fwd(d, l, l + 1 < hp->n_layer ? d->la[l + 1].x_in : d->x_out);
     trn__norm_fwd(d, d->nf, d->mf, d->rf, d->x_out, d->w.norm_f_w, d->w.norm_f_b, T);
+    if (b->hidden_only)
+        return 0;
     trn_matmul_fwd_f32(d->logits, V, d->nf, C, d->w.output, NULL, T, C, V);
     trn_logprob_fwd_f32(logp, d->lse, d->logits, d->targets, T, V);
     return 0;
@@ -588,19 +597,17 @@ static void trn__layer_bwd(trn_dec *d, int l)
     trn__zero(d->dn, (size_t)T * C);
     trn_matmul_bwd_f32(d->dn, C, G->wqkv, G->bqkv, d->dqkv, QKV, a->n1, W->wqkv, T, C, QKV);
     trn__lora_bwd(d, l, TRN_LORA_Q, TRN_LORA_V, d->dn, C, d->dqkv, QKV, a->n1, T);
+    trn__lora_bwd(d, l, TRN_LORA_QKV, TRN_LORA_QKV, d->dn, C, d->dqkv, QKV, a->n1, T);
     trn__norm_bwd(d, d->dx, G->norm1_w, G->norm1_b, d->dn, a->x_in, W->norm1_w, a->m1, a->r1,
                   T);
 }
 
-void trn_dec_backward(trn_dec *d, const float *dlogp)
+/* The backward pass below the final norm's output, whose gradient is in dn. */
+static void trn__backward_from_hidden(trn_dec *d)
 {
     const model_hparams *hp = &d->hp;
-    int T = d->B * d->L, C = hp->n_embd, V = hp->n_vocab;
-    /* the logits are not needed again: their gradient replaces them */
-    trn_logprob_bwd_f32(d->logits, d->logits, d->lse, d->targets, dlogp, T, V);
-    trn__zero(d->dn, (size_t)T * C);
+    int T = d->B * d->L, C = hp->n_embd;
     model_decoder_view *g = trn__grads(d);
-    trn_matmul_bwd_f32(d->dn, C, g->output, NULL, d->logits, V, d->nf, d->w.output, T, C, V);
     trn__zero(d->dx, (size_t)T * C);
     trn__norm_bwd(d, d->dx, g->norm_f_w, g->norm_f_b, d->dn, d->x_out, d->w.norm_f_w, d->mf,
                   d->rf, T);
@@ -610,4 +617,27 @@ void trn_dec_backward(trn_dec *d, const float *dlogp)
         trn_embed_bwd_f32(g->tok_embd, d->dx, d->tokens, T, C);
     if (g->pos_embd)
         trn_embed_bwd_f32(g->pos_embd, d->dx, d->pos, T, C);
+}
+
+void trn_dec_backward(trn_dec *d, const float *dlogp)
+{
+    const model_hparams *hp = &d->hp;
+    int T = d->B * d->L, C = hp->n_embd, V = hp->n_vocab;
+    /* the logits are not needed again: their gradient replaces them */
+    trn_logprob_bwd_f32(d->logits, d->logits, d->lse, d->targets, dlogp, T, V);
+    trn__zero(d->dn, (size_t)T * C);
+    trn_matmul_bwd_f32(d->dn, C, trn__grads(d)->output, NULL, d->logits, V, d->nf, d->w.output,
+                       T, C, V);
+    trn__backward_from_hidden(d);
+}
+
+const float *trn_dec_hidden(const trn_dec *d)
+{
+    return d->nf;
+}
+
+void trn_dec_backward_hidden(trn_dec *d, const float *dhidden)
+{
+    memcpy(d->dn, dhidden, (size_t)d->B * d->L * d->hp.n_embd * sizeof(float));
+    trn__backward_from_hidden(d);
 }

@@ -44,7 +44,10 @@ typedef struct trn_batch {
     int B, L;
     const int32_t *tokens;   /* [B*L] */
     const int32_t *lens;     /* [B] real tokens per sequence, 1..L; NULL: all L */
-    const int32_t *targets;  /* [B*L] token whose log-prob is wanted, -1: none */
+    const int32_t *targets;  /* [B*L] token whose log-prob is wanted, -1: none;
+                                unused (may be NULL) with hidden_only */
+    bool hidden_only;        /* stop at the final norm: no logits, no logp
+                                (reward models read trn_dec_hidden) */
 } trn_batch;
 
 /* The shape of a new llama model for pretraining. */
@@ -92,8 +95,16 @@ size_t trn_dec_act_bytes(const trn_dec *d);
  * target is -1). Keeps the activations for trn_dec_backward. */
 int trn_dec_forward(trn_dec *d, const trn_batch *b, float *logp, char *err, size_t errlen);
 /* Back-propagates dlogp[B*L] through the last forward pass; accumulates
- * into the weight gradients (trn_dec_new) and the adapter's. */
+ * into the weight gradients (trn_dec_new) and the adapter's. Not after a
+ * hidden_only forward. */
 void trn_dec_backward(trn_dec *d, const float *dlogp);
+
+/* The final-norm hidden states of the last forward pass, [B*L, C] (what
+ * the output projection would read); valid until the next forward. */
+const float *trn_dec_hidden(const trn_dec *d);
+/* Back-propagates d(loss)/d(hidden)[B*L, C] (e.g. from a reward head)
+ * through the last forward pass, like trn_dec_backward. */
+void trn_dec_backward_hidden(trn_dec *d, const float *dhidden);
 
 /* Adds a trn_dec_new model to w as llama.cpp lays out a llama GGUF:
  * general.architecture "llama", the llama.* hyper-parameters and F32

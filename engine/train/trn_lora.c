@@ -10,7 +10,7 @@
 #include <string.h>
 
 static const char *const trn_lora__names[TRN_LORA_N_TARGETS] = {
-    "q", "k", "v", "o", "gate", "up", "down",
+    "q", "k", "v", "o", "gate", "up", "down", "qkv",
 };
 
 const char *trn_lora_target_name(trn_lora_target t)
@@ -25,7 +25,7 @@ int trn_lora_targets_parse(const char *list, unsigned *mask, char *err, size_t e
     while (*p) {
         size_t n = strcspn(p, ",");
         if (n == 3 && strncmp(p, "all", 3) == 0)
-            *mask |= (1u << TRN_LORA_N_TARGETS) - 1;
+            *mask |= TRN_LORA_ALL;
         else {
             int t = 0;
             while (t < TRN_LORA_N_TARGETS &&
@@ -33,7 +33,7 @@ int trn_lora_targets_parse(const char *list, unsigned *mask, char *err, size_t e
                 t++;
             if (t == TRN_LORA_N_TARGETS) {
                 snprintf(err, errlen, "LoRA target '%.*s' is not one of q, k, v, o, gate, up, "
-                         "down, all", (int)n, p);
+                         "down, qkv, all", (int)n, p);
                 return -EINVAL;
             }
             *mask |= 1u << t;
@@ -66,6 +66,7 @@ static void trn_lora__shape(model_arch_id arch, const model_hparams *hp, trn_lor
     case TRN_LORA_O: *in = A; *out = C; break;
     case TRN_LORA_GATE: *out = FF; break;
     case TRN_LORA_UP: *out = FF; *row0 = gated ? FF : 0; break;
+    case TRN_LORA_QKV: *out = A + 2 * KV; break;
     default: *in = FF; *out = C; break;
     }
 }
@@ -82,6 +83,11 @@ static int trn_lora__check(model_arch_id arch, const trn_lora_cfg *cfg, char *er
         snprintf(err, errlen, "LoRA: rank %d, alpha %g, dropout %g: need rank in [1, 4096], "
                  "alpha > 0, dropout in [0, 1) and some targets", cfg->rank,
                  (double)cfg->alpha, (double)cfg->dropout);
+        return -EINVAL;
+    }
+    unsigned qkv = 1u << TRN_LORA_Q | 1u << TRN_LORA_K | 1u << TRN_LORA_V;
+    if ((cfg->targets & (1u << TRN_LORA_QKV)) && (cfg->targets & qkv)) {
+        snprintf(err, errlen, "LoRA target 'qkv' covers q, k and v: do not add them too");
         return -EINVAL;
     }
     if (arch == MODEL_ARCH_GPT2 && (cfg->targets & (1u << TRN_LORA_GATE))) {
@@ -288,7 +294,7 @@ void trn_lora_site_bwd(trn_lora *lo, trn_lora_site *s, float *dx, size_t ldx, co
 static float *trn_lora__weight(model_layer_view *L, trn_lora_target t)
 {
     switch (t) {
-    case TRN_LORA_Q: case TRN_LORA_K: case TRN_LORA_V: return L->wqkv;
+    case TRN_LORA_Q: case TRN_LORA_K: case TRN_LORA_V: case TRN_LORA_QKV: return L->wqkv;
     case TRN_LORA_O: return L->wo;
     case TRN_LORA_GATE: case TRN_LORA_UP: return L->wup;
     default: return L->wdown;

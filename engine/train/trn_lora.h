@@ -37,13 +37,16 @@ typedef enum trn_lora_target {
     TRN_LORA_GATE,
     TRN_LORA_UP,
     TRN_LORA_DOWN,
+    TRN_LORA_QKV,   /* the whole fused qkv matrix as one site: PEFT's c_attn
+                       on gpt2 (not with q, k or v; not in "all") */
     TRN_LORA_N_TARGETS
 } trn_lora_target;
 
-/* "q", "k", "v", "o", "gate", "up", "down". */
+/* "q", "k", "v", "o", "gate", "up", "down", "qkv". */
 const char *trn_lora_target_name(trn_lora_target t);
-/* Parses a comma-separated list ("q,v", "all") into a bit mask (bit t for
- * target t). -EINVAL naming the unknown word. */
+/* Parses a comma-separated list ("q,v", "all" = every target but qkv) into
+ * a bit mask (bit t for target t). -EINVAL naming the unknown word. */
+#define TRN_LORA_ALL ((1u << TRN_LORA_QKV) - 1)
 int trn_lora_targets_parse(const char *list, unsigned *mask, char *err, size_t errlen);
 
 typedef struct trn_lora_cfg {

@@ -323,7 +323,7 @@ static void test_lora_merge_agrees(void **state)
     trn_dec *d;
     if (trn_dec_from_model(&d, m, err, sizeof err))
         fail_msg("%s", err);
-    trn_lora_cfg cfg = {.rank = 3, .alpha = 6, .targets = (1u << TRN_LORA_N_TARGETS) - 1,
+    trn_lora_cfg cfg = {.rank = 3, .alpha = 6, .targets = TRN_LORA_ALL,
                         .seed = 7};
     trn_lora *lo;
     if (trn_lora_new(&lo, MODEL_ARCH_LLAMA, model_hp(m), &cfg, err, sizeof err))
@@ -437,7 +437,7 @@ static void test_lora_dropout(void **state)
     assert_int_equal(trn_dec_new(&d, &sh, 4, err, sizeof err), 0);
     trn_dec_freeze(d, true);
     trn_lora_cfg cfg = {.rank = 2, .alpha = 4, .dropout = 0.3f, .seed = 9,
-                        .targets = (1u << TRN_LORA_N_TARGETS) - 1};
+                        .targets = TRN_LORA_ALL};
     trn_lora *lo;
     assert_int_equal(trn_lora_new(&lo, MODEL_ARCH_LLAMA, trn_dec_hp(d), &cfg, err, sizeof err),
                      0);
@@ -491,6 +491,102 @@ static void test_lora_dropout(void **state)
     trn_dec_free(d);
 }
 
+/* gpt2 with PEFT's c_attn target (the fused qkv as one site): merged ==
+ * unmerged; and a hidden-state loss (what a reward head reads)
+ * back-propagates to the adapter as finite differences say. */
+static double hidden_loss(trn_dec *d, const trn_batch *b, const float *w)
+{
+    if (trn_dec_forward(d, b, NULL, err, sizeof err))
+        fail_msg("%s", err);
+    const float *h = trn_dec_hidden(d);
+    int C = trn_dec_hp(d)->n_embd;
+    double s = 0;
+    for (int i = 0; i < b->B; i++) /* the last real token of each sequence */
+        for (int c = 0; c < C; c++)
+            s += w[c] * h[((size_t)i * b->L + b->lens[i] - 1) * C + c];
+    return s;
+}
+
+static void test_qkv_target_and_hidden(void **state)
+{
+    (void)state;
+    char *path = tu_shared_path("conformance/gpt2-tiny");
+    if (!path)
+        skip();
+    model *m = tu_model_load(path, NULL);
+    free(path);
+    trn_dec *d;
+    assert_int_equal(trn_dec_from_model(&d, m, err, sizeof err), 0);
+    trn_lora_cfg cfg = {.rank = 4, .alpha = 8, .seed = 2, .targets = 1u << TRN_LORA_QKV};
+    trn_lora *lo;
+    assert_int_equal(trn_lora_new(&lo, MODEL_ARCH_GPT2, model_hp(m), &cfg, err, sizeof err), 0);
+    assert_int_equal(lo->sites[0].out, 96);
+    rng r;
+    rng_seed(&r, 12);
+    for (int i = 0; i < lo->n_sites; i++)
+        for (int j = 0; j < lo->sites[i].out * 4; j++)
+            lo->sites[i].B[j] = (float)(rng_normal(&r) * 0.1);
+    trn_dec_set_lora(d, lo);
+    int32_t tok[2 * 5] = {464, 3139, 286, 4881, 318, 40, 588, 257, 0, 0}, lens[2] = {5, 3};
+    int32_t tgt[10];
+    for (int t = 0; t < 10; t++)
+        tgt[t] = t % 5 < lens[t / 5] - 1 ? tok[t + 1] : -1;
+    trn_batch b = {.B = 2, .L = 5, .tokens = tok, .lens = lens, .targets = tgt};
+    float on[10], merged[10];
+    trn_dec_forward(d, &b, on, err, sizeof err);
+    model_decoder_view v;
+    model_decoder_view_get(m, &v);
+    trn_lora_merge(lo, &v, 1.0f);
+    lo->enabled = false;
+    trn_dec_forward(d, &b, merged, err, sizeof err);
+    for (int t = 0; t < 10; t++)
+        assert_true(fabsf(on[t] - merged[t]) < 1e-4f);
+    trn_lora_merge(lo, &v, -1.0f);
+    lo->enabled = true;
+
+    float w[32];
+    for (int c = 0; c < 32; c++)
+        w[c] = (float)rng_normal(&r);
+    trn_batch hb = {.B = 2, .L = 5, .tokens = tok, .lens = lens, .hidden_only = true};
+    trn_params ps = {0};
+    trn_lora_params(lo, &ps);
+    trn_params_zero_grad(&ps);
+    hidden_loss(d, &hb, w);
+    float *dh = calloc(10 * 32, sizeof(float));
+    for (int i = 0; i < 2; i++)
+        memcpy(dh + ((size_t)i * 5 + lens[i] - 1) * 32, w, sizeof w);
+    trn_dec_backward_hidden(d, dh);
+    const float h = 1e-2f;
+    for (int i = 0; i < ps.n; i++) {
+        trn_param *p = &ps.p[i];
+        for (int k = 0; k < 3; k++) {
+            size_t j = (size_t)rng_below(&r, p->n);
+            float v0 = p->value[j];
+            p->value[j] = v0 + h;
+            double lp = hidden_loss(d, &hb, w);
+            p->value[j] = v0 - h;
+            double lm = hidden_loss(d, &hb, w);
+            p->value[j] = v0;
+            double num = (lp - lm) / (2 * h);
+            if (fabs(num - p->grad[j]) > 2e-3 + 2e-2 * fabs(num))
+                fail_msg("%s[%zu] from the hidden state: backward %.6g, finite differences "
+                         "%.6g", p->name, j, p->grad[j], num);
+        }
+    }
+    free(dh);
+    trn_params_free(&ps);
+    unsigned mask;
+    assert_int_equal(trn_lora_targets_parse("qkv,q", &mask, err, sizeof err), 0);
+    trn_lora_cfg both = cfg;
+    both.targets = mask;
+    trn_lora *bad;
+    assert_int_equal(trn_lora_new(&bad, MODEL_ARCH_GPT2, model_hp(m), &both, err, sizeof err),
+                     -EINVAL);
+    trn_lora_free(lo);
+    trn_dec_free(d);
+    model_free(m);
+}
+
 static void test_bad_batches(void **state)
 {
     (void)state;
@@ -529,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_lora_merge_agrees),
         cmocka_unit_test(test_full_gradients_fd),
         cmocka_unit_test(test_lora_dropout),
+        cmocka_unit_test(test_qkv_target_and_hidden),
         cmocka_unit_test(test_bad_batches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
