@@ -606,10 +606,11 @@ static void test_bad_batches(void **state)
     lens[0] = 5;
     b.lens = lens;
     assert_int_equal(trn_dec_forward(d, &b, logp, err, sizeof err), -EINVAL);
+    trn_dec_free(d);
     trn_dec_shape bad = sh;
     bad.n_head = 3;
     assert_int_equal(trn_dec_new(&d, &bad, 1, err, sizeof err), -EINVAL);
-    trn_dec_free(d);
+    assert_null(d);
     unsigned mask;
     assert_int_equal(trn_lora_targets_parse("q,v", &mask, err, sizeof err), 0);
     assert_int_equal(mask, 1u << TRN_LORA_Q | 1u << TRN_LORA_V);
