@@ -25,6 +25,7 @@
 
 #include "bpe_train.h"
 #include "cli.h"
+#include "cli_opts.h"
 #include "gguf_writer.h"
 #include "tok.h"
 #include "trn_ckpt.h"
@@ -71,43 +72,30 @@ static int pretrain__usage(void)
     return 2;
 }
 
-static int pretrain__num(const char *opt, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "alignd pretrain: %s must be a number in [%g, %g], not '%s'\n", opt, lo,
-                hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Numeric options: name, field, range. */
-typedef struct pretrain_numopt {
-    const char *name;
-    size_t off;
-    double lo, hi;
-} pretrain_numopt;
-
 #define PO(f) offsetof(pretrain_opts, f)
-static const pretrain_numopt pretrain__nums[] = {
-    {"--vocab", PO(vocab), 257, 1 << 20},   {"--ctx", PO(ctx), 4, 65536},
-    {"--embd", PO(embd), 8, 65536},         {"--layers", PO(layers), 1, 1024},
-    {"--heads", PO(heads), 1, 1024},        {"--kv-heads", PO(kv_heads), 1, 1024},
-    {"--ff", PO(ff), 1, 1 << 18},           {"--steps", PO(steps), 1, 1e9},
-    {"--stop-after", PO(stop_after), 0, 1e9},
-    {"--batch", PO(batch), 1, 65536},       {"--seq", PO(seq), 2, 65536},
-    {"--accum", PO(accum), 1, 65536},       {"--warmup", PO(warmup), 0, 1e9},
-    {"--eval-every", PO(eval_every), 0, 1e9}, {"--log-every", PO(log_every), 1, 1e9},
-    {"--checkpoint-every", PO(ckpt_every), 0, 1e9}, {"--seed", PO(seed), 0, 1.8e19},
-    {"--lr", PO(lr), 0, 10},                {"--min-lr", PO(min_lr), 0, 10},
-    {"--wd", PO(wd), 0, 10},                {"--clip", PO(clip), 0, 1e9},
-    {"--heldout", PO(heldout), 0.001, 0.5}, {"-t", PO(threads), 1, 1024},
+#define PN(name, f, lo, hi) {name, CLI_OPT_NUM, PO(f), lo, hi}
+#define PS(name, f) {name, CLI_OPT_STR, PO(f), 0, 0}
+#define PF(name, f) {name, CLI_OPT_FLAG, PO(f), 0, 0}
+static const cli_opt pretrain__opts[] = {
+    PS("--corpus", corpus), PS("-o", out), PS("--out", out), PS("--checkpoint", ckpt),
+    PS("--schedule", schedule), PS("--name", name),
+    PF("--resume", resume), PF("--json", json), PF("--untied", untied),
+    PN("--vocab", vocab, 257, 1 << 20), PN("--ctx", ctx, 4, 65536),
+    PN("--embd", embd, 8, 65536), PN("--layers", layers, 1, 1024),
+    PN("--heads", heads, 1, 1024), PN("--kv-heads", kv_heads, 1, 1024),
+    PN("--ff", ff, 1, 1 << 18), PN("--steps", steps, 1, 1e9),
+    PN("--stop-after", stop_after, 0, 1e9), PN("--batch", batch, 1, 65536),
+    PN("--seq", seq, 2, 65536), PN("--accum", accum, 1, 65536),
+    PN("--warmup", warmup, 0, 1e9), PN("--eval-every", eval_every, 0, 1e9),
+    PN("--log-every", log_every, 1, 1e9), PN("--checkpoint-every", ckpt_every, 0, 1e9),
+    PN("--seed", seed, 0, 1.8e19), PN("--lr", lr, 0, 10), PN("--min-lr", min_lr, 0, 10),
+    PN("--wd", wd, 0, 10), PN("--clip", clip, 0, 1e9), PN("--heldout", heldout, 0.001, 0.5),
+    PN("-t", threads, 1, 1024),
 };
 #undef PO
+#undef PN
+#undef PS
+#undef PF
 
 static int pretrain__parse(pretrain_opts *o, int argc, char **argv)
 {
@@ -116,30 +104,10 @@ static int pretrain__parse(pretrain_opts *o, int argc, char **argv)
                          .eval_every = -1, .log_every = 10, .seed = 1, .lr = 1e-3,
                          .min_lr = 1e-4, .wd = 0.1, .clip = 1.0, .heldout = 0.1,
                          .schedule = "cosine", .name = "alignd-pretrained"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--resume")) { o->resume = true; continue; }
-        if (!strcmp(a, "--json")) { o->json = true; continue; }
-        if (!strcmp(a, "--untied")) { o->untied = true; continue; }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help") || !val)
-            return pretrain__usage();
-        i++;
-        if (!strcmp(a, "--corpus")) { o->corpus = val; continue; }
-        if (!strcmp(a, "-o") || !strcmp(a, "--out")) { o->out = val; continue; }
-        if (!strcmp(a, "--checkpoint")) { o->ckpt = val; continue; }
-        if (!strcmp(a, "--schedule")) { o->schedule = val; continue; }
-        if (!strcmp(a, "--name")) { o->name = val; continue; }
-        size_t k = 0, n = sizeof(pretrain__nums) / sizeof(pretrain__nums[0]);
-        while (k < n && strcmp(a, pretrain__nums[k].name))
-            k++;
-        if (k == n) {
-            fprintf(stderr, "alignd pretrain: unknown option %s\n", a);
-            return pretrain__usage();
-        }
-        const pretrain_numopt *no = &pretrain__nums[k];
-        if (pretrain__num(a, val, no->lo, no->hi, (double *)((char *)o + no->off)))
-            return 2;
-    }
+    int rc = cli_opts_parse("pretrain", pretrain__opts,
+                            sizeof(pretrain__opts) / sizeof(pretrain__opts[0]), o, argc, argv);
+    if (rc)
+        return rc == 1 ? pretrain__usage() : 2;
     if (!o->corpus || !o->out)
         return pretrain__usage();
     if (o->resume && !o->ckpt) {

@@ -1,0 +1,31 @@
+/* cli_opts.h - table-driven option parsing for the subcommands (pretrain,
+ * train dpo, train reward): each option names a field of the command's
+ * options struct, its kind and, for numbers, its range. Messages name the
+ * command and the option ("alignd train dpo: --beta must be a number in
+ * (0, 100], not 'x'"). */
+#ifndef CLI_OPTS_H
+#define CLI_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum cli_opt_kind {
+    CLI_OPT_NUM,   /* double, in [lo, hi] */
+    CLI_OPT_STR,   /* const char * (borrowed from argv) */
+    CLI_OPT_FLAG,  /* bool, no value */
+} cli_opt_kind;
+
+typedef struct cli_opt {
+    const char *name;   /* "--beta"; a second spelling gets its own row */
+    cli_opt_kind kind;
+    size_t off;         /* offsetof the field */
+    double lo, hi;
+} cli_opt;
+
+/* Parses argv[1..argc) into the struct at base. Returns 0; 1 when -h or
+ * --help was given; 2 after printing why (unknown option, missing value,
+ * bad number) to stderr. */
+int cli_opts_parse(const char *cmd, const cli_opt *opts, size_t n_opts, void *base, int argc,
+                   char **argv);
+
+#endif

@@ -1,0 +1,114 @@
+/* train_data.c - preference pairs and LoRA options of the training
+ * commands (train_data.h). */
+#include "train_data.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+
+/* The pref_tok of a model's tokenizer. */
+static int train_data__pt(pref_tok *pt, const train_data_src *src, const model *m,
+                          const tok *t, char *err, size_t errlen)
+{
+    *pt = (pref_tok){.t = t, .add_bos = tok_adds_bos(t), .eos_id = tok_eos(t)};
+    (void)m;
+    if (!src->chat_template)
+        return 0;
+    eng_err ce = {0};
+    if (chat_template_detect(src->chat_template, &pt->chat_kind, &ce)) {
+        snprintf(err, errlen, "--chat-template: %s", ce.msg);
+        return -EINVAL;
+    }
+    pt->has_chat = true;
+    return 0;
+}
+
+typedef struct train_data__ctx {
+    pref_set *s;
+    const pref_tok *pt;
+    const pref_opts *o;
+    char *err;
+    size_t errlen;
+} train_data__ctx;
+
+/* One feedback row: text prompts as they are; a messages prompt with the
+ * responses as assistant messages. */
+static int train_data__row(void *ud, const store_feedback *row)
+{
+    train_data__ctx *c = ud;
+    bool eval = row->split && !strcmp(row->split, "eval");
+    char msg[512];
+    int rc;
+    if (!row->format || strcmp(row->format, "messages")) {
+        rc = pref_add_text(c->s, c->pt, row->prompt, row->chosen, row->rejected, eval, 0, c->o,
+                           msg, sizeof msg);
+    } else {
+        json_t *p = json_loads(row->prompt, 0, NULL);
+        json_t *ch = json_pack("[{s:s, s:s}]", "role", "assistant", "content", row->chosen);
+        json_t *rj = json_pack("[{s:s, s:s}]", "role", "assistant", "content", row->rejected);
+        rc = pref_add_messages(c->s, c->pt, p, ch, rj, eval, 0, c->o, msg, sizeof msg);
+        json_decref(p), json_decref(ch), json_decref(rj);
+    }
+    if (rc)
+        snprintf(c->err, c->errlen, "feedback %s: %s", row->id ? row->id : "?", msg);
+    return rc;
+}
+
+static int train_data__store(pref_set *s, const char *path, const pref_tok *pt,
+                             const pref_opts *o, char *err, size_t errlen)
+{
+    store *st = NULL;
+    int rc = store_open(&st, path, err, errlen);
+    if (rc)
+        return rc;
+    train_data__ctx c = {.s = s, .pt = pt, .o = o, .err = err, .errlen = errlen};
+    store_filter f = {.kind = "pair"};
+    char msg[512] = "";
+    rc = store_feedback_each(st, &f, train_data__row, &c, msg, sizeof msg);
+    if (rc && msg[0] && !err[0])
+        snprintf(err, errlen, "%s: %s", path, msg);
+    store_close(st);
+    if (!rc && s->n == 0) {
+        snprintf(err, errlen, "%s: no preference pairs (kind \"pair\") in the store", path);
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
+int train_data_load(pref_set *s, const train_data_src *src, const model *m, const tok *t,
+                    const pref_opts *o, char *err, size_t errlen)
+{
+    pref_tok pt;
+    err[0] = '\0';
+    int rc = train_data__pt(&pt, src, m, t, err, errlen);
+    if (rc)
+        return rc;
+    if (!src->jsonl == !src->store) {
+        snprintf(err, errlen, "give the pairs with exactly one of --data FILE.jsonl and "
+                 "--store PATH");
+        return -EINVAL;
+    }
+    if (src->jsonl)
+        return pref_load_jsonl(s, src->jsonl, &pt, o, err, errlen);
+    return train_data__store(s, src->store, &pt, o, err, errlen);
+}
+
+void train_lora_opts_default(train_lora_opts *o)
+{
+    *o = (train_lora_opts){.r = 8, .alpha = 16, .dropout = 0, .targets = NULL};
+}
+
+int train_lora_cfg(trn_lora_cfg *out, const train_lora_opts *o, const model *m, uint64_t seed,
+                   char *err, size_t errlen)
+{
+    const char *targets = o->targets;
+    if (!targets)
+        targets = model_arch(m) == MODEL_ARCH_GPT2 ? "qkv" : "q,v";
+    *out = (trn_lora_cfg){.rank = (int)o->r, .alpha = (float)o->alpha,
+                          .dropout = (float)o->dropout, .seed = seed};
+    return trn_lora_targets_parse(targets, &out->targets, err, errlen);
+}
