@@ -35,8 +35,8 @@ typedef struct train_data__ctx {
     size_t errlen;
 } train_data__ctx;
 
-/* One feedback row: text prompts as they are; a messages prompt with the
- * responses as assistant messages. */
+/* One feedback row: text as it is; the messages form stores prompt, chosen
+ * and rejected as JSON arrays of messages (api/feedback.c). */
 static int train_data__row(void *ud, const store_feedback *row)
 {
     train_data__ctx *c = ud;
@@ -48,8 +48,8 @@ static int train_data__row(void *ud, const store_feedback *row)
                            msg, sizeof msg);
     } else {
         json_t *p = json_loads(row->prompt, 0, NULL);
-        json_t *ch = json_pack("[{s:s, s:s}]", "role", "assistant", "content", row->chosen);
-        json_t *rj = json_pack("[{s:s, s:s}]", "role", "assistant", "content", row->rejected);
+        json_t *ch = json_loads(row->chosen, 0, NULL);
+        json_t *rj = json_loads(row->rejected, 0, NULL);
         rc = pref_add_messages(c->s, c->pt, p, ch, rj, eval, 0, c->o, msg, sizeof msg);
         json_decref(p), json_decref(ch), json_decref(rj);
     }
