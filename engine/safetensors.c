@@ -461,6 +461,8 @@ int st_metadata_at(const st_file *f, size_t i, const char **key, const char **va
 }
 
 const char *st_metadata_get(const st_file *f, const char *key) {
+    if (f->n_meta == 0) /* bsearch on a NULL array is undefined */
+        return NULL;
     const char **k = bsearch(&key, f->meta_keys, f->n_meta, sizeof *f->meta_keys,
                              st__cmp_str_ptr);
     return k ? f->meta_vals[k - f->meta_keys] : NULL;
