@@ -15,11 +15,13 @@
     X(UNAUTHORIZED, 401, "authentication_error", "invalid_api_key")               \
     X(NOT_FOUND, 404, "not_found_error", "not_found")                             \
     X(MODEL_NOT_FOUND, 404, "not_found_error", "model_not_found")                 \
+    X(ADAPTER_NOT_FOUND, 404, "not_found_error", "adapter_not_found")             \
     X(CONTEXT_LENGTH, 400, "invalid_request_error", "context_length_exceeded")    \
     X(METHOD_NOT_ALLOWED, 405, "invalid_request_error", "method_not_allowed")     \
     X(BODY_TOO_LARGE, 413, "invalid_request_error", "request_too_large")          \
     X(UNSUPPORTED_MEDIA_TYPE, 415, "invalid_request_error", "unsupported_media_type") \
     X(INVALID_VALUE, 422, "invalid_request_error", "invalid_value")               \
+    X(REWARD_MODEL_UNAVAILABLE, 409, "invalid_request_error", "reward_model_unavailable") \
     X(QUEUE_FULL, 429, "rate_limit_error", "queue_full")                          \
     X(INTERNAL, 500, "server_error", "internal_error")                            \
     X(NOT_READY, 503, "server_error", "not_ready")                                \

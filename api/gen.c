@@ -99,7 +99,7 @@ static void gen__send(gen_job *job, json_t *chunk) {
 static json_t *gen__chunk(gen_job *job, json_t *choices) {
     return json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", job->id, "object",
                      job->kind == GEN_CHAT ? "chat.completion.chunk" : "text_completion", "created",
-                     (json_int_t)job->created, "model", job->sm->cfg->name, "choices", choices);
+                     (json_int_t)job->created, "model", job->model, "choices", choices);
 }
 
 /* Sends a piece of text (and/or the finish) of one choice. */
@@ -154,7 +154,7 @@ static void gen__finish_job(gen_job *job) {
         if (job->include_usage)
             gen__send(job, json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", job->id, "object",
                                      job->kind == GEN_CHAT ? "chat.completion.chunk" : "text_completion",
-                                     "created", (json_int_t)job->created, "model", job->sm->cfg->name,
+                                     "created", (json_int_t)job->created, "model", job->model,
                                      "choices", "usage", gen__usage(job)));
         http_pending_sse_event(job->p, NULL, "[DONE]");
         http_pending_sse_end(job->p);
@@ -194,7 +194,7 @@ static void gen__finish_job(gen_job *job) {
         free(order);
         json_t *body = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", job->id, "object",
                                  job->kind == GEN_CHAT ? "chat.completion" : "text_completion",
-                                 "created", (json_int_t)job->created, "model", job->sm->cfg->name,
+                                 "created", (json_int_t)job->created, "model", job->model,
                                  "choices", choices, "usage", gen__usage(job));
         http_pending_reply_json(job->p, 200, body);
     }
@@ -320,6 +320,7 @@ gen_job *gen_job_create(gen_kind kind, served_model *sm, int n_prompts, int best
     job->best_of = best_of;
     job->n_choices = (int)n;
     job->top_logprobs = -1;
+    snprintf(job->model, sizeof job->model, "%s", sm->cfg->name);
     atomic_init(&job->remaining, (int)n);
     atomic_init(&job->failed, false);
     for (size_t i = 0; i < n; i++) {
@@ -349,6 +350,7 @@ void gen_job_free(gen_job *job) {
         for (int i = 0; i < job->n_prompts; i++) free(job->echo_text[i]);
     free(job->echo_text);
     http_pending_release(job->p);
+    models_adapter_put(job->adapter);
     free(job);
 }
 

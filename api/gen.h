@@ -42,6 +42,11 @@ typedef struct gen_choice {
 typedef struct gen_job {
     gen_kind kind;
     served_model *sm;
+    served_adapter *adapter; /* the job's reference (NULL: base); its LoRA
+                                runs every choice, so it is given back only
+                                when the last choice has ended */
+    char model[2 * CFG_MODEL_NAME_MAX]; /* "model" of the answers: NAME or
+                                NAME:ADAPTER */
     http_pending *p;      /* the job's reference */
     bool stream, include_usage, echo;
     int top_logprobs;     /* -1: no logprobs; else entries per token (0..20) */
@@ -71,7 +76,8 @@ json_t *gen_piece_json(const tok *t, int32_t id);
  * the message names stop[i]). */
 gen_job *gen_job_create(gen_kind kind, served_model *sm, int n_prompts, int best_of,
                         const char *const *stops, size_t n_stops, char *err, size_t errlen);
-/* Frees a job that was never submitted (and its pending ref). */
+/* Frees a job that was never submitted (and its pending and adapter
+ * references). */
 void gen_job_free(gen_job *job);
 
 /* Loop thread: submits every choice (prompts[i] of n_tokens[i] tokens, with

@@ -81,6 +81,55 @@ static int api__logit_bias(http_req *req, json_t *body, api_gen_params *p, int v
     return 0;
 }
 
+/* The adapter a request names, if any: "model": "NAME:ADAPTER" and/or
+ * "adapter": "ADAPTER". Takes a reference to it; answers the request (400
+ * when the two disagree, 404 when sm has no such adapter) and returns -1. */
+static int api__adapter(http_req *req, json_t *body, const char *requested, api_gen_params *p) {
+    const char *field = NULL, *colon = strchr(requested, ':');
+    if (api_field_string(req, body, "adapter", &field)) return -1;
+    const char *name = colon ? colon + 1 : field;
+    if (colon && field && strcmp(colon + 1, field) != 0) {
+        http_reply_error(req, API_ERR_BAD_REQUEST, "adapter", "adapter '%s' disagrees with the adapter of model '%s'",
+                         field, requested);
+        return -1;
+    }
+    if (!name) return 0;
+    p->slot = models_adapter_slot(p->sm, name);
+    p->adapter = p->slot ? models_adapter_get(p->sm, name) : NULL;
+    if (!p->adapter) {
+        http_reply_error(req, API_ERR_ADAPTER_NOT_FOUND, colon ? "model" : "adapter",
+                         "adapter '%s' of model '%s' is not served here (see GET /v1/models)", name,
+                         p->sm->cfg->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* "model": the served model called NAME (or NAME:ADAPTER), a decoder. */
+static int api__model(http_req *req, json_t *body, api_gen_params *p) {
+    app *a = http_req_app(req);
+    const char *name = NULL;
+    if (api_field_required_string(req, body, "model", &name)) return -1;
+    char base[CFG_MODEL_NAME_MAX];
+    size_t len = strcspn(name, ":"); /* model names have no ':' */
+    if (len < sizeof base) {
+        memcpy(base, name, len);
+        base[len] = '\0';
+        p->sm = models_find(&a->models, base);
+    }
+    if (!p->sm) {
+        http_reply_error(req, API_ERR_MODEL_NOT_FOUND, "model", "model '%.*s' is not served here (see GET /v1/models)",
+                         (int)len, name);
+        return -1;
+    }
+    if (!p->sm->decoder) {
+        http_reply_error(req, API_ERR_INVALID_VALUE, "model",
+                         "model '%s' is an embedding model: use /v1/embeddings", p->sm->cfg->name);
+        return -1;
+    }
+    return api__adapter(req, body, name, p);
+}
+
 int api_gen_params_parse(http_req *req, json_t *body, gen_kind kind, api_gen_params *p) {
     memset(p, 0, sizeof *p);
     p->top_logprobs = -1;
@@ -88,18 +137,7 @@ int api_gen_params_parse(http_req *req, json_t *body, gen_kind kind, api_gen_par
         http_reply_error(req, API_ERR_BAD_REQUEST, NULL, "request body must be a JSON object");
         return -1;
     }
-    app *a = http_req_app(req);
-    const char *name = NULL;
-    if (api_field_required_string(req, body, "model", &name)) return -1;
-    if (!(p->sm = models_find(&a->models, name))) {
-        http_reply_error(req, API_ERR_MODEL_NOT_FOUND, "model", "model '%s' is not served here (see GET /v1/models)", name);
-        return -1;
-    }
-    if (!p->sm->decoder) {
-        http_reply_error(req, API_ERR_INVALID_VALUE, "model",
-                         "model '%s' is an embedding model: use /v1/embeddings", name);
-        return -1;
-    }
+    if (api__model(req, body, p)) return -1;
     const cfg_model *mc = p->sm->cfg;
     int vocab = model_hp(p->sm->m)->n_vocab;
     samp_params_default(&p->samp);
@@ -213,6 +251,8 @@ int api_gen_params_parse(http_req *req, json_t *body, gen_kind kind, api_gen_par
 void api_gen_params_free(api_gen_params *p) {
     free(p->bias);
     p->bias = NULL;
+    models_adapter_put(p->adapter);
+    p->adapter = NULL;
 }
 
 static void api__free_texts(char **texts, int n) {
@@ -266,6 +306,9 @@ void api_gen_start(http_req *req, api_gen_params *p, gen_kind kind, int32_t **pr
     job->prompt_tokens = total;
     job->created = (long)time(NULL);
     job->echo_text = echo_texts;
+    job->adapter = p->adapter; /* the job's now: given back when it is freed */
+    p->adapter = NULL;
+    if (job->adapter) snprintf(job->model, sizeof job->model, "%s:%s", sm->cfg->name, job->adapter->name);
     unsigned long long r = 0;
     getrandom(&r, sizeof r, 0);
     snprintf(job->id, sizeof job->id, "%s-%016llx", kind == GEN_CHAT ? "chatcmpl" : "cmpl", r);
@@ -275,6 +318,7 @@ void api_gen_start(http_req *req, api_gen_params *p, gen_kind kind, int32_t **pr
         .samp = p->samp,
         .eos_id = tok_eos(sm->tok) >= 0 ? tok_eos(sm->tok) : model_hp(sm->m)->eos_id,
         .timeout_s = (double)sm->cfg->request_timeout,
+        .adapter = job->adapter ? job->adapter->lora : NULL,
     };
     job->p = p->stream ? http_stream_sse(req) : http_defer(req);
     if (!job->p) {
@@ -298,5 +342,7 @@ void api_gen_start(http_req *req, api_gen_params *p, gen_kind kind, int32_t **pr
             http_pending_reply_error(job->p, code, NULL, "%s", err);
         }
         gen_job_free(job);
+        return;
     }
+    if (p->slot) atomic_fetch_add(&p->slot->requests, 1); /* the job may be gone already */
 }

@@ -13,6 +13,8 @@
 
 typedef struct api_gen_params {
     served_model *sm;
+    served_adapter *adapter;   /* owned reference, or NULL: the base model */
+    adapter_slot *slot;        /* the adapter's slot (for its counters) */
     long long max_tokens;
     long long n, best_of;
     samp_params samp;
@@ -24,15 +26,18 @@ typedef struct api_gen_params {
     int top_logprobs;          /* -1: off */
 } api_gen_params;
 
-/* Parses the shared fields of `body` for an endpoint of `kind`. On an error
- * the request has been answered and -1 is returned; free with
- * api_gen_params_free in every case. */
+/* Parses the shared fields of `body` for an endpoint of `kind`. The model
+ * is "model": "NAME" or "NAME:ADAPTER"; an adapter may also be named by
+ * "adapter": "ADAPTER" (both: they must agree, else 400); an unknown model
+ * or adapter is 404. On an error the request has been answered and -1 is
+ * returned; free with api_gen_params_free in every case. */
 int api_gen_params_parse(http_req *req, json_t *body, gen_kind kind, api_gen_params *out);
 void api_gen_params_free(api_gen_params *p);
 
 /* Checks that every prompt plus max_tokens fits the context (400
  * context_length_exceeded) and that the queue has room for all choices
- * (429), then creates the job, defers or starts the stream, and submits.
+ * (429), then creates the job (which takes p's adapter reference), defers
+ * or starts the stream, and submits.
  * Prompts stay the caller's; echo_texts ([n_prompts] malloc'd strings in a
  * malloc'd array, or NULL) become the job's or are freed. Answers the
  * request on failure. */

@@ -31,6 +31,7 @@ void api_metrics(http_req *req) {
         .start_time = a->start_time,
     };
     metrics_model ms[CFG_MAX_MODELS];
+    static metrics_adapter ads[CFG_MAX_MODELS][MODELS_MAX_ADAPTERS]; /* loop thread only; off the stack */
     int n = 0;
     if (a->state != APP_STARTING)
         for (int i = 0; i < a->models.n; i++)
@@ -41,6 +42,10 @@ void api_metrics(http_req *req) {
                 ms[n].has_sched = sm->sched != NULL;
                 if (sm->sched) sched_stats_get(sm->sched, &ms[n].st);
                 emb_stats_get(sm->emb, &ms[n].emb);
+                for (int k = 0; k < sm->n_adapters; k++)
+                    ads[n][k] = (metrics_adapter){sm->adapters[k].name, atomic_load(&sm->adapters[k].requests)};
+                ms[n].adapters = ads[n];
+                ms[n].n_adapters = sm->n_adapters;
                 n++;
             }
     size_t len;

@@ -16,6 +16,7 @@ const route api_routes[] = {
     {"POST",   "/v1/embeddings",     api_embeddings,  ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 16 << 20, ROUTE_F_NEEDS_READY, "Embeddings (OpenAI), dynamically batched"},
     {"POST",   "/v1/classify",       api_classify,    ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 32 << 20, ROUTE_F_NEEDS_READY, "CLIP zero-shot image classification"},
     {"POST",   "/v1/images/embeddings", api_image_embeddings, ROUTE_AUTH_KEY, ROUTE_BODY_JSON, 32 << 20, ROUTE_F_NEEDS_READY, "CLIP image embedding"},
+    {"POST",   "/v1/rewards",        api_rewards,     ROUTE_AUTH_KEY,     ROUTE_BODY_JSON, 16 << 20, ROUTE_F_NEEDS_READY, "Reward-model scores of prompt + response pairs (and OpenRLHF's query shape)"},
     {"POST",   "/v1/feedback",       api_feedback_create, ROUTE_AUTH_KEY, ROUTE_BODY_JSON, 16 << 20, 0, "Store preference feedback (one or a batch)"},
     {"GET",    "/v1/feedback",       api_feedback_list, ROUTE_AUTH_KEY,   ROUTE_BODY_NONE, 0,     0,                   "List feedback, newest first"},
     {"GET",    "/v1/feedback/export", api_feedback_export, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0,    0,                   "Feedback as JSONL (TRL prompt/chosen/rejected)"},

@@ -29,6 +29,8 @@ void api_detokenize(http_req *req);
 void api_embeddings(http_req *req);
 void api_classify(http_req *req);
 void api_image_embeddings(http_req *req);
+/* api/rewards.c */
+void api_rewards(http_req *req);
 /* api/feedback.c */
 void api_feedback_create(http_req *req);
 void api_feedback_list(http_req *req);

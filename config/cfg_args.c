@@ -25,9 +25,11 @@ static int cfg__apply_model_flag(cfg *c, const char *arg, const char *next, int 
         id = CFG_MKEY_path;
         snprintf(where, sizeof where, "flag --model %s", name);
     } else { /* model.NAME.KEY[=VALUE] */
-        const char *dot = strrchr(arg + 6, '.');
-        const char *eq = strchr(arg, '=');
-        if (eq && dot > eq) dot = NULL;
+        /* the key follows the last '.' before any '=': the value may hold
+         * dots and '=' (paths, "adapters=a=/x/y.d") */
+        const char *eq = strchr(arg, '='), *dot = NULL;
+        for (const char *p = arg + 6; *p && p != eq; p++)
+            if (*p == '.') dot = p;
         if (!dot || dot == arg + 6 || (size_t)(dot - (arg + 6)) > CFG_MODEL_NAME_MAX) {
             snprintf(err, errlen, "unknown option --%s (per-model flags are --model.NAME.KEY=VALUE)", arg);
             return CFG_EUNKNOWN;

@@ -80,6 +80,10 @@
       "Threads for the model's matrix products; 0 = one per core") \
     X(model, chat_template, STR, "", 0, 0, NULL, 0, \
       "Chat template: chatml, llama2, llama3, zephyr, gemma, phi3; empty = from the model file") \
+    X(model, reward_model, STR, "", 0, 0, NULL, 0, \
+      "Reward-model folder written by 'alignd train reward' for this model, served at POST /v1/rewards; empty = none") \
+    X(model, adapters, STR, "", 0, 0, NULL, 0, \
+      "LoRA adapters on this decoder, chosen per request: NAME=DIR,... (DIR: a PEFT adapter folder); a request runs one with \"model\": \"MODEL:NAME\" or \"adapter\": \"NAME\"") \
     X(model, embed_pooling, ENUM, "auto", 0, 0, "auto|mean|cls|last", 0, \
       "Embedding pooling; auto = the model's sentence-transformers / GGUF setting (mean for encoders, last token for decoders)") \
     X(model, embed_normalize, ENUM, "auto", 0, 0, "auto|true|false", 0, \

@@ -247,15 +247,23 @@ static void gpt2__forward(model *m, kv_cache *kv, const model_batch *b, float *l
         for (int t = 0; t < T; t++)
             ops_layernorm(xb + (size_t)t * C, x + (size_t)t * C, L->ln1_w, L->ln1_b, C, eps);
         ops_matmul(qkv, (size_t)3 * C, xb, L->wqkv, L->bqkv, T, C, 3 * C);
+        if (b->adapter)
+            model_lora_apply(m, l, MODEL_LORA_AT_QKV, qkv, (size_t)3 * C, xb, (size_t)C);
         model_attend(m, kv, l, b, qkv, qkv + C, qkv + 2 * C, (size_t)3 * C, im->attn,
                      (size_t)C, im->att);
         ops_matmul(xb, (size_t)C, im->attn, L->wo, L->bo, T, C, C);
+        if (b->adapter)
+            model_lora_apply(m, l, MODEL_LORA_AT_O, xb, (size_t)C, im->attn, (size_t)C);
         ops_add(x, xb, (size_t)T * C);
         for (int t = 0; t < T; t++)
             ops_layernorm(xb + (size_t)t * C, x + (size_t)t * C, L->ln2_w, L->ln2_b, C, eps);
         ops_matmul(im->h, (size_t)FF, xb, L->wfc, L->bfc, T, C, FF);
+        if (b->adapter)
+            model_lora_apply(m, l, MODEL_LORA_AT_UP, im->h, (size_t)FF, xb, (size_t)C);
         ops_gelu_tanh(im->h, (size_t)T * FF);
         ops_matmul(xb, (size_t)C, im->h, L->wproj, L->bproj, T, FF, C);
+        if (b->adapter)
+            model_lora_apply(m, l, MODEL_LORA_AT_DOWN, xb, (size_t)C, im->h, (size_t)FF);
         ops_add(x, xb, (size_t)T * C);
     }
     if (hidden) {

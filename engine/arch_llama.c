@@ -341,6 +341,8 @@ static void llama__forward(model *m, kv_cache *kv, const model_batch *b,
         for (int t = 0; t < T; t++)
             ops_rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->attn_norm, C, eps);
         ops_matmul(qkv, (size_t)ldqkv, xb, L->wqkv, NULL, T, C, ldqkv);
+        if (b->adapter) /* before RoPE: the adapter adapts the projection */
+            model_lora_apply(m, l, MODEL_LORA_AT_QKV, qkv, (size_t)ldqkv, xb, (size_t)C);
         for (int t = 0; t < T; t++) {
             float *qt = qkv + (size_t)t * ldqkv;
             ops_rope(qt, hp->n_head, hp->head_dim, hp->n_rot, hp->rope_layout,
@@ -351,16 +353,22 @@ static void llama__forward(model *m, kv_cache *kv, const model_batch *b,
         model_attend(m, kv, l, b, qkv, qkv + qd, qkv + qd + kd, (size_t)ldqkv,
                      im->attn, (size_t)qd, im->att);
         ops_matmul(xb, (size_t)C, im->attn, L->wo, NULL, T, qd, C);
+        if (b->adapter)
+            model_lora_apply(m, l, MODEL_LORA_AT_O, xb, (size_t)C, im->attn, (size_t)qd);
         ops_add(x, xb, (size_t)T * C);
         /* MLP block */
         for (int t = 0; t < T; t++)
             ops_rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->ffn_norm, C, eps);
         ops_matmul(im->gu, (size_t)2 * FF, xb, L->wgu, NULL, T, C, 2 * FF);
+        if (b->adapter)
+            model_lora_apply(m, l, MODEL_LORA_AT_UP, im->gu, (size_t)2 * FF, xb, (size_t)C);
         for (int t = 0; t < T; t++) {
             const float *g = im->gu + (size_t)t * 2 * FF;
             ops_swiglu(im->hb + (size_t)t * FF, g, g + FF, (size_t)FF);
         }
         ops_matmul(xb, (size_t)C, im->hb, L->wdown, NULL, T, FF, C);
+        if (b->adapter)
+            model_lora_apply(m, l, MODEL_LORA_AT_DOWN, xb, (size_t)C, im->hb, (size_t)FF);
         ops_add(x, xb, (size_t)T * C);
     }
 

@@ -154,6 +154,7 @@ void model_free(model *m)
         m->ops->free(m);
     kv_free(m->enc_kv);
     free(m->views);
+    model_lora_free(m);
     wt_arena_free(&m->warena);
     free(m);
 }
@@ -293,13 +294,15 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b,
                            "does not match the model (%d, %d)", kv_n_layer(kv),
                            kv_kv_dim(kv), hp->n_layer, hp->n_head_kv * hp->head_dim);
     }
+    int rc = model_lora_prepare(m, b, err, errlen);
+    if (rc != 0)
+        return rc;
     int n_seq = kv_n_seq(kv);
     int *len = malloc((size_t)n_seq * sizeof(int));
     if (!len)
         return model__fail(err, errlen, -ENOMEM, "batch: out of memory");
     for (int s = 0; s < n_seq; s++)
         len[s] = kv_seq_len(kv, s);
-    int rc = 0;
     for (int t = 0; t < b->n_tokens; t++) {
         int tok = b->token[t], s = b->seq_id[t], p = b->pos[t];
         if (tok < 0 || tok >= hp->n_vocab) {
@@ -350,7 +353,12 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b,
             .pos = b->pos + t0,
             .seq_id = b->seq_id + t0,
             .logits = b->logits ? b->logits + t0 : NULL,
+            .adapter = b->adapter ? b->adapter + t0 : NULL,
+            .adapters = b->adapters,
+            .n_adapters = b->n_adapters,
         };
+        if (model_lora_group(m, &c) == 0)
+            c.adapter = NULL; /* no adapter token: the plain base path */
         /* without a logits array only the batch's last token is wanted:
          * earlier chunks compute none (logits_out NULL) */
         bool any = b->logits != NULL || last_chunk;

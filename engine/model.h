@@ -26,6 +26,13 @@
  * feature), with a message naming the file, key or tensor at fault in the
  * caller's err buffer.
  *
+ * Adapters: a batch may carry LoRA adapters (engine/train/trn_lora.h) and
+ * give each token one of them (model_batch.adapter): every projection with
+ * a site of that adapter then adds scale * B A x for that token only, as the
+ * training decoder does (q and k before RoPE). Tokens are grouped by
+ * adapter so each adapter's A and B are read once per matmul; a batch
+ * without adapters runs exactly the base path.
+ *
  * Encoding: model_encode runs complete sequences (all their tokens at once)
  * and returns every token's final hidden state: the input of pooling
  * (pooling.h) for sentence embeddings. Encoders attend bidirectionally,
@@ -102,6 +109,9 @@ typedef struct model_opts {
 
 #define MODEL_DEFAULT_BATCH 512
 
+/* A LoRA adapter (engine/train/trn_lora.h). */
+typedef struct trn_lora trn_lora;
+
 /* A batch: n_tokens tokens; arrays borrowed for the call. */
 typedef struct model_batch {
     int n_tokens;
@@ -110,7 +120,18 @@ typedef struct model_batch {
     const int32_t *seq_id;  /* [n_tokens] KV cache slot of the sequence */
     const int8_t *logits;   /* [n_tokens] nonzero: want this token's logits;
                                NULL: only the last token's */
+    const int16_t *adapter; /* [n_tokens] index into adapters, -1: the base
+                               model; NULL: every token is base. All tokens
+                               of a sequence must use the same adapter (its
+                               KV cache was computed with it) */
+    const trn_lora *const *adapters; /* [n_adapters] borrowed for the call
+                               and only read (A, B, scale, sites): one
+                               adapter may serve several models' threads */
+    int n_adapters;         /* 0..MODEL_MAX_ADAPTERS */
 } model_batch;
+
+/* Most adapters in one batch's table (indices fit int16_t). */
+#define MODEL_MAX_ADAPTERS 4096
 
 typedef struct model model;
 typedef struct model_src model_src;
@@ -153,23 +174,34 @@ int model_kv_create(const model *m, int n_seq_max, int budget_tokens,
 /* Runs the batch. logits_out receives one row of V floats per token whose
  * logits are wanted, in batch order ([n_wanted, V]); it may be NULL when
  * no logits are wanted (e.g. a prompt prefix). Validates everything
- * (token ids, sequence ids, positions) before touching the cache; on an
+ * (token ids, sequence ids, positions, adapter indices and shapes) before
+ * touching the cache; on an
  * error nothing is written. Every token's position must be reserved in the
  * cache (kv_check_write: covered by its sequence's block table, in a block
  * that sequence holds alone), else -EINVAL naming the token, sequence and
  * position. Updates kv_seq_len of every sequence in the batch to its last
- * position + 1. An encoder has no logits: -ENOTSUP (use model_encode). */
+ * position + 1. An encoder has no logits: -ENOTSUP (use model_encode).
+ * The first batch with adapters may allocate the adapter workspace
+ * (-ENOMEM). */
 int model_forward(model *m, kv_cache *kv, const model_batch *b,
                   float *logits_out, char *err, size_t errlen);
+
+/* 0 when lo fits m (a llama or gpt2 decoder): same layer count and every
+ * site's shape and place in the fused weights as trn_lora_new would make
+ * for this model; else -EINVAL naming the site (or -ENOTSUP for an
+ * encoder). model_forward checks the adapters of each batch with it; a
+ * caller that loads adapters checks once up front for a clear error. */
+int model_lora_check(const model *m, const trn_lora *lo, char *err, size_t errlen);
 
 /* Runs COMPLETE sequences: every token of each sequence in the batch, with
  * positions 0..n-1 in order. b->seq_id groups them: the tokens of one
  * sequence form one contiguous run of the batch (any ids >= 0, each id in
  * one run only); b->pos may be NULL (positions implied), else it must hold
  * 0..n-1 within each run; b->logits is ignored. Any number of sequences, at
- * most model_n_batch(m) tokens in all, each sequence at most model_n_ctx.
- * Encoders (bert) attend bidirectionally within a sequence (token type 0),
- * never across sequences; decoders attend causally. Writes the final hidden
+ * most model_n_batch(m) tokens in all, each sequence at most model_n_ctx;
+ * b->adapter is ignored (base model). Encoders (bert) attend
+ * bidirectionally within a sequence (token type 0), never across
+ * sequences; decoders attend causally. Writes the final hidden
  * state of every token, after the final norm (decoders: no lm_head), to
  * hidden_out [n_tokens, n_embd] in batch order. Needs no KV cache from the
  * caller (a decoder keeps one internally, grown to the largest batch seen,
@@ -248,6 +280,33 @@ extern const model_arch_ops model_arch_llama_ops;
 extern const model_arch_ops model_arch_gpt2_ops;
 extern const model_arch_ops model_arch_bert_ops;
 
+/* Where an architecture applies adapters: after the base matmul into the
+ * fused qkv output (q, k, v and qkv sites: before RoPE), after wo, after the
+ * gate/up (gpt2: fc) matmul before the activation, after the down matmul;
+ * always before the residual add. */
+typedef enum model_lora_at {
+    MODEL_LORA_AT_QKV,
+    MODEL_LORA_AT_O,
+    MODEL_LORA_AT_UP,
+    MODEL_LORA_AT_DOWN,
+} model_lora_at;
+
+/* Adapter workspace (model_lora.c): the current chunk's adapter tokens
+ * grouped by adapter, and scratch for their rows. Grown on demand by
+ * model_forward before anything is computed; freed with the model. */
+typedef struct model_lora_ws {
+    const trn_lora *const *adapters; /* the current chunk's table */
+    int n_groups;        /* adapters used by the chunk (0: base only) */
+    int *gid;            /* [n_adapters] adapter of group g */
+    int *gstart;         /* [n_adapters + 1] group g: tok[gstart[g]..gstart[g + 1]) */
+    int *cursor;         /* [n_adapters + 1] counting-sort scratch */
+    int *tok;            /* [n_batch] chunk token indices, by group, in order */
+    int cap_adapters, cap_tokens;
+    float *buf;          /* [cap_tokens, rank] A x, then [cap_tokens, width]
+                            gathered input or output rows */
+    size_t cap_buf;
+} model_lora_ws;
+
 struct model {
     model_arch_id arch;
     model_format fmt;
@@ -259,6 +318,7 @@ struct model {
     void *impl;           /* the architecture's weights and scratch */
     kv_cache *enc_kv;     /* decoders: model_encode's own cache (lazy) */
     model_layer_view *views; /* decoders: model_decoder_view_get's layers */
+    model_lora_ws lora;   /* decoders: adapter workspace (empty until used) */
 };
 
 /* Looks up a tensor by name in the source. Absent: -ENOENT naming it and
@@ -302,6 +362,22 @@ int model_hf_float(const model_src *src, const char *key, double def,
 /* Token id (bos/eos) or -1 when absent, not an integer, or out of range
  * (GGUF writes 4294967295 for "none"; HF may give a list). */
 int32_t model_token_id(const model_src *src, const char *key);
+
+/* Adapters inside model.c's forward (model_lora.c). prepare: validates
+ * b's adapter indices and table (model_lora_check on each adapter) and
+ * grows the workspace for chunks of up to m->n_batch tokens; -EINVAL /
+ * -ENOMEM with err naming the token or adapter. group: sorts the chunk's
+ * adapter tokens into groups; returns the number of groups (0: the chunk
+ * runs the base path and needs no model_lora_apply). */
+int model_lora_prepare(model *m, const model_batch *b, char *err, size_t errlen);
+int model_lora_group(model *m, const model_batch *chunk);
+void model_lora_free(model *m);
+/* For architectures, after the base matmul at `at` of layer `layer`: adds
+ * each group's adapter sites there to the rows of its tokens.
+ *   y[T, ldy]: the matmul's output (site outputs at their row0 columns),
+ *   x[T, ldx]: its input. Only after model_lora_group returned > 0. */
+void model_lora_apply(model *m, int layer, model_lora_at at, float *y, size_t ldy,
+                      const float *x, size_t ldx);
 
 /* Compacts the rows of x[T, C] whose logits are wanted to the front (in
  * place); returns their count. */

@@ -50,6 +50,8 @@ struct sched {
     uint64_t admit_counter;
     int32_t *b_tok, *b_pos, *b_seq; /* [max_batch_tokens] */
     int8_t *b_want;
+    int16_t *b_adapter;   /* [max_batch_tokens] index into b_table, -1 base */
+    const trn_lora **b_table; /* [max_seqs] the step's distinct adapters */
     sched__seq **b_rows;  /* [max_seqs]: owner of each logits row */
     float *logits;        /* [max_seqs, V] */
 };
@@ -276,21 +278,32 @@ static void sched__emit(sched *s, sched__seq *q, float *row) {
         sched__end_running(s, q, fin != SCHED_FINISH_NONE ? fin : SCHED_FINISH_STOP, -1, NULL, true);
 }
 
+/* Index of adapter a in the step's table (added when new); -1 for base. */
+static int sched__adapter_index(sched *s, const trn_lora *a, int *n_table) {
+    if (!a) return -1;
+    for (int i = 0; i < *n_table; i++)
+        if (s->b_table[i] == a) return i;
+    s->b_table[*n_table] = a; /* at most one entry per running sequence */
+    return (*n_table)++;
+}
+
 static void sched__step(sched *s) {
     sched__reap(s, sched__now());
     sched__admit(s);
     int n = sched__plan(s);
     if (n == 0) return;
 
-    int t = 0, rows = 0, prompt_tokens = 0;
+    int t = 0, rows = 0, prompt_tokens = 0, n_table = 0;
     for (int i = 0; i < s->n_running; i++) {
         sched__seq *q = s->running[i];
+        int a = q->chunk ? sched__adapter_index(s, q->req.adapter, &n_table) : -1;
         for (int k = 0; k < q->chunk; k++, t++) {
             int pos = q->n_computed + k;
             s->b_tok[t] = q->tokens[pos];
             s->b_pos[t] = pos;
             s->b_seq[t] = q->slot;
             s->b_want[t] = 0;
+            s->b_adapter[t] = (int16_t)a;
             if (pos < q->n_prompt) prompt_tokens++;
         }
         if (q->chunk && q->n_computed + q->chunk == q->n_tokens) {
@@ -298,8 +311,10 @@ static void sched__step(sched *s) {
             s->b_rows[rows++] = q;
         }
     }
+    /* no adapter in the step: the base path, exactly as without adapters */
     model_batch b = {.n_tokens = t, .token = s->b_tok, .pos = s->b_pos, .seq_id = s->b_seq,
-                     .logits = s->b_want};
+                     .logits = s->b_want, .adapter = n_table ? s->b_adapter : NULL,
+                     .adapters = s->b_table, .n_adapters = n_table};
     char err[512];
     if (s->o.model_lock) pthread_mutex_lock(s->o.model_lock);
     int rc = model_forward(s->m, s->kv, &b, rows ? s->logits : NULL, err, sizeof err);
@@ -375,10 +390,11 @@ static void *sched__main(void *arg) {
 
 int sched_create(sched **out, model *m, const sched_opts *o, char *err, size_t errlen) {
     *out = NULL;
-    if (o->max_seqs < 1 || o->max_batch_tokens < o->max_seqs || o->queue_size < 1 || o->n_ctx < 2 ||
-        o->kv_block_size < 1) {
-        snprintf(err, errlen, "scheduler: need max_seqs >= 1, max_batch_tokens >= max_seqs, "
-                              "queue_size >= 1, n_ctx >= 2, kv_block_size >= 1");
+    /* each running sequence may bring its own adapter into a step's table */
+    if (o->max_seqs < 1 || o->max_seqs > MODEL_MAX_ADAPTERS || o->max_batch_tokens < o->max_seqs ||
+        o->queue_size < 1 || o->n_ctx < 2 || o->kv_block_size < 1) {
+        snprintf(err, errlen, "scheduler: need max_seqs in [1, %d], max_batch_tokens >= max_seqs, "
+                              "queue_size >= 1, n_ctx >= 2, kv_block_size >= 1", MODEL_MAX_ADAPTERS);
         return -EINVAL;
     }
     sched *s = calloc(1, sizeof *s);
@@ -399,10 +415,12 @@ int sched_create(sched **out, model *m, const sched_opts *o, char *err, size_t e
     s->b_pos = malloc(nb * sizeof *s->b_pos);
     s->b_seq = malloc(nb * sizeof *s->b_seq);
     s->b_want = malloc(nb * sizeof *s->b_want);
+    s->b_adapter = malloc(nb * sizeof *s->b_adapter);
+    s->b_table = malloc((size_t)o->max_seqs * sizeof *s->b_table);
     s->b_rows = malloc((size_t)o->max_seqs * sizeof *s->b_rows);
     s->logits = malloc((size_t)o->max_seqs * (size_t)s->n_vocab * sizeof *s->logits);
     if (!s->running || !s->slot_used || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want ||
-        !s->b_rows || !s->logits)
+        !s->b_adapter || !s->b_table || !s->b_rows || !s->logits)
         goto oom_free;
     s->stats.kv_blocks_total = kv_n_blocks(s->kv);
     s->stats.kv_block_size = kv_block_size(s->kv);
@@ -418,7 +436,7 @@ int sched_create(sched **out, model *m, const sched_opts *o, char *err, size_t e
 oom_free:
     kv_free(s->kv);
     free(s->running), free(s->slot_used), free(s->b_tok), free(s->b_pos), free(s->b_seq);
-    free(s->b_want), free(s->b_rows), free(s->logits);
+    free(s->b_want), free(s->b_adapter), free(s->b_table), free(s->b_rows), free(s->logits);
     free(s);
 oom:
     snprintf(err, errlen, "scheduler: out of memory");
@@ -436,7 +454,7 @@ void sched_free(sched *s) {
     pthread_mutex_destroy(&s->mu);
     kv_free(s->kv);
     free(s->running), free(s->slot_used), free(s->b_tok), free(s->b_pos), free(s->b_seq);
-    free(s->b_want), free(s->b_rows), free(s->logits);
+    free(s->b_want), free(s->b_adapter), free(s->b_table), free(s->b_rows), free(s->logits);
     free(s);
 }
 
@@ -467,6 +485,7 @@ int sched_submit(sched *s, const sched_req *req, char *err, size_t errlen) {
             return -EINVAL;
         }
     if (samp_validate(&req->samp, s->n_vocab, err, errlen) != 0) return -EINVAL;
+    if (req->adapter && model_lora_check(s->m, req->adapter, err, errlen) != 0) return -EINVAL;
 
     sched__seq *q = calloc(1, sizeof *q);
     if (!q) goto oom;

@@ -13,6 +13,13 @@
  * running sequence is preempted (its blocks freed, its tokens so far kept)
  * and recomputed later; requests wait for blocks rather than fail.
  *
+ * Adapters: a request may name a LoRA adapter (sched_req.adapter); each
+ * step passes the distinct adapters of its sequences to model_forward as
+ * one table, with every token tagged by its sequence's adapter, so base and
+ * adapted sequences share a step. A sequence's KV cache is computed with
+ * its adapter: KV blocks are never shared between sequences (no prefix
+ * sharing or fork here); a later prefix cache must key on the adapter too.
+ *
  * Events: the scheduler calls req.on_event on its own thread for every
  * generated token and once more at the end (finish != SCHED_FINISH_NONE,
  * possibly carrying the last token). After the final event, or after
@@ -86,6 +93,10 @@ typedef struct sched_req {
     samp_params samp;        /* copied (logit_bias too) */
     int top_logprobs;        /* 0..SAMP_TOP_LOGPROBS_MAX entries per token */
     int32_t eos_id;          /* ends the sequence (SCHED_FINISH_STOP); -1 none */
+    const trn_lora *adapter; /* NULL: the base model. Borrowed and only read:
+                                the caller keeps it alive until the final
+                                event (or an on_event reply other than
+                                SCHED_CONTINUE) */
     double timeout_s;        /* from submit; <= 0: none */
     sched_event_fn on_event; /* scheduler thread */
     bool (*is_cancelled)(void *ud); /* scheduler thread; may be NULL */
@@ -102,7 +113,8 @@ void sched_free(sched *s);
 
 /* Queues a request. Returns 0; -EAGAIN when the queue is full (answer 429);
  * -E2BIG when the prompt plus max_tokens cannot fit the context or the KV
- * pool; -EINVAL for bad values (err says which, naming the field);
+ * pool; -EINVAL for bad values (err says which, naming the field), an
+ * adapter that does not fit the model included;
  * -ESHUTDOWN once sched_free has begun. On failure no callback is called. */
 int sched_submit(sched *s, const sched_req *req, char *err, size_t errlen);
 

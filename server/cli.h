@@ -13,4 +13,7 @@ int cli_generate(int argc, char **argv);
 /* alignd pretrain --corpus FILE -o OUT.gguf [shape and training options] */
 int cli_pretrain(int argc, char **argv);
 
+/* alignd train dpo|reward ... (server/cli_train.c; see cli_train.h) */
+int cli_train(int argc, char **argv);
+
 #endif

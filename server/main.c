@@ -18,7 +18,11 @@ static void main__usage(FILE *out) {
             "       alignd generate -m MODEL -p PROMPT [-n N]     continue a prompt (see generate --help)\n"
             "       alignd tokenize -m MODEL [--pieces] TEXT      print a model's token ids\n"
             "       alignd pretrain --corpus FILE -o OUT.gguf     train a small model from text\n"
-            "                                                    (see pretrain --help)\n\n"
+            "                                                    (see pretrain --help)\n"
+            "       alignd train dpo -m MODEL --data PAIRS.jsonl -o ADAPTER\n"
+            "                                                    DPO on a LoRA adapter\n"
+            "       alignd train reward -m MODEL --data PAIRS.jsonl -o DIR\n"
+            "                                                    a reward model (see train --help)\n\n"
             "Options:\n"
             "  -c, --config FILE                 read an INI configuration file\n"
             "  --print-config                    print the effective configuration and where\n"
@@ -65,6 +69,7 @@ int main(int argc, char **argv) {
         if (strcmp(cli.args[0], "tokenize") == 0) rc = cli_tokenize(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "generate") == 0) rc = cli_generate(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "pretrain") == 0) rc = cli_pretrain(cli.n_args, cli.args);
+        else if (strcmp(cli.args[0], "train") == 0) rc = cli_train(cli.n_args, cli.args);
         else fprintf(stderr, "alignd: unknown command '%s' (see alignd --help)\n", cli.args[0]);
         goto out;
     }

@@ -155,6 +155,12 @@ static void metrics__models(FILE *f, const metrics_model *ms, int n) {
             fprintf(f, "%s{model=\"%s\"} %llu\n", fam[k].name, ms[i].name, v[k]);
         }
     }
+    fprintf(f, "# HELP alignd_adapter_requests_total Generation requests that named a LoRA adapter.\n"
+               "# TYPE alignd_adapter_requests_total counter\n");
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < ms[i].n_adapters; k++)
+            fprintf(f, "alignd_adapter_requests_total{model=\"%s\",adapter=\"%s\"} %llu\n", ms[i].name,
+                    ms[i].adapters[k].name, ms[i].adapters[k].requests);
     fprintf(f, "# HELP alignd_requests_finished_total Generations finished, by reason.\n"
                "# TYPE alignd_requests_finished_total counter\n");
     for (int i = 0; i < n; i++)

@@ -24,12 +24,20 @@ void metrics_free(metrics *m); /* accepts NULL */
 void metrics_observe_http(metrics *m, const char *route, const char *method, unsigned status,
                           double seconds);
 
+/* Generation requests that named one LoRA adapter of a model. */
+typedef struct metrics_adapter {
+    const char *name;
+    unsigned long long requests;
+} metrics_adapter;
+
 /* One served model's scheduler counters, for the model-labelled series. */
 typedef struct metrics_model {
     const char *name;
     bool has_sched;   /* decoders; encoders only embed */
     sched_stats st;
     emb_stats emb;
+    const metrics_adapter *adapters; /* [n_adapters], borrowed */
+    int n_adapters;
 } metrics_model;
 
 /* Returns the exposition text (malloc'd, caller frees) and its length. */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,9 @@
 #include "gguf.h"
 #include "log.h"
 #include "tok_load.h"
+#include "trn_lora.h"
+#include "trn_peft.h"
+#include "trn_reward.h"
 
 /* The Jinja chat template a model file carries, or NULL (malloc'd). */
 static char *models__template_text(const char *path) {
@@ -79,11 +83,180 @@ static int models__load_clip(served_model *sm, const cfg_model *mc, char *err, s
     return 0;
 }
 
+/* ---- adapters ------------------------------------------------------------ */
+
+static bool models__adapter_name_ok(const char *s, size_t n) {
+    if (n == 0 || n >= CFG_MODEL_NAME_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= 'A' && s[i] <= 'Z') && !(s[i] >= '0' && s[i] <= '9') &&
+            !strchr("._-", s[i]))
+            return false;
+    return true;
+}
+
+static size_t models__trim(const char **s, size_t n) {
+    while (n && (**s == ' ' || **s == '\t')) (*s)++, n--;
+    while (n && ((*s)[n - 1] == ' ' || (*s)[n - 1] == '\t')) n--;
+    return n;
+}
+
+/* Adds the slot of one "NAME=DIR" item (n bytes at item) to sm. */
+static int models__adapter_slot_add(served_model *sm, const char *item, size_t n, char *err, size_t errlen) {
+    const char *mname = sm->cfg->name;
+    const char *eq = memchr(item, '=', n);
+    const char *name = item, *dir = eq ? eq + 1 : NULL;
+    size_t nl = eq ? models__trim(&name, (size_t)(eq - item)) : 0;
+    size_t dl = eq ? models__trim(&dir, n - (size_t)(eq - item) - 1) : 0;
+    if (!eq || !dl || !models__adapter_name_ok(name, nl)) {
+        snprintf(err, errlen, "model '%s': adapters: '%.*s' is not NAME=DIR (NAME of letters, digits, '.', "
+                 "'_', '-', at most %d bytes)", mname, (int)n, item, CFG_MODEL_NAME_MAX - 1);
+        return -1;
+    }
+    for (int i = 0; i < sm->n_adapters; i++)
+        if (strlen(sm->adapters[i].name) == nl && !strncmp(sm->adapters[i].name, name, nl)) {
+            snprintf(err, errlen, "model '%s': adapters: '%.*s' is listed twice", mname, (int)nl, name);
+            return -1;
+        }
+    if (sm->n_adapters == MODELS_MAX_ADAPTERS) {
+        snprintf(err, errlen, "model '%s': adapters: more than %d", mname, MODELS_MAX_ADAPTERS);
+        return -1;
+    }
+    adapter_slot *slot = &sm->adapters[sm->n_adapters];
+    if (!(slot->dir = strndup(dir, dl))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(slot->name, name, nl);
+    slot->name[nl] = '\0';
+    atomic_init(&slot->requests, 0);
+    sm->n_adapters++;
+    return 0;
+}
+
+/* Reads the PEFT folder of slot into its first version. */
+static int models__adapter_load(served_model *sm, adapter_slot *slot, char *err, size_t errlen) {
+    char msg[1024];
+    trn_lora *lo = NULL;
+    int rc = trn_peft_load(&lo, slot->dir, model_arch(sm->m), model_hp(sm->m), msg, sizeof msg);
+    if (rc == 0) rc = model_lora_check(sm->m, lo, msg, sizeof msg); /* belt and braces */
+    served_adapter *a = rc == 0 ? calloc(1, sizeof *a) : NULL;
+    if (!a) {
+        snprintf(err, errlen, "model '%s': adapter '%s' (%s): %s", sm->cfg->name, slot->name, slot->dir,
+                 rc ? msg : "out of memory");
+        trn_lora_free(lo);
+        return -1;
+    }
+    atomic_init(&a->refs, 1);
+    a->lora = lo;
+    a->name = slot->name;
+    a->created = (long)time(NULL);
+    slot->cur = a;
+    LOG_INF("models", "model '%s': adapter '%s' from %s: rank %d, scale %g, %d sites", sm->cfg->name, slot->name,
+            slot->dir, lo->cfg.rank, (double)lo->scale, lo->n_sites);
+    return 0;
+}
+
+/* The `adapters` key: parses "NAME=DIR,..." and loads each adapter. */
+static int models__load_adapters(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
+    const char *list = mc->adapters ? mc->adapters : "";
+    if (!*list) return 0;
+    if (!sm->m || (model_arch(sm->m) != MODEL_ARCH_LLAMA && model_arch(sm->m) != MODEL_ARCH_GPT2)) {
+        snprintf(err, errlen, "model '%s': adapters need a llama or gpt2 decoder", mc->name);
+        return -1;
+    }
+    if (!(sm->adapters = calloc(MODELS_MAX_ADAPTERS, sizeof *sm->adapters))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&sm->adapters_lock, NULL);
+    sm->adapters_lock_init = true;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        const char *item = p;
+        size_t len = models__trim(&item, n);
+        if (len && models__adapter_slot_add(sm, item, len, err, errlen)) return -1; /* "a=x,,b=y": skipped */
+        p += n + (p[n] == ',');
+    }
+    for (int i = 0; i < sm->n_adapters; i++)
+        if (models__adapter_load(sm, &sm->adapters[i], err, errlen)) return -1;
+    return 0;
+}
+
+static void models__free_adapters(served_model *sm) {
+    for (int i = 0; i < sm->n_adapters; i++) {
+        models_adapter_put(sm->adapters[i].cur); /* requests ended with the scheduler */
+        free(sm->adapters[i].dir);
+    }
+    free(sm->adapters);
+    if (sm->adapters_lock_init) pthread_mutex_destroy(&sm->adapters_lock);
+    sm->adapters = NULL;
+    sm->n_adapters = 0;
+}
+
+adapter_slot *models_adapter_slot(served_model *sm, const char *name) {
+    for (int i = 0; i < sm->n_adapters; i++)
+        if (!strcmp(sm->adapters[i].name, name)) return &sm->adapters[i];
+    return NULL;
+}
+
+served_adapter *models_adapter_get(served_model *sm, const char *name) {
+    adapter_slot *slot = models_adapter_slot(sm, name);
+    if (!slot) return NULL;
+    pthread_mutex_lock(&sm->adapters_lock);
+    served_adapter *a = slot->cur;
+    if (a) atomic_fetch_add(&a->refs, 1);
+    pthread_mutex_unlock(&sm->adapters_lock);
+    return a;
+}
+
+void models_adapter_put(served_adapter *a) {
+    if (!a || atomic_fetch_sub(&a->refs, 1) != 1) return;
+    trn_lora_free(a->lora);
+    free(a);
+}
+
+/* ---- reward model -------------------------------------------------------- */
+
+/* The `reward_model` key: a folder from `alignd train reward` on sm's
+ * weights, with the truncation it was trained with (repeated when scoring). */
+static int models__load_reward(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
+    const char *dir = mc->reward_model ? mc->reward_model : "";
+    char msg[1024];
+    json_t *rc = NULL;
+    if (!*dir) return 0;
+    if (!sm->m || trn_reward_load(&sm->reward, sm->m, dir, &rc, msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "model '%s': reward_model %s: %s", mc->name, dir,
+                 sm->m ? msg : "needs a llama or gpt2 decoder, not clip");
+        return -1;
+    }
+    json_int_t ml = json_integer_value(json_object_get(rc, "max_length"));
+    json_int_t mp = json_integer_value(json_object_get(rc, "max_prompt_length"));
+    json_t *eos = json_object_get(rc, "add_eos");
+    sm->reward_max_len = ml > 1 && ml <= sm->n_ctx ? (int)ml : sm->n_ctx;
+    sm->reward_max_prompt_len = mp > 0 && mp < sm->reward_max_len ? (int)mp : sm->reward_max_len / 2;
+    sm->reward_add_eos = !json_is_false(eos);
+    json_t *acc = json_object_get(json_object_get(rc, "result"), "eval_accuracy");
+    LOG_INF("models", "model '%s': reward model from %s: %s, max length %d (prompt %d), trained to eval accuracy %.3f",
+            mc->name, dir, json_is_true(json_object_get(rc, "lora")) ? "head + LoRA" : "head only",
+            sm->reward_max_len, sm->reward_max_prompt_len, json_is_number(acc) ? json_number_value(acc) : NAN);
+    json_decref(rc);
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
 static int models__load_one(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
     char msg[1024];
     sm->cfg = mc;
     sm->created = (long)time(NULL);
-    if (models__is_clip(mc->path)) return models__load_clip(sm, mc, err, errlen);
+    if (models__is_clip(mc->path)) {
+        if (mc->reward_model && mc->reward_model[0]) return models__load_reward(sm, mc, err, errlen); /* refuses */
+        if (mc->adapters && mc->adapters[0]) {
+            snprintf(err, errlen, "model '%s': adapters need a llama or gpt2 decoder, not clip", mc->name);
+            return -1;
+        }
+        return models__load_clip(sm, mc, err, errlen);
+    }
     /* scratch for the larger of a generation step and an embedding pass */
     int n_batch = (int)(mc->max_batch_tokens > mc->embed_batch_tokens ? mc->max_batch_tokens : mc->embed_batch_tokens);
     model_opts mo = {.n_batch = n_batch, .n_ctx = (int)mc->n_ctx};
@@ -103,6 +276,8 @@ static int models__load_one(served_model *sm, const cfg_model *mc, char *err, si
     }
     sm->n_ctx = model_n_ctx(sm->m);
     sm->decoder = model_get_kind(sm->m) == MODEL_KIND_DECODER;
+    if (models__load_adapters(sm, mc, err, errlen) != 0) return -1;
+    if (models__load_reward(sm, mc, err, errlen) != 0) return -1;
     /* embedding pooling: the model's own settings, then the configuration */
     char msg2[512];
     int max_seq = 0;
@@ -234,6 +409,8 @@ void models_free(models_registry *r) {
         clip_batcher_free(r->items[i].clipb);
         clip_free(r->items[i].clip);
         if (r->items[i].lock_init) pthread_mutex_destroy(&r->items[i].model_lock);
+        models__free_adapters(&r->items[i]);
+        trn_reward_free(r->items[i].reward); /* before the model it borrows */
         tok_free(r->items[i].tok);
         model_free(r->items[i].m);
     }

@@ -8,23 +8,87 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store.h"
+#include <sys/stat.h>
 
-/* The pref_tok of a model's tokenizer. */
-static int train_data__pt(pref_tok *pt, const train_data_src *src, const model *m,
-                          const tok *t, char *err, size_t errlen)
+#include "gguf.h"
+#include "store.h"
+#include "tok_load.h"
+
+/* The Jinja chat template a model file carries, or NULL (malloc'd). */
+static char *train_data__jinja(const char *path)
 {
-    *pt = (pref_tok){.t = t, .add_bos = tok_adds_bos(t), .eos_id = tok_eos(t)};
-    (void)m;
-    if (!src->chat_template)
-        return 0;
+    struct stat st;
+    char *out = NULL;
+    if (stat(path, &st) != 0)
+        return NULL;
+    if (S_ISDIR(st.st_mode)) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/tokenizer_config.json", path);
+        json_t *j = json_load_file(p, 0, NULL);
+        const char *t = json_string_value(json_object_get(j, "chat_template"));
+        out = t ? strdup(t) : NULL;
+        json_decref(j);
+        return out;
+    }
+    gguf_file *f;
+    char msg[256];
+    const char *t = NULL;
+    if (gguf_open(&f, path, msg, sizeof msg) != 0)
+        return NULL;
+    if (gguf_get_str(f, "tokenizer.chat_template", &t, NULL, msg, sizeof msg) == 0)
+        out = strdup(t);
+    gguf_close(f);
+    return out;
+}
+
+static void train_data__special(const tok *t, int32_t id, char *buf, size_t len)
+{
+    size_t n = 0;
+    tok_err e;
+    buf[0] = '\0';
+    if (id >= 0 && tok_decode_piece(t, id, TOK_DEC_SPECIAL, buf, len - 1, &n, &e) == 0)
+        buf[n] = '\0';
+}
+
+int train_base_load(train_base *b, const char *path, const char *chat_template, int n_batch,
+                    char *err, size_t errlen)
+{
+    memset(b, 0, sizeof(*b));
+    char msg[1024];
+    model_opts mo = {.n_batch = n_batch};
+    tok_err te = {0};
+    if (model_load_opts(&b->m, path, &mo, msg, sizeof msg)) {
+        snprintf(err, errlen, "%s", msg);
+        return -EINVAL;
+    }
+    if (tok_load(&b->t, path, &te)) {
+        snprintf(err, errlen, "%s: tokenizer: %s", path, te.msg);
+        return -EINVAL;
+    }
+    train_data__special(b->t, tok_bos(b->t), b->bos, sizeof b->bos);
+    train_data__special(b->t, tok_eos(b->t), b->eos, sizeof b->eos);
+    b->pt = (pref_tok){.t = b->t, .add_bos = tok_adds_bos(b->t), .eos_id = tok_eos(b->t),
+                       .bos_text = b->bos, .eos_text = b->eos};
+    char *jinja = chat_template ? NULL : train_data__jinja(path);
     eng_err ce = {0};
-    if (chat_template_detect(src->chat_template, &pt->chat_kind, &ce)) {
+    b->pt.has_chat = (chat_template || jinja) &&
+                     chat_template_detect(chat_template ? chat_template : jinja,
+                                          &b->pt.chat_kind, &ce) == 0;
+    free(jinja);
+    if (chat_template && !b->pt.has_chat) {
         snprintf(err, errlen, "--chat-template: %s", ce.msg);
         return -EINVAL;
     }
-    pt->has_chat = true;
     return 0;
+}
+
+void train_base_free(train_base *b)
+{
+    if (!b)
+        return;
+    tok_free(b->t);
+    model_free(b->m);
+    memset(b, 0, sizeof(*b));
 }
 
 typedef struct train_data__ctx {
@@ -79,22 +143,41 @@ static int train_data__store(pref_set *s, const char *path, const pref_tok *pt,
     return rc;
 }
 
-int train_data_load(pref_set *s, const train_data_src *src, const model *m, const tok *t,
+int train_data_load(pref_set *s, const train_data_src *src, const pref_tok *pt,
                     const pref_opts *o, char *err, size_t errlen)
 {
-    pref_tok pt;
     err[0] = '\0';
-    int rc = train_data__pt(&pt, src, m, t, err, errlen);
-    if (rc)
-        return rc;
     if (!src->jsonl == !src->store) {
         snprintf(err, errlen, "give the pairs with exactly one of --data FILE.jsonl and "
                  "--store PATH");
         return -EINVAL;
     }
     if (src->jsonl)
-        return pref_load_jsonl(s, src->jsonl, &pt, o, err, errlen);
-    return train_data__store(s, src->store, &pt, o, err, errlen);
+        return pref_load_jsonl(s, src->jsonl, pt, o, err, errlen);
+    return train_data__store(s, src->store, pt, o, err, errlen);
+}
+
+int train_pref_opts(pref_opts *po, double max_len, double max_prompt_len, double eval_frac,
+                    bool no_eos, const model *m, char *err, size_t errlen)
+{
+    pref_opts_default(po);
+    int n_ctx = model_n_ctx(m);
+    po->max_len = max_len > 0 ? (int)max_len : (n_ctx < 512 ? n_ctx : 512);
+    po->max_prompt_len = max_prompt_len > 0 ? (int)max_prompt_len
+                         : po->max_len / 2 < 128 ? po->max_len / 2 : 128;
+    po->eval_frac = eval_frac;
+    po->add_eos = !no_eos;
+    if (po->max_len > n_ctx) {
+        snprintf(err, errlen, "--max-len %d is beyond the model's context of %d", po->max_len,
+                 n_ctx);
+        return -EINVAL;
+    }
+    if (po->max_prompt_len >= po->max_len) {
+        snprintf(err, errlen, "--max-prompt-len %d must be below --max-len %d",
+                 po->max_prompt_len, po->max_len);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 void train_lora_opts_default(train_lora_opts *o)

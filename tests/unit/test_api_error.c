@@ -10,6 +10,7 @@ static void test_statuses(void **st) {
         {API_ERR_BAD_JSON, 400, "invalid_request_error", "invalid_json"},
         {API_ERR_UNAUTHORIZED, 401, "authentication_error", "invalid_api_key"},
         {API_ERR_NOT_FOUND, 404, "not_found_error", "not_found"},
+        {API_ERR_ADAPTER_NOT_FOUND, 404, "not_found_error", "adapter_not_found"},
         {API_ERR_METHOD_NOT_ALLOWED, 405, "invalid_request_error", "method_not_allowed"},
         {API_ERR_BODY_TOO_LARGE, 413, "invalid_request_error", "request_too_large"},
         {API_ERR_UNSUPPORTED_MEDIA_TYPE, 415, "invalid_request_error", "unsupported_media_type"},

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ini.h>
+
 #include "cfg_args.h"
 #include "tu_util.h"
 
@@ -185,12 +187,12 @@ static void test_model_sections(void **st) {
     char *path = write_tmp("[model.tiny]\npath = /models/tiny.gguf\nmax_seqs = 8\n"
                            "[model.big-1]\npath = /models/big\ntemperature = 0.5\n");
     char *argv[] = {"alignd", "--config", path, "--model.tiny.max_seqs=4", "--model", "extra=/m/x.gguf",
-                    "--model.extra.n_ctx", "128", NULL};
+                    "--model.extra.n_ctx", "128", "--model.big-1.adapters=a=/x/a.d,b=/y", NULL};
     char *env[] = {NULL};
     cfg c;
     cfg_cli cli;
     char err[512] = "";
-    if (cfg_load_all(&c, &cli, 8, argv, env, err, sizeof err) != 0) fail_msg("%s", err);
+    if (cfg_load_all(&c, &cli, 9, argv, env, err, sizeof err) != 0) fail_msg("%s", err);
     assert_int_equal(c.n_models, 3);
     assert_string_equal(c.models[0].name, "tiny");
     assert_string_equal(c.models[0].path, "/models/tiny.gguf");
@@ -199,6 +201,7 @@ static void test_model_sections(void **st) {
     assert_string_equal(c.models[1].name, "big-1");
     assert_true(c.models[1].temperature == 0.5);
     assert_int_equal(c.models[1].max_batch_tokens, 512); /* default */
+    assert_string_equal(c.models[1].adapters, "a=/x/a.d,b=/y"); /* '=' and '.' in a value */
     assert_string_equal(c.models[2].path, "/m/x.gguf");
     assert_int_equal(c.models[2].n_ctx, 128);
     cfg_free(&c);
@@ -252,6 +255,13 @@ static void test_example_file_in_sync(void **st) {
     if (strcmp(text, buf) != 0)
         fail_msg("config/alignd.ini is stale: regenerate it with "
                  "`alignd --print-example-config > config/alignd.ini`");
+    /* inih cuts lines at INI_MAX_LINE - 1 bytes and parses the rest as a
+     * line of its own: a long help text would break the file */
+    for (const char *l = buf; *l;) {
+        size_t ll = strcspn(l, "\n");
+        if (ll >= INI_MAX_LINE - 1) fail_msg("config/alignd.ini: a line of %zu bytes: %.60s...", ll, l);
+        l += ll + (l[ll] == '\n');
+    }
     /* and it loads cleanly, giving the defaults */
     char *argv[] = {"alignd", "--config", path, NULL};
     char *env[] = {NULL};

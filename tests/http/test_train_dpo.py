@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""`alignd train dpo` end to end on stories260K (../shared/models): pairs
+from a TRL JSONL file and from the feedback store (filled through the
+daemon's /v1/feedback API), a short run whose held-out implicit-reward
+accuracy reaches 0.9, the adapter written in PEFT's format (config keys,
+tensor names and shapes read back with the standard library), progress
+lines with TRL's metric names, and clear errors for bad input. Skips loudly
+when ../shared is absent."""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import alignd_harness as H  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL = os.path.join(HERE, "..", "..", "..", "shared", "models", "stories260K.gguf")
+NAMES = ["Lily", "Tom", "Ben", "Mia", "Sam", "Anna", "Max", "Sue", "Tim", "Zoe"]
+THINGS = ["ball", "cat", "dog", "box", "toy", "cake", "car", "flower"]
+GOOD = ["happy and played all day.", "very happy.", "happy and smiled."]
+BAD = ["sad and cried all day.", "very sad.", "scared and ran away.", "angry and sad."]
+
+
+def pairs():
+    out = []
+    for i, n in enumerate(NAMES):
+        for j, t in enumerate(THINGS):
+            out.append({"prompt": f"Once upon a time, {n} found a {t}. {n} felt",
+                        "chosen": GOOD[(i + j) % 3], "rejected": BAD[(i + j) % 4],
+                        "split": "eval" if i >= 8 else "train"})
+    return out
+
+
+def train(*args, check=True):
+    p = subprocess.run([H.BINARY, "train", "dpo", *args], capture_output=True, text=True,
+                       timeout=900)
+    if check and p.returncode != 0:
+        raise AssertionError(f"alignd train dpo failed ({p.returncode}): {p.stderr}")
+    return p
+
+
+def safetensors_header(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n))
+
+
+class TrainDpo(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(MODEL):
+            print("\n*** SKIPPED: ../shared/models/stories260K.gguf is absent ***",
+                  file=sys.stderr)
+            raise unittest.SkipTest("../shared absent")
+        cls.tmp = tempfile.mkdtemp(prefix="alignd_dpo_")
+        cls.data = os.path.join(cls.tmp, "pairs.jsonl")
+        with open(cls.data, "w") as f:
+            for p in pairs():
+                f.write(json.dumps(p) + "\n")
+
+    def test_jsonl_run_and_peft_files(self):
+        out = os.path.join(self.tmp, "adapter")
+        p = train("-m", MODEL, "--data", self.data, "-o", out, "--epochs", "3", "--batch", "8",
+                  "--lr", "2e-3", "--lora-targets", "q,k,v,o", "--log-every", "5", "--json")
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        self.assertEqual(r["eval_pairs"], 16)
+        self.assertGreaterEqual(r["eval"]["rewards/accuracies"], 0.9, p.stderr)
+        self.assertLess(r["eval"]["loss"], 0.6931, p.stderr)
+        for name in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies",
+                     "rewards/margins", "logps/chosen", "logps/rejected", "ETA", "pairs/s"):
+            self.assertIn(name, p.stderr)
+        with open(os.path.join(out, "adapter_config.json")) as f:
+            cfg = json.load(f)
+        self.assertEqual(cfg["peft_type"], "LORA")
+        self.assertEqual(cfg["r"], 8)
+        self.assertEqual(cfg["lora_alpha"], 16)
+        self.assertEqual(sorted(cfg["target_modules"]),
+                         ["k_proj", "o_proj", "q_proj", "v_proj"])
+        hdr = safetensors_header(os.path.join(out, "adapter_model.safetensors"))
+        key = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+        self.assertIn(key, hdr)
+        self.assertEqual(hdr[key]["shape"][0], 8)
+        self.assertEqual(hdr[key.replace("lora_A", "lora_B")]["shape"][1], 8)
+
+    def test_from_store(self):
+        with H.Daemon() as d:
+            items = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
+                     for p in pairs()]
+            status, _, body = d.json("POST", "/v1/feedback", items)
+            self.assertIn(status, (200, 201), body)
+            db = os.path.join(d.tmp, "alignd.db")
+            d.stop()
+            out = os.path.join(self.tmp, "adapter_store")
+            p = train("-m", MODEL, "--store", db, "-o", out, "--max-steps", "3", "--json")
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            self.assertEqual(r["pairs"], len(items))
+            self.assertEqual(r["steps"], 3)
+            self.assertTrue(os.path.exists(os.path.join(out, "adapter_config.json")))
+
+    def test_errors(self):
+        out = os.path.join(self.tmp, "never")
+        p = train("-m", MODEL, "-o", out, check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("usage", p.stderr)
+        p = train("-m", MODEL, "--data", self.data, "-o", out, "--loss", "kto", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--loss", p.stderr)
+        p = train("-m", MODEL, "--data", self.data, "-o", out, "--beta", "0", check=False)
+        self.assertEqual(p.returncode, 2)
+        bad = os.path.join(self.tmp, "bad.jsonl")
+        with open(bad, "w") as f:
+            f.write(json.dumps(pairs()[0]) + "\n{\"prompt\": 3}\n")
+        p = train("-m", MODEL, "--data", bad, "-o", out, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("line 2", p.stderr)
+        p = train("-m", MODEL, "--data", self.data, "-o", out, "--lora-targets", "q,zz",
+                  check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("zz", p.stderr)
+        self.assertFalse(os.path.exists(out))
+
+
+if __name__ == "__main__":
+    H.main(globals())
