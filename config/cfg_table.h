@@ -84,6 +84,8 @@
       "Reward-model folder written by 'alignd train reward' for this model, served at POST /v1/rewards; empty = none") \
     X(model, adapters, STR, "", 0, 0, NULL, 0, \
       "LoRA adapters on this decoder, chosen per request: NAME=DIR,... (DIR: a PEFT adapter folder); a request runs one with \"model\": \"MODEL:NAME\" or \"adapter\": \"NAME\"") \
+    X(model, merge_adapter, STR, "", 0, 0, NULL, 0, \
+      "A PEFT adapter folder merged into the weights at load (no per-token cost); empty = none") \
     X(model, embed_pooling, ENUM, "auto", 0, 0, "auto|mean|cls|last", 0, \
       "Embedding pooling; auto = the model's sentence-transformers / GGUF setting (mean for encoders, last token for decoders)") \
     X(model, embed_normalize, ENUM, "auto", 0, 0, "auto|true|false", 0, \

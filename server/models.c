@@ -156,6 +156,28 @@ static int models__adapter_load(served_model *sm, adapter_slot *slot, char *err,
     return 0;
 }
 
+/* The `merge_adapter` key: a PEFT adapter added into the weights
+ * (W += scale B A), so the model serves it at the base model's speed. */
+static int models__merge_adapter(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
+    if (!mc->merge_adapter || !mc->merge_adapter[0]) return 0;
+    trn_lora *lo = NULL;
+    model_decoder_view v;
+    char msg[1024];
+    if (model_decoder_view_get(sm->m, &v) != 0) {
+        snprintf(err, errlen, "model '%s': merge_adapter needs a llama or gpt2 decoder", mc->name);
+        return -1;
+    }
+    if (trn_peft_load(&lo, mc->merge_adapter, model_arch(sm->m), model_hp(sm->m), msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "model '%s': merge_adapter %s: %s", mc->name, mc->merge_adapter, msg);
+        return -1;
+    }
+    trn_lora_merge(lo, &v, 1.0f);
+    LOG_INF("models", "model '%s': merged the adapter in %s (rank %d, scale %g)", mc->name, mc->merge_adapter,
+            lo->cfg.rank, (double)lo->scale);
+    trn_lora_free(lo);
+    return 0;
+}
+
 /* The `adapters` key: parses "NAME=DIR,..." and loads each adapter. */
 static int models__load_adapters(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
     const char *list = mc->adapters ? mc->adapters : "";
@@ -251,7 +273,7 @@ static int models__load_one(served_model *sm, const cfg_model *mc, char *err, si
     sm->created = (long)time(NULL);
     if (models__is_clip(mc->path)) {
         if (mc->reward_model && mc->reward_model[0]) return models__load_reward(sm, mc, err, errlen); /* refuses */
-        if (mc->adapters && mc->adapters[0]) {
+        if ((mc->adapters && mc->adapters[0]) || (mc->merge_adapter && mc->merge_adapter[0])) {
             snprintf(err, errlen, "model '%s': adapters need a llama or gpt2 decoder, not clip", mc->name);
             return -1;
         }
@@ -276,6 +298,7 @@ static int models__load_one(served_model *sm, const cfg_model *mc, char *err, si
     }
     sm->n_ctx = model_n_ctx(sm->m);
     sm->decoder = model_get_kind(sm->m) == MODEL_KIND_DECODER;
+    if (models__merge_adapter(sm, mc, err, errlen) != 0) return -1;
     if (models__load_adapters(sm, mc, err, errlen) != 0) return -1;
     if (models__load_reward(sm, mc, err, errlen) != 0) return -1;
     /* embedding pooling: the model's own settings, then the configuration */

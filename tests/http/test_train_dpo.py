@@ -4,8 +4,12 @@ from a TRL JSONL file and from the feedback store (filled through the
 daemon's /v1/feedback API), a short run whose held-out implicit-reward
 accuracy reaches 0.9, the adapter written in PEFT's format (config keys,
 tensor names and shapes read back with the standard library), progress
-lines with TRL's metric names, and clear errors for bad input. Skips loudly
-when ../shared is absent."""
+lines with TRL's metric names, and clear errors for bad input. Then the
+adapter in serving: a fresh daemon serves it per request and another one
+merged into the weights, with the same greedy tokens and log-probs; seeded
+samples from the adapter say "happy" clearly more often than the base
+model's; and a reward model trained on the same pairs reaches 0.9 held-out
+accuracy. Skips loudly when ../shared is absent."""
 import json
 import os
 import struct
@@ -62,12 +66,51 @@ class TrainDpo(unittest.TestCase):
             for p in pairs():
                 f.write(json.dumps(p) + "\n")
 
+    @classmethod
+    def on_policy_pairs(cls):
+        """The synthetic preference rule on the base model's own samples, as
+        the feedback loop collects them: per prompt, seeded samples through
+        the API; a sample that says "happy" is preferred to each that does
+        not. The base model rarely says it, so the preferred samples are
+        drawn after "felt happy" (same length and style as the others: only
+        the word differs, no shortcut for a reward model to learn)."""
+        path = os.path.join(cls.tmp, "on_policy.jsonl")
+        if os.path.exists(path):
+            return path
+        with H.Daemon("--model", f"stories={MODEL}") as d, open(path, "w") as f:
+            for i, n in enumerate(NAMES):
+                for j, t in enumerate(THINGS[::2]):
+                    prompt = f"Once upon a time, {n} found a {t}. {n} felt"
+                    def sample(text, n, seed):
+                        status, _, b = d.json("POST", "/v1/completions", {
+                            "model": "stories", "prompt": text, "max_tokens": n,
+                            "temperature": 1.0, "seed": seed}, timeout=60)
+                        assert status == 200, b
+                        return b["choices"][0]["text"]
+                    for k in range(6):
+                        seed = 1000 * i + 10 * j + k
+                        bad = sample(prompt, 8, seed)
+                        if "happy" in bad:
+                            continue
+                        good = " happy" + sample(prompt + " happy", 7, seed)
+                        f.write(json.dumps({"prompt": prompt, "chosen": good, "rejected": bad,
+                                            "split": "eval" if i >= 8 else "train"}) + "\n")
+        return path
+
+    @classmethod
+    def adapter(cls):
+        """Trains the on-policy run once (shared by the tests that need it)."""
+        if not hasattr(cls, "_dpo_run"):
+            out = os.path.join(cls.tmp, "adapter")
+            p = train("-m", MODEL, "--data", cls.on_policy_pairs(), "-o", out, "--epochs", "4",
+                      "--batch", "8", "--lr", "2e-3", "--lora-targets", "q,k,v,o",
+                      "--log-every", "5", "--no-eos", "--json")
+            cls._dpo_run = (out, p, json.loads(p.stdout.strip().splitlines()[-1]))
+        return cls._dpo_run
+
     def test_jsonl_run_and_peft_files(self):
-        out = os.path.join(self.tmp, "adapter")
-        p = train("-m", MODEL, "--data", self.data, "-o", out, "--epochs", "3", "--batch", "8",
-                  "--lr", "2e-3", "--lora-targets", "q,k,v,o", "--log-every", "5", "--json")
-        r = json.loads(p.stdout.strip().splitlines()[-1])
-        self.assertEqual(r["eval_pairs"], 16)
+        out, p, r = self.adapter()
+        self.assertGreaterEqual(r["eval_pairs"], 10)
         self.assertGreaterEqual(r["eval"]["rewards/accuracies"], 0.9, p.stderr)
         self.assertLess(r["eval"]["loss"], 0.6931, p.stderr)
         for name in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies",
@@ -85,6 +128,57 @@ class TrainDpo(unittest.TestCase):
         self.assertIn(key, hdr)
         self.assertEqual(hdr[key]["shape"][0], 8)
         self.assertEqual(hdr[key.replace("lora_A", "lora_B")]["shape"][1], 8)
+
+    def complete(self, d, model, prompt, **kw):
+        body = {"model": model, "prompt": prompt, "max_tokens": 8, "temperature": 0,
+                "logprobs": 1, **kw}
+        status, _, b = d.json("POST", "/v1/completions", body, timeout=60)
+        self.assertEqual(status, 200, b)
+        c = b["choices"][0]
+        return c["text"], (c.get("logprobs") or {}).get("token_logprobs")
+
+    def test_serving_merged_and_sampling(self):
+        out, _, _ = self.adapter()
+        prompts = [f"Once upon a time, {n} found a {t}. {n} felt"
+                   for n, t in (("Zoe", "ball"), ("Tim", "cake"), ("Kim", "kite"))]
+        with H.Daemon("--model", f"stories={MODEL}",
+                      f"--model.stories.adapters=happy={out}") as a, \
+             H.Daemon("--model", f"stories={MODEL}",
+                      f"--model.stories.merge_adapter={out}") as m:
+            for pr in prompts:
+                ta, la = self.complete(a, "stories:happy", pr)
+                tm, lm = self.complete(m, "stories", pr)
+                self.assertEqual(ta, tm)
+                for x, y in zip(la, lm):
+                    self.assertAlmostEqual(x, y, delta=1e-3)
+                self.assertEqual(self.complete(a, "stories", pr, adapter="happy")[0], ta)
+            # seeded samples: the property the pairs preferred
+            def happy(model):
+                hits = 0
+                for seed in range(24):
+                    text, _ = self.complete(a, model, prompts[seed % 3], temperature=1.0,
+                                            seed=seed, logprobs=None)
+                    hits += "happy" in text
+                return hits / 24
+            base, tuned = happy("stories"), happy("stories:happy")
+            print(f"\nsamples saying happy: base {base:.2f}, adapter {tuned:.2f}",
+                  file=sys.stderr)
+            self.assertGreaterEqual(tuned, base + 0.3)
+        # a fresh process serving the same folder answers the same
+        with H.Daemon("--model", f"stories={MODEL}",
+                      f"--model.stories.adapters=happy={out}") as b:
+            self.assertEqual(self.complete(b, "stories:happy", prompts[0])[0],
+                             self.complete(b, "stories:happy", prompts[0])[0])
+
+    def test_reward_model_same_pairs(self):
+        out = os.path.join(self.tmp, "rm")
+        p = subprocess.run([H.BINARY, "train", "reward", "-m", MODEL, "--data",
+                            self.on_policy_pairs(),
+                            "-o", out, "--epochs", "3", "--lr", "3e-3", "--json"],
+                           capture_output=True, text=True, timeout=900)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        self.assertGreaterEqual(r["eval_accuracy"], 0.9, p.stderr)
 
     def test_from_store(self):
         with H.Daemon() as d:
