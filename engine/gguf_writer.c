@@ -3,6 +3,9 @@
  * temporary file that is renamed into place (see gguf_writer.h). */
 #include "gguf_writer.h"
 
+#include "atomic_file.h"
+#include "weights.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -95,28 +98,6 @@ static uint64_t gguf_writer__pad_to(uint64_t n) {
     return (GGUF_WRITER_ALIGNMENT - n % GGUF_WRITER_ALIGNMENT) % GGUF_WRITER_ALIGNMENT;
 }
 
-/* F32 to IEEE half, round to nearest even; overflow to inf, NaN stays NaN
- * (quiet), subnormals rounded exactly. */
-static uint16_t gguf_writer__f16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
-    if (a >= 0x38800000u) { /* normal: rebias 127 -> 15, round the 13 dropped bits */
-        uint32_t r = a - 0x38000000u;
-        return (uint16_t)(sign | ((r + 0xfffu + ((r >> 13) & 1u)) >> 13));
-    }
-    if (a <= 0x33000000u) return sign; /* at most half the smallest subnormal */
-    /* subnormal: the value in units of 2^-24 is m >> shift, rounded; a carry
-     * into 0x400 is exactly the smallest normal's encoding */
-    uint32_t m = (a & 0x7fffffu) | 0x800000u, shift = 126u - (a >> 23);
-    uint32_t r = m >> shift, rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (r & 1u))) r++;
-    return (uint16_t)(sign | r);
-}
-
 /* One ggml Q8_0 block of 32 elements, as ggml's quantize_row_q8_0_ref:
  * the scale is rounded to f16 for storage but quantization uses the F32
  * one, so files match ggml's byte for byte. */
@@ -124,7 +105,7 @@ static void gguf_writer__q8_0_block(uint8_t *dst, const float *x) {
     float amax = 0.0f;
     for (int j = 0; j < GGUF_WRITER__Q8_BLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    uint16_t h = gguf_writer__f16(d);
+    uint16_t h = wt_f16_from_f32(d);
     dst[0] = (uint8_t)h;
     dst[1] = (uint8_t)(h >> 8);
     for (int j = 0; j < GGUF_WRITER__Q8_BLOCK; j++)
@@ -439,7 +420,7 @@ static void gguf_writer__emit_f16(gguf_writer__out *o, const float *x, size_t n)
     uint16_t buf[GGUF_WRITER__CHUNK];
     for (size_t i = 0; i < n && !o->err; i += GGUF_WRITER__CHUNK) {
         size_t m = n - i < GGUF_WRITER__CHUNK ? n - i : GGUF_WRITER__CHUNK;
-        for (size_t j = 0; j < m; j++) buf[j] = gguf_writer__f16(x[i + j]);
+        for (size_t j = 0; j < m; j++) buf[j] = wt_f16_from_f32(x[i + j]);
         gguf_writer__emit(o, buf, m * sizeof *buf);
     }
 }
@@ -487,52 +468,6 @@ static int gguf_writer__emit_all(const gguf_writer *w, FILE *f, const char *tmp,
             return -o.err;
         }
     }
-    /* fflush: buffered bytes fail here, e.g. on a full disk */
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        int e = errno ? errno : EIO;
-        gguf_writer__seterr(err, errlen, "gguf_writer: %s: flushing to disk: %s", tmp,
-                            strerror(e));
-        return -e;
-    }
-    return 0;
-}
-
-/* Makes the rename durable. Best effort: not every file system can sync a
- * directory, and the file itself is complete either way. */
-static void gguf_writer__sync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* Opens "<path>.tmp" for writing into *f; *tmp receives its malloc'd name. */
-static int gguf_writer__open_tmp(const char *path, char **tmp, FILE **f, char *err,
-                                 size_t errlen) {
-    size_t n = strlen(path);
-    *f = NULL;
-    *tmp = malloc(n + 5);
-    if (!*tmp) {
-        gguf_writer__seterr(err, errlen, "gguf_writer: %s: out of memory", path);
-        return -ENOMEM;
-    }
-    memcpy(*tmp, path, n);
-    memcpy(*tmp + n, ".tmp", 5);
-    int fd = open(*tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd >= 0) *f = fdopen(fd, "wb");
-    if (!*f) {
-        int e = errno ? errno : EIO;
-        if (fd >= 0) close(fd);
-        gguf_writer__seterr(err, errlen, "gguf_writer: %s: cannot create: %s", *tmp,
-                            strerror(e));
-        if (fd >= 0) unlink(*tmp);
-        return -e;
-    }
     return 0;
 }
 
@@ -545,27 +480,16 @@ int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen
         gguf_writer__seterr(err, errlen, "%s", w->err);
         return w->rc;
     }
-    char *tmp;
-    FILE *f;
-    int rc = gguf_writer__open_tmp(path, &tmp, &f, err, errlen);
-    if (rc) {
-        free(tmp);
+    atomic_file af;
+    eng_err e = {0};
+    int rc = atomic_file_open(&af, path, &e);
+    if (rc == 0 && (rc = gguf_writer__emit_all(w, af.f, af.tmp, err, errlen)) != 0) {
+        atomic_file_abort(&af);
         return rc;
     }
-    rc = gguf_writer__emit_all(w, f, tmp, err, errlen);
-    if (fclose(f) != 0 && rc == 0) {
-        rc = errno ? -errno : -EIO;
-        gguf_writer__seterr(err, errlen, "gguf_writer: %s: close: %s", tmp, strerror(-rc));
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        rc = -errno;
-        gguf_writer__seterr(err, errlen, "gguf_writer: cannot rename %s to %s: %s", tmp, path,
-                            strerror(-rc));
-    }
+    if (rc == 0)
+        rc = atomic_file_commit(&af, &e);
     if (rc)
-        unlink(tmp); /* nothing half-written stays behind */
-    else
-        gguf_writer__sync_dir(path);
-    free(tmp);
+        gguf_writer__seterr(err, errlen, "gguf_writer: %s", e.msg);
     return rc;
 }

@@ -3,6 +3,9 @@
  * to a temporary file that is renamed into place (see safetensors_writer.h). */
 #include "safetensors_writer.h"
 
+#include "atomic_file.h"
+#include "weights.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -67,27 +70,6 @@ static bool st_writer__has_tensor(const st_writer *w, const char *name) {
     for (size_t i = 0; i < w->n_tensors; i++)
         if (strcmp(w->tensors[i].name, name) == 0) return true;
     return false;
-}
-
-/* F32 to IEEE half, round to nearest even; overflow to inf, NaN stays NaN
- * (quiet), subnormals rounded exactly. The same conversion as
- * gguf_writer.c's, so both writers store identical halves. */
-static uint16_t st_writer__f16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
-    if (a >= 0x38800000u) { /* normal: rebias 127 -> 15, round the 13 dropped bits */
-        uint32_t r = a - 0x38000000u;
-        return (uint16_t)(sign | ((r + 0xfffu + ((r >> 13) & 1u)) >> 13));
-    }
-    if (a <= 0x33000000u) return sign; /* at most half the smallest subnormal */
-    uint32_t m = (a & 0x7fffffu) | 0x800000u, shift = 126u - (a >> 23);
-    uint32_t r = m >> shift, rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (r & 1u))) r++;
-    return (uint16_t)(sign | r);
 }
 
 /* ---- building ------------------------------------------------------------ */
@@ -243,7 +225,7 @@ static bool st_writer__put_f16(FILE *f, const float *x, uint64_t n) {
     uint16_t buf[ST_WRITER__CHUNK];
     for (uint64_t i = 0; i < n; i += ST_WRITER__CHUNK) {
         size_t m = n - i < ST_WRITER__CHUNK ? (size_t)(n - i) : ST_WRITER__CHUNK;
-        for (size_t j = 0; j < m; j++) buf[j] = st_writer__f16(x[i + j]);
+        for (size_t j = 0; j < m; j++) buf[j] = wt_f16_from_f32(x[i + j]);
         if (fwrite(buf, sizeof *buf, m, f) != m) return false;
     }
     return true;
@@ -279,68 +261,18 @@ static int st_writer__emit(const st_writer *w, FILE *f, const char *tmp, st_erro
         return eng_fail(err, -e, "st_writer: %s: writing tensor '%s': %s", tmp,
                         w->tensors[i].name, strerror(e));
     }
-    /* fflush: buffered bytes fail here, e.g. on a full disk */
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        e = st_writer__errno();
-        return eng_fail(err, -e, "st_writer: %s: flushing to disk: %s", tmp, strerror(e));
-    }
     return 0;
-}
-
-/* Makes the rename durable. Best effort: not every file system can sync a
- * directory, and the file itself is complete either way. */
-static void st_writer__sync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* Opens tmp for writing into *f. */
-static int st_writer__open_tmp(const char *tmp, FILE **f, st_error *err) {
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (*f) return 0;
-    int e = errno ? errno : EIO;
-    if (fd >= 0) {
-        close(fd);
-        unlink(tmp);
-    }
-    return eng_fail(err, -e, "st_writer: %s: cannot create: %s", tmp, strerror(e));
 }
 
 int st_writer_write(const st_writer *w, const char *path, st_error *err) {
     if (!w || !path || !*path) return eng_fail(err, -EINVAL, "st_writer: no writer or no path");
     if (w->rc) return eng_fail(err, w->rc, "%s", w->err);
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 5);
-    if (!tmp) return eng_fail(err, -ENOMEM, "st_writer: %s: out of memory", path);
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp", 5);
-    FILE *f;
-    int rc = st_writer__open_tmp(tmp, &f, err);
-    if (rc) {
-        free(tmp);
+    atomic_file af;
+    int rc = atomic_file_open(&af, path, err);
+    if (rc) return rc;
+    if ((rc = st_writer__emit(w, af.f, af.tmp, err)) != 0) {
+        atomic_file_abort(&af);
         return rc;
     }
-    rc = st_writer__emit(w, f, tmp, err);
-    if (fclose(f) != 0 && rc == 0) {
-        int e = st_writer__errno();
-        rc = eng_fail(err, -e, "st_writer: %s: close: %s", tmp, strerror(e));
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        int e = errno;
-        rc = eng_fail(err, -e, "st_writer: cannot rename %s to %s: %s", tmp, path, strerror(e));
-    }
-    if (rc)
-        unlink(tmp); /* nothing half-written stays behind */
-    else
-        st_writer__sync_dir(path);
-    free(tmp);
-    return rc;
+    return atomic_file_commit(&af, err);
 }

@@ -209,3 +209,26 @@ void wt_arena_free(wt_arena *a)
     free(a->base);
     memset(a, 0, sizeof(*a));
 }
+
+/* F32 to IEEE half, round to nearest even; overflow to inf, NaN stays NaN
+ * (quiet), subnormals rounded exactly. */
+uint16_t wt_f16_from_f32(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
+    if (a >= 0x38800000u) { /* normal: rebias 127 -> 15, round the 13 dropped bits */
+        uint32_t r = a - 0x38000000u;
+        return (uint16_t)(sign | ((r + 0xfffu + ((r >> 13) & 1u)) >> 13));
+    }
+    if (a <= 0x33000000u) return sign; /* at most half the smallest subnormal */
+    /* subnormal: the value in units of 2^-24 is m >> shift, rounded; a carry
+     * into 0x400 is exactly the smallest normal's encoding */
+    uint32_t m = (a & 0x7fffffu) | 0x800000u, shift = 126u - (a >> 23);
+    uint32_t r = m >> shift, rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (r & 1u))) r++;
+    return (uint16_t)(sign | r);
+}

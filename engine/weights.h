@@ -65,6 +65,10 @@ int wt_expect(const wt_view *v, int64_t rows, int64_t cols, char *err,
  * nothing (the counting pass). */
 void wt_convert(float *dst, const wt_view *v, int transpose);
 
+/* F32 to IEEE half (the writers' F16): round to nearest even, overflow to
+ * inf, NaN stays NaN (quiet), subnormals rounded exactly. */
+uint16_t wt_f16_from_f32(float f);
+
 /* ---- the arena ---------------------------------------------------------- */
 
 typedef struct wt_arena {

@@ -2,6 +2,8 @@
  * cursor, matching the parameter list, restoring (trn_ckpt.h). */
 #include "trn_ckpt.h"
 
+#include "atomic_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -157,40 +159,16 @@ static int trn_ckpt__check_save(const trn_params *ps, const trn_optim *o,
     return 0;
 }
 
-/* fsync of the folder makes the rename itself durable. Filesystems that
- * cannot sync a folder say EINVAL; nothing more can be done there. */
-static int trn_ckpt__sync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return -ENOMEM;
-    int rc = 0, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) rc = -errno;
-    else if (fsync(fd) != 0 && errno != EINVAL) rc = -errno;
-    if (fd >= 0) close(fd);
-    free(dir);
-    return rc;
-}
-
-/* Writes the whole file to tmp and makes it durable; the caller renames. */
-static int trn_ckpt__write_tmp(const char *tmp, const trn_params *ps, const trn_optim *o,
-                               const trn_ckpt_extra *x, eng_err *err) {
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return eng_fail(err, -errno, "%s: cannot create: %s", tmp, strerror(errno));
-    trn_ckpt__w w = {.f = fdopen(fd, "wb"), .hash = TRN_CKPT__FNV_BASIS};
-    if (!w.f) {
-        int e = errno;
-        close(fd);
-        return eng_fail(err, -e, "%s: cannot open: %s", tmp, strerror(e));
-    }
+/* Writes the whole file into af (atomic_file.h: committed by the caller). */
+static int trn_ckpt__write(atomic_file *af, const trn_params *ps, const trn_optim *o,
+                           const trn_ckpt_extra *x, eng_err *err) {
+    trn_ckpt__w w = {.f = af->f, .hash = TRN_CKPT__FNV_BASIS};
     trn_ckpt__put_header(&w, o, x->n_rngs, ps->n, x->blob_len);
     trn_ckpt__put_body(&w, ps, o, x);
     uint64_t sum = w.hash;
     trn_ckpt__put_u64(&w, sum);
-    if (!w.err_no && fflush(w.f) != 0) w.err_no = errno;
-    if (!w.err_no && fsync(fileno(w.f)) != 0) w.err_no = errno;
-    if (fclose(w.f) != 0 && !w.err_no) w.err_no = errno;
     if (w.err_no)
-        return eng_fail(err, -w.err_no, "%s: cannot write: %s", tmp, strerror(w.err_no));
+        return eng_fail(err, -w.err_no, "%s: cannot write: %s", af->tmp, strerror(w.err_no));
     return 0;
 }
 
@@ -200,24 +178,15 @@ int trn_ckpt_save(const char *path, const trn_params *ps, const trn_optim *o,
     if (!x) x = &none;
     int rc = trn_ckpt__check_save(ps, o, x, path, err);
     if (rc) return rc;
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 5);
-    if (!tmp) return eng_fail(err, -ENOMEM, "%s: out of memory", path);
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
-    rc = trn_ckpt__write_tmp(tmp, ps, o, x, err);
-    if (!rc && rename(tmp, path) != 0)
-        rc = eng_fail(err, -errno, "%s: cannot rename %s over it: %s", path, tmp,
-                      strerror(errno));
-    if (rc) {
-        unlink(tmp);  /* a stale partial file must not be mistaken for a checkpoint */
-    } else {
-        rc = trn_ckpt__sync_dir(path);
-        if (rc) eng_fail(err, rc, "%s: written, but its folder cannot be synced: %s", path,
-                         strerror(-rc));
+    /* a stale partial file is never mistaken for a checkpoint: see
+     * atomic_file.h */
+    atomic_file af;
+    if ((rc = atomic_file_open(&af, path, err))) return rc;
+    if ((rc = trn_ckpt__write(&af, ps, o, x, err))) {
+        atomic_file_abort(&af);
+        return rc;
     }
-    free(tmp);
-    return rc;
+    return atomic_file_commit(&af, err);
 }
 
 /* ---- parsing ------------------------------------------------------------- */
