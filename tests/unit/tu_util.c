@@ -51,3 +51,21 @@ fail:
     fclose(f);
     return NULL;
 }
+
+char *tu_tmpdir(const char *tag) {
+    char *d = malloc(strlen(tag) + 32);
+    assert_non_null(d);
+    sprintf(d, "/tmp/alignd_%s_XXXXXX", tag);
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+void tu_join(char *out, size_t cap, const char *dir, const char *name) {
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < cap);
+}
+
+int tu_exists(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0;
+}

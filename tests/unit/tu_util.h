@@ -27,4 +27,14 @@ char *tu_source_path(const char *rel);
  * frees) and its length in *len, or NULL when it cannot be read. */
 char *tu_read_file(const char *path, size_t *len);
 
+/* A new empty folder "/tmp/alignd_<tag>_XXXXXX" (malloc'd; the test removes
+ * what it writes), or fail the test. */
+char *tu_tmpdir(const char *tag);
+
+/* "<dir>/<name>" into out[cap], or fail the test when it does not fit. */
+void tu_join(char *out, size_t cap, const char *dir, const char *name);
+
+/* Whether anything (even a dangling link) is at path. */
+int tu_exists(const char *path);
+
 #endif

@@ -27,23 +27,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static char *mk_tmpdir(void) {
-    char *d = strdup("/tmp/alignd_gw_XXXXXX");
-    assert_non_null(d);
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void join(char *out, size_t cap, const char *dir, const char *name) {
-    int n = snprintf(out, cap, "%s/%s", dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
-static bool exists(const char *path) {
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
 static gguf_writer *new_writer(void) {
     gguf_writer *w = NULL;
     assert_int_equal(gguf_writer_new(&w), 0);
@@ -142,8 +125,8 @@ static void check_all_types(const gguf_file *f) {
 
 static void test_metadata_roundtrip(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512];
-    join(path, sizeof path, dir, "meta.gguf");
+    char *dir = tu_tmpdir("gw"), path[512];
+    tu_join(path, sizeof path, dir, "meta.gguf");
     gguf_writer *w = new_writer();
     set_all_types(w);
     write_ok(w, path);
@@ -241,8 +224,8 @@ static void check_q8_extremes(const gguf_file *f, const tcase *c, const float *x
 
 static void test_tensor_roundtrip(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512];
-    join(path, sizeof path, dir, "tensors.gguf");
+    char *dir = tu_tmpdir("gw"), path[512];
+    tu_join(path, sizeof path, dir, "tensors.gguf");
     float *data[N_CASES];
     gguf_writer *w = new_writer();
     assert_int_equal(gguf_writer_set_str(w, "general.name", "tensors"), 0);
@@ -294,8 +277,8 @@ static void test_f16_edges(void **state) {
     };
     size_t n = sizeof in / sizeof in[0];
     assert_int_equal(n, sizeof want / sizeof want[0]);
-    char *dir = mk_tmpdir(), path[512];
-    join(path, sizeof path, dir, "f16.gguf");
+    char *dir = tu_tmpdir("gw"), path[512];
+    tu_join(path, sizeof path, dir, "f16.gguf");
     gguf_writer *w = new_writer();
     int64_t shape[1] = {(int64_t)n};
     assert_int_equal(gguf_writer_add_tensor(w, "edges", 1, shape, GGUF_WRITER_F16, in), 0);
@@ -321,8 +304,8 @@ static void test_f16_edges(void **state) {
 static void expect_refused(gguf_writer *w, int code, const char *needle) {
     const char *msg = gguf_writer_error(w);
     if (!strstr(msg, needle)) fail_msg("error \"%s\" lacks \"%s\"", msg, needle);
-    char *dir = mk_tmpdir(), path[512], err[512] = "";
-    join(path, sizeof path, dir, "refused.gguf");
+    char *dir = tu_tmpdir("gw"), path[512], err[512] = "";
+    tu_join(path, sizeof path, dir, "refused.gguf");
     assert_int_equal(gguf_writer_write(w, path, err, sizeof err), code);
     assert_string_equal(err, msg);
     assert_int_equal(rmdir(dir), 0); /* fails if anything was created */
@@ -388,24 +371,24 @@ static void test_bad_tensors(void **state) {
 
 static void test_unwritable_paths(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512], tmp[520], err[512];
+    char *dir = tu_tmpdir("gw"), path[512], tmp[520], err[512];
     static const float x[32];
     int64_t shape[1] = {32};
     gguf_writer *w = new_writer();
     assert_int_equal(gguf_writer_add_tensor(w, "x", 1, shape, GGUF_WRITER_F32, x), 0);
 
-    join(path, sizeof path, dir, "missing/m.gguf"); /* no such folder */
+    tu_join(path, sizeof path, dir, "missing/m.gguf"); /* no such folder */
     assert_int_equal(gguf_writer_write(w, path, err, sizeof err), -ENOENT);
     assert_non_null(strstr(err, "missing/m.gguf.tmp"));
-    assert_false(exists(path));
+    assert_false(tu_exists(path));
 
-    join(path, sizeof path, dir, "sub"); /* a folder: the final rename fails */
+    tu_join(path, sizeof path, dir, "sub"); /* a folder: the final rename fails */
     assert_int_equal(mkdir(path, 0700), 0);
     int rc = gguf_writer_write(w, path, err, sizeof err);
     assert_true(rc == -EISDIR || rc == -ENOTDIR || rc == -EEXIST);
     assert_non_null(strstr(err, "rename"));
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    assert_false(exists(tmp));
+    assert_false(tu_exists(tmp));
     assert_int_equal(rmdir(path), 0);
 
     gguf_writer_free(w);
@@ -417,8 +400,8 @@ static void test_unwritable_paths(void **state) {
  * old file intact and removes the temporary. */
 static void test_failed_write_keeps_old_file(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512], tmp[520], err[512] = "";
-    join(path, sizeof path, dir, "m.gguf");
+    char *dir = tu_tmpdir("gw"), path[512], tmp[520], err[512] = "";
+    tu_join(path, sizeof path, dir, "m.gguf");
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     gguf_writer *w = new_writer();
     assert_int_equal(gguf_writer_set_str(w, "general.name", "old"), 0);
@@ -443,7 +426,7 @@ static void test_failed_write_keeps_old_file(void **state) {
     signal(SIGXFSZ, prev);
     assert_int_equal(rc, -EFBIG);
     assert_non_null(strstr(err, "m.gguf.tmp"));
-    assert_false(exists(tmp));
+    assert_false(tu_exists(tmp));
     size_t now_len;
     char *now = tu_read_file(path, &now_len);
     assert_non_null(now);
@@ -527,8 +510,8 @@ static void tl_write(const char *path) {
 
 static void test_tiny_llama_loads(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512], err[512];
-    join(path, sizeof path, dir, "llama.gguf");
+    char *dir = tu_tmpdir("gw"), path[512], err[512];
+    tu_join(path, sizeof path, dir, "llama.gguf");
     tl_write(path);
     model *m = NULL;
     if (model_load(&m, path, err, sizeof err)) fail_msg("model_load: %s", err);

@@ -27,23 +27,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static char *mk_tmpdir(void) {
-    char *d = strdup("/tmp/alignd_stw_XXXXXX");
-    assert_non_null(d);
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void join(char *out, size_t cap, const char *dir, const char *name) {
-    int n = snprintf(out, cap, "%s/%s", dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
-static bool exists(const char *path) {
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
 static st_writer *new_writer(void) {
     st_writer *w = NULL;
     assert_int_equal(st_writer_new(&w), 0);
@@ -83,8 +66,8 @@ static uint64_t le64(const char *p) {
 
 static void test_f32_roundtrip(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512], tmp[520];
-    join(path, sizeof path, dir, "m.safetensors");
+    char *dir = tu_tmpdir("stw"), path[512], tmp[520];
+    tu_join(path, sizeof path, dir, "m.safetensors");
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     static const struct { const char *name; int n_dims; int64_t shape[3]; } ts[] = {
         {"z.scalar", 0, {0}}, {"b.vec", 1, {7}}, {"a.mat", 2, {3, 5}},
@@ -104,7 +87,7 @@ static void test_f32_roundtrip(void **state) {
     }
     assert_string_equal(st_writer_error(w), "");
     write_ok(w, path);
-    assert_false(exists(tmp));
+    assert_false(tu_exists(tmp));
 
     st_file *f = open_ok(path);
     assert_int_equal(st_n_tensors(f), N);
@@ -132,8 +115,8 @@ static void test_f32_roundtrip(void **state) {
  * 8, padding spaces, tensors in add order back to back up to the end. */
 static void test_layout(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512];
-    join(path, sizeof path, dir, "l.safetensors");
+    char *dir = tu_tmpdir("stw"), path[512];
+    tu_join(path, sizeof path, dir, "l.safetensors");
     float a[3] = {1, 2, 3}, b[5] = {4, 5, 6, 7, 8}, c[2] = {9, 10};
     int64_t s3[1] = {3}, s5[1] = {5}, s2[1] = {2};
     st_writer *w = new_writer();
@@ -182,8 +165,8 @@ static void test_layout(void **state) {
 
 static void test_f16_rounding(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512];
-    join(path, sizeof path, dir, "h.safetensors");
+    char *dir = tu_tmpdir("stw"), path[512];
+    tu_join(path, sizeof path, dir, "h.safetensors");
     const float x[] = {0.0f, -0.0f, 1.0f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 65504.0f,
                        65519.0f, 65520.0f, 1e9f, -1e9f, 5.9604645e-8f, 2.9802322e-8f,
                        1e-10f, INFINITY, -INFINITY, NAN, 0.1f, -3.14159f};
@@ -216,8 +199,8 @@ static void test_f16_rounding(void **state) {
 
 static void test_empty_file(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512];
-    join(path, sizeof path, dir, "e.safetensors");
+    char *dir = tu_tmpdir("stw"), path[512];
+    tu_join(path, sizeof path, dir, "e.safetensors");
     st_writer *w = new_writer();
     write_ok(w, path);
     st_file *f = open_ok(path);
@@ -236,8 +219,8 @@ static void test_empty_file(void **state) {
  * write with that same message. */
 static void test_bad_arguments(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512];
-    join(path, sizeof path, dir, "bad.safetensors");
+    char *dir = tu_tmpdir("stw"), path[512];
+    tu_join(path, sizeof path, dir, "bad.safetensors");
     static const float x[4] = {0};
     int64_t ok[1] = {4}, neg[2] = {2, -2}, big[2] = {INT64_MAX / 2, 8};
     static const int64_t nine[9] = {1, 1, 1, 1, 1, 1, 1, 1, 4};
@@ -269,7 +252,7 @@ static void test_bad_arguments(void **state) {
         st_error err = {0};
         assert_int_equal(st_writer_write(w, path, &err), -EINVAL);
         assert_string_equal(err.msg, st_writer_error(w));
-        assert_false(exists(path));
+        assert_false(tu_exists(path));
         st_writer_free(w);
     }
     st_writer_free(NULL);
@@ -281,24 +264,24 @@ static void test_bad_arguments(void **state) {
 
 static void test_unwritable_paths(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512], tmp[520];
+    char *dir = tu_tmpdir("stw"), path[512], tmp[520];
     static const float x[8];
     int64_t shape[1] = {8};
     st_writer *w = new_writer();
     assert_int_equal(st_writer_add(w, "x", ST_F32, 1, shape, x), 0);
     st_error err = {0};
-    join(path, sizeof path, dir, "missing/m.safetensors");
+    tu_join(path, sizeof path, dir, "missing/m.safetensors");
     assert_int_equal(st_writer_write(w, path, &err), -ENOENT);
     assert_non_null(strstr(err.msg, "missing/m.safetensors.tmp"));
-    assert_false(exists(path));
+    assert_false(tu_exists(path));
 
-    join(path, sizeof path, dir, "sub"); /* a folder: the final rename fails */
+    tu_join(path, sizeof path, dir, "sub"); /* a folder: the final rename fails */
     assert_int_equal(mkdir(path, 0700), 0);
     int rc = st_writer_write(w, path, &err);
     assert_true(rc == -EISDIR || rc == -ENOTDIR || rc == -EEXIST);
     assert_non_null(strstr(err.msg, "rename"));
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    assert_false(exists(tmp));
+    assert_false(tu_exists(tmp));
     assert_int_equal(rmdir(path), 0);
     assert_int_equal(st_writer_write(w, "", &err), -EINVAL);
     st_writer_free(w);
@@ -310,8 +293,8 @@ static void test_unwritable_paths(void **state) {
  * removes the temporary; the writer still holds everything for a retry. */
 static void test_failed_write_keeps_old_file(void **state) {
     (void)state;
-    char *dir = mk_tmpdir(), path[512], tmp[520];
-    join(path, sizeof path, dir, "m.safetensors");
+    char *dir = tu_tmpdir("stw"), path[512], tmp[520];
+    tu_join(path, sizeof path, dir, "m.safetensors");
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     st_writer *w = new_writer();
     assert_int_equal(st_writer_set_metadata(w, "v", "old"), 0);
@@ -337,7 +320,7 @@ static void test_failed_write_keeps_old_file(void **state) {
     signal(SIGXFSZ, prev);
     assert_int_equal(rc, -EFBIG);
     assert_non_null(strstr(err.msg, "m.safetensors.tmp"));
-    assert_false(exists(tmp));
+    assert_false(tu_exists(tmp));
     size_t now_len;
     char *now = tu_read_file(path, &now_len);
     assert_non_null(now);
