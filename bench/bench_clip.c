@@ -19,47 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "clip.h"
 #include "ops.h"
 #include "threadpool.h"
 
 enum { BC_S = 224, BC_P = 32, BC_C = 768, BC_L = 12, BC_NH = 12, BC_FF = 3072, BC_D = 512 };
-
-static double bc_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The SGEMM peak: best GFLOP/s of a 2048^3 cblas_sgemm over reps runs. */
-static double bc_sgemm_peak(int reps)
-{
-    const int N = 2048;
-    float *a = malloc((size_t)N * N * sizeof(float)), *c = malloc((size_t)N * N * sizeof(float));
-    if (!a || !c) {
-        free(a);
-        free(c);
-        return 0.0;
-    }
-    for (size_t i = 0; i < (size_t)N * N; i++)
-        a[i] = (float)(i % 7) * 0.1f;
-    double best = INFINITY;
-    for (int r = 0; r < reps; r++) {
-        double t0 = bc_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, N, 1.0f, a, N, a, N, 0.0f, c,
-                    N);
-        double dt = bc_now() - t0;
-        if (dt < best)
-            best = dt;
-    }
-    free(a);
-    free(c);
-    return 2.0 * N * N * (double)N / best * 1e-9;
-}
 
 /* Best seconds per call over reps calls of n images. */
 static double bc_time(clip_model *m, const float *px, int n, int reps, float *out)
@@ -67,12 +34,12 @@ static double bc_time(clip_model *m, const float *px, int n, int reps, float *ou
     char err[256] = "";
     double best = INFINITY;
     for (int r = 0; r < reps; r++) {
-        double t0 = bc_now();
+        double t0 = bench_now();
         if (clip_encode_images(m, px, n, out, err, sizeof err) != 0) {
             fprintf(stderr, "bench_clip: %s\n", err);
             exit(1);
         }
-        double dt = bc_now() - t0;
+        double dt = bench_now() - t0;
         if (dt < best)
             best = dt;
     }
@@ -96,12 +63,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_clip: -b and -r must be >= 1\n");
         return 2;
     }
-    tp_pool *pool = NULL;
-    if (threads > 0) {
-        openblas_set_num_threads(threads);
-        if (tp_create(&pool, threads) == 0)
-            ops_matmul_set_pool(pool);
-    }
+    tp_pool *pool;
+    if (bench_threads(threads, &pool) != 0)
+        return 1;
     clip_hparams hp = {.text_ctx = 77, .text_vocab = 49408, .text_width = 512,
                        .vision_width = BC_C, .image_size = BC_S, .patch_size = BC_P,
                        .proj_dim = BC_D, .eot_id = 49407, .text_layers = 0, .text_heads = 8,
@@ -109,13 +73,13 @@ int main(int argc, char **argv)
                        .vision_ff = BC_FF};
     clip_model *m = NULL;
     char err[256] = "";
-    double t0 = bc_now();
+    double t0 = bench_now();
     if (clip_create_random(&m, &hp, 1234, err, sizeof err) != 0) {
         fprintf(stderr, "bench_clip: %s\n", err);
         return 1;
     }
     printf("random ViT-B/32 vision tower built in %.2f s (OpenBLAS threads %d)\n",
-           bc_now() - t0, openblas_get_num_threads());
+           bench_now() - t0, openblas_get_num_threads());
     const size_t per = (size_t)3 * BC_S * BC_S;
     float *px = malloc((size_t)batch * per * sizeof(float));
     float *out = malloc((size_t)batch * BC_D * sizeof(float));
@@ -130,7 +94,7 @@ int main(int argc, char **argv)
                                          4.0 * NT * BC_C) +
                             2.0 * ((NT - 1) * 3.0 * BC_P * BC_P * BC_C + (double)BC_C * BC_D);
     bc_time(m, px, 1, 1, out); /* warm-up: scratch, pools */
-    double peak = bc_sgemm_peak(3);
+    double peak = bench_sgemm_peak(2048, 3);
     printf("sgemm 2048^3: %.1f GFLOP/s (peak)\n", peak);
     int sizes[2] = {1, batch};
     for (int i = 0; i < (batch == 1 ? 1 : 2); i++) {
@@ -145,7 +109,6 @@ int main(int argc, char **argv)
     clip_free(m);
     free(px);
     free(out);
-    ops_matmul_set_pool(NULL);
-    tp_free(pool);
+    bench_threads_end(pool);
     return 0;
 }

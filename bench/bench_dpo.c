@@ -16,19 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "model.h"
 #include "pref.h"
 #include "rng.h"
 #include "trn_dpo.h"
-
-static double bd_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* n pairs of random tokens below V. */
 static void bd_pairs(pref_set *s, int n, int np, int nr, int V)
@@ -62,7 +55,7 @@ static int bd_run(const char *what, trn_dec *d, model_arch_id arch, int B, int n
     trn_dpo_cfg_default(&c);
     c.batch = B;
     c.max_steps = steps;
-    double t0 = bd_now();
+    double t0 = bench_now();
     if (trn_lora_new(&lo, arch, hp, &lc, err, sizeof err) ||
         trn_dpo_init(&t, d, lo, &s, &c, err, sizeof err)) {
         fprintf(stderr, "bench_dpo: %s\n", err);
@@ -70,15 +63,15 @@ static int bd_run(const char *what, trn_dec *d, model_arch_id arch, int B, int n
         pref_set_free(&s);
         return 1;
     }
-    double t_ref = bd_now() - t0, best = 1e30;
+    double t_ref = bench_now() - t0, best = 1e30;
     for (int i = 0; i < steps; i++) {
         trn_dpo_metrics m;
-        double t1 = bd_now();
+        double t1 = bench_now();
         if (trn_dpo_step(&t, &m, NULL, err, sizeof err)) {
             fprintf(stderr, "bench_dpo: %s\n", err);
             break;
         }
-        double dt = bd_now() - t1;
+        double dt = bench_now() - t1;
         best = dt < best ? dt : best;
     }
     printf("%-12s B=%d pairs x (%d + %d) tokens: %6.2f steps/s, %7.1f pairs/s, reference pass "

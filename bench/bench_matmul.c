@@ -17,23 +17,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
+#include "bench_util.h"
 #include "cpu_features.h"
 #include "ops.h"
 #include "threadpool.h"
-
-static double bm_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- streaming read bandwidth ------------------------------------------- */
 
@@ -99,9 +92,9 @@ static void bm_bandwidth(tp_pool *pool, int reps)
             break;
         double best = 1e30;
         for (int k = 0; k < reps + 1; k++) {
-            double t0 = bm_now();
+            double t0 = bench_now();
             tp_parallel_for(use, n, 4096, bm_read_fn, &r);
-            double dt = bm_now() - t0;
+            double dt = bench_now() - t0;
             if (k > 0 && dt < best)  /* the first pass faults the pages in */
                 best = dt;
         }
@@ -189,10 +182,10 @@ static int bm_shape(int N, int K, const int *Ts, int nT, tp_pool *pool, int reps
             size_t runs = (size_t)reps * ((copies + 3) / 4);
             double best = 1e30;
             for (size_t r = 0, c = 0; r < runs; r++) {
-                double t0 = bm_now();
+                double t0 = bench_now();
                 for (int k = 0; k < 4; k++, c++)
                     bm_call(p, out, x, w + (c % copies) * wn, T, N, K, pool);
-                double dt = (bm_now() - t0) / 4.0;
+                double dt = (bench_now() - t0) / 4.0;
                 best = dt < best ? dt : best;
             }
             best_t[p] = best;

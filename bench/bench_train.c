@@ -22,37 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "rng.h"
 #include "trn_dec.h"
 #include "trn_lora.h"
 #include "trn_optim.h"
-
-static double bt_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double bt_sgemm_peak(void)
-{
-    int n = 2048;
-    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
-    float *c = malloc((size_t)n * n * sizeof(float));
-    for (size_t i = 0; i < (size_t)n * n; i++)
-        a[i] = b[i] = (float)(i % 7) * 0.01f;
-    double best = 0;
-    for (int r = 0; r < 4; r++) { /* the first run warms up */
-        double t0 = bt_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        double g = 2.0 * n * n * n / (bt_now() - t0) / 1e9;
-        best = r > 0 && g > best ? g : best;
-    }
-    free(a), free(b), free(c);
-    return best;
-}
 
 /* FLOPs of one step on a B x L batch (see the header comment). */
 static double bt_flops(const model_hparams *hp, int B, int L, int train_weights)
@@ -91,14 +66,14 @@ static int bt_steps(trn_dec *d, trn_params *ps, int B, int L, int reps, int trai
     int rc = trn_optim_init(&o, ps, &oc, &e);
     double best = 1e30;
     for (int i = 0; i <= reps && !rc; i++) { /* step 0 warms up */
-        double t0 = bt_now();
+        double t0 = bench_now();
         trn_params_zero_grad(ps);
         rc = trn_dec_forward(d, &b, logp, err, sizeof err);
         if (rc)
             break;
         trn_dec_backward(d, dlogp);
         trn_optim_step(&o, ps, NULL, &e);
-        double dt = bt_now() - t0;
+        double dt = bench_now() - t0;
         if (i > 0 && dt < best)
             best = dt;
     }
@@ -122,6 +97,20 @@ static void bt_print(const char *what, const trn_dec *d, size_t trained, int B, 
            r->gflops, 100 * r->gflops / peak, r->act_mib);
 }
 
+/* Times reps steps training ps (train_weights: the model's own weights, so
+ * their gradients count in the FLOPs), prints the line of what and frees
+ * ps. */
+static int bt_measure(const char *what, trn_dec *d, trn_params *ps, int B, int L, int reps,
+                      int train_weights, double peak)
+{
+    bt_run r;
+    int rc = bt_steps(d, ps, B, L, reps, train_weights, &r);
+    if (!rc)
+        bt_print(what, d, trn_params_count(ps), B, L, &r, peak);
+    trn_params_free(ps);
+    return rc;
+}
+
 static int bt_lora(int B, int L, int reps, double peak)
 {
     trn_dec_shape sh = {.n_vocab = 32000, .n_ctx = 2048, .n_embd = 768, .n_layer = 12,
@@ -142,11 +131,7 @@ static int bt_lora(int B, int L, int reps, double peak)
     trn_dec_set_lora(d, lo);
     lo->training = true;
     trn_lora_params(lo, &ps);
-    bt_run r;
-    int rc = bt_steps(d, &ps, B, L, reps, 0, &r);
-    if (!rc)
-        bt_print("lora", d, trn_params_count(&ps), B, L, &r, peak);
-    trn_params_free(&ps);
+    int rc = bt_measure("lora", d, &ps, B, L, reps, 0, peak);
     trn_lora_free(lo);
     trn_dec_free(d);
     return rc;
@@ -164,11 +149,7 @@ static int bt_full(int B, int L, int reps, double peak)
         return 1;
     }
     trn_dec_params(d, &ps);
-    bt_run r;
-    int rc = bt_steps(d, &ps, B, L, reps, 1, &r);
-    if (!rc)
-        bt_print("full", d, trn_params_count(&ps), B, L, &r, peak);
-    trn_params_free(&ps);
+    int rc = bt_measure("full", d, &ps, B, L, reps, 1, peak);
     trn_dec_free(d);
     return rc;
 }
@@ -199,7 +180,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_train: need -l >= 2, -r >= 1, -b >= 1\n");
         return 2;
     }
-    double peak = bt_sgemm_peak();
+    double peak = bench_sgemm_peak(2048, 3);
     printf("SGEMM peak (2048^3, %d threads): %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
     int rc = 0;
     if (lora)
