@@ -22,6 +22,10 @@
     X(UNSUPPORTED_MEDIA_TYPE, 415, "invalid_request_error", "unsupported_media_type") \
     X(INVALID_VALUE, 422, "invalid_request_error", "invalid_value")               \
     X(REWARD_MODEL_UNAVAILABLE, 409, "invalid_request_error", "reward_model_unavailable") \
+    X(TRAINING_BUSY, 409, "invalid_request_error", "training_busy")               \
+    X(TRAINING_DISABLED, 409, "invalid_request_error", "training_disabled")       \
+    X(RUN_NOT_FOUND, 404, "not_found_error", "run_not_found")                     \
+    X(RUN_FINISHED, 409, "invalid_request_error", "run_finished")                 \
     X(QUEUE_FULL, 429, "rate_limit_error", "queue_full")                          \
     X(INTERNAL, 500, "server_error", "internal_error")                            \
     X(NOT_READY, 503, "server_error", "not_ready")                                \

@@ -6,6 +6,7 @@
 #include "app.h"
 #include "chat_template.h"
 #include "gen_params.h"
+#include "rewards.h"
 #include "routes.h"
 
 #define API_MAX_MESSAGES 1024
@@ -41,6 +42,39 @@ static char *api__content(http_req *req, json_t *content, size_t i) {
     }
     *w = '\0';
     return out;
+}
+
+/* Reward reranking scores each choice as /v1/rewards scores a messages
+ * pair: keeps the conversation as [{role, content}] in p->prompt_msgs, and
+ * answers 422 now (not after generating) when the reward model's
+ * tokenization cannot take it (a placeholder response tried). -1 when the
+ * request has been answered. */
+static int api__rerank_msgs(http_req *req, api_gen_params *p, const chat_message *msgs, size_t n_msgs) {
+    json_t *arr = json_array(), *probe = json_pack("[{s:s, s:s}]", "role", "assistant", "content", "x");
+    for (size_t i = 0; arr && i < n_msgs; i++)
+        if (json_array_append_new(arr, json_pack("{s:s, s:s}", "role", msgs[i].role, "content", msgs[i].content))) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    if (!arr || !probe) {
+        json_decref(arr), json_decref(probe);
+        http_reply_error(req, API_ERR_INTERNAL, NULL, "out of memory");
+        return -1;
+    }
+    models_reward trunc = {.max_len = p->sm->n_ctx, .max_prompt_len = p->sm->n_ctx - 1, .add_eos = true};
+    int32_t *ids = NULL;
+    int n = 0;
+    char msg[640];
+    int rc = api_reward_pair_ids(p->sm, &trunc, arr, probe, &ids, &n, msg, sizeof msg);
+    free(ids);
+    json_decref(probe);
+    if (rc < 0) {
+        json_decref(arr);
+        http_reply_error(req, API_ERR_INVALID_VALUE, "messages", "rerank \"reward\" cannot score these messages: %s", msg);
+        return -1;
+    }
+    p->prompt_msgs = arr;
+    return 0;
 }
 
 void api_chat_completions(http_req *req) {
@@ -80,6 +114,7 @@ void api_chat_completions(http_req *req) {
         msgs[i].role = role;
         msgs[i].content = contents[i];
     }
+    if (p.rerank == GEN_RERANK_REWARD && api__rerank_msgs(req, &p, msgs, n_msgs)) goto out;
     size_t len = 0;
     eng_err e = {0};
     if (chat_render(sm->chat_kind, msgs, n_msgs, true, sm->bos_text[0] ? sm->bos_text : NULL,

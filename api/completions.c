@@ -29,7 +29,7 @@ static int32_t *api__tokenize(const tok *t, const char *text, size_t len, int *n
     return ids;
 }
 
-/* Detokenizes ids (for echo of token prompts). */
+/* Detokenizes ids (the text of token prompts, for echo and reranking). */
 static char *api__detokenize(const tok *t, const int32_t *ids, int n) {
     size_t cap = (size_t)n * 16 + 16, len = 0;
     char *out = malloc(cap);
@@ -62,7 +62,7 @@ void api_completions(http_req *req) {
     api_gen_params p;
     int32_t *prompts[API_MAX_PROMPTS] = {0};
     int n_tokens[API_MAX_PROMPTS] = {0}, n_prompts = 0;
-    char **echo = NULL;
+    char **texts = NULL; /* the prompts as text: for echo and for reward reranking */
     if (api_gen_params_parse(req, body, GEN_COMPLETION, &p) != 0) goto out;
     const tok *t = p.sm->tok;
     int vocab = model_hp(p.sm->m)->n_vocab;
@@ -104,7 +104,8 @@ void api_completions(http_req *req) {
                          "array of such arrays (and not empty)");
         goto out;
     }
-    if (p.echo && !(echo = calloc((size_t)n_prompts, sizeof *echo))) goto oom;
+    bool want_texts = p.echo || p.rerank == GEN_RERANK_REWARD;
+    if (want_texts && !(texts = calloc((size_t)n_prompts, sizeof *texts))) goto oom;
     for (int i = 0; i < n_prompts; i++) {
         if (is_ids[i]) {
             if (api__ids(items[i], vocab, &prompts[i], &n_tokens[i]) != 0) {
@@ -116,20 +117,20 @@ void api_completions(http_req *req) {
             const char *s = json_string_value(items[i]);
             if (!(prompts[i] = api__tokenize(t, s, json_string_length(items[i]), &n_tokens[i]))) goto oom;
         }
-        if (echo) {
-            echo[i] = is_ids[i] ? api__detokenize(t, prompts[i], n_tokens[i]) : strdup(json_string_value(items[i]));
-            if (!echo[i]) goto oom;
+        if (texts) {
+            texts[i] = is_ids[i] ? api__detokenize(t, prompts[i], n_tokens[i]) : strdup(json_string_value(items[i]));
+            if (!texts[i]) goto oom;
         }
     }
-    api_gen_start(req, &p, GEN_COMPLETION, prompts, n_tokens, n_prompts, echo);
-    echo = NULL;
+    api_gen_start(req, &p, GEN_COMPLETION, prompts, n_tokens, n_prompts, texts);
+    texts = NULL;
     goto out;
 oom:
     http_reply_error(req, API_ERR_INTERNAL, NULL, "out of memory");
 out:
-    if (echo)
-        for (int i = 0; i < n_prompts; i++) free(echo[i]);
-    free(echo);
+    if (texts)
+        for (int i = 0; i < n_prompts; i++) free(texts[i]);
+    free(texts);
     for (int i = 0; i < n_prompts; i++) free(prompts[i]);
     api_gen_params_free(&p);
 }

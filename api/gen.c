@@ -139,6 +139,58 @@ static int gen__by_logprob(const void *a, const void *b) {
     return x->index - y->index;
 }
 
+/* Highest reward first; choices that could not be scored last. */
+static int gen__by_reward(const void *a, const void *b) {
+    const gen_choice *x = *(gen_choice *const *)a, *y = *(gen_choice *const *)b;
+    if (x->prompt_i != y->prompt_i) return x->prompt_i - y->prompt_i;
+    if (x->has_reward != y->has_reward) return x->has_reward ? -1 : 1;
+    if (x->has_reward && x->reward != y->reward) return x->reward > y->reward ? -1 : 1;
+    return x->index - y->index;
+}
+
+/* The answer of a non-stream job: each prompt's n best choices (all of
+ * them, in order, unless best_of > n or reranking by reward). */
+static json_t *gen__body(gen_job *job) {
+    gen_choice **order = malloc((size_t)job->n_choices * sizeof *order);
+    json_t *choices = json_array();
+    bool by_reward = job->rerank == GEN_RERANK_REWARD;
+    for (int i = 0; order && i < job->n_choices; i++) order[i] = &job->choices[i];
+    if (order && (by_reward || job->best_of > job->n))
+        qsort(order, (size_t)job->n_choices, sizeof *order, by_reward ? gen__by_reward : gen__by_logprob);
+    for (int i = 0, out = 0; order && i < job->n_choices; i++) {
+        gen_choice *c = order[i];
+        if (i % job->best_of >= job->n) continue;
+        json_t *lp = c->logprobs ? json_incref(c->logprobs) : json_null();
+        json_t *item;
+        if (job->kind == GEN_COMPLETION) {
+            json_t *text = json_stringn(c->text ? c->text : "", c->len);
+            if (job->echo) {
+                char *both = NULL;
+                if (asprintf(&both, "%s%.*s", job->prompt_text[c->prompt_i], (int)c->len,
+                             c->text ? c->text : "") >= 0) {
+                    json_decref(text);
+                    text = json_string(both);
+                }
+                free(both);
+            }
+            item = json_pack("{s:o, s:i, s:o, s:s}", "text", text, "index", out, "logprobs", lp,
+                             "finish_reason", c->finish ? c->finish : "length");
+        } else {
+            item = json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", out, "message", "role",
+                             "assistant", "content", c->text ? c->text : "", c->len, "logprobs", lp,
+                             "finish_reason", c->finish ? c->finish : "length");
+        }
+        if (by_reward) /* an extension field: null when the choice could not be scored */
+            json_object_set_new(item, "reward", c->has_reward ? json_real(c->reward) : json_null());
+        json_array_append_new(choices, item);
+        out++;
+    }
+    free(order);
+    return json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", job->id, "object",
+                     job->kind == GEN_CHAT ? "chat.completion" : "text_completion", "created",
+                     (json_int_t)job->created, "model", job->model, "choices", choices, "usage", gen__usage(job));
+}
+
 static void gen__finish_job(gen_job *job) {
     if (atomic_load(&job->failed)) {
         if (job->stream) {
@@ -159,44 +211,12 @@ static void gen__finish_job(gen_job *job) {
         http_pending_sse_event(job->p, NULL, "[DONE]");
         http_pending_sse_end(job->p);
     } else {
-        /* best_of: keep the n most likely of each prompt's best_of choices */
-        gen_choice **order = malloc((size_t)job->n_choices * sizeof *order);
-        json_t *choices = json_array();
-        for (int i = 0; order && i < job->n_choices; i++) order[i] = &job->choices[i];
-        if (order && job->best_of > job->n)
-            qsort(order, (size_t)job->n_choices, sizeof *order, gen__by_logprob);
-        for (int i = 0, out = 0; order && i < job->n_choices; i++) {
-            gen_choice *c = order[i];
-            if (i % job->best_of >= job->n) continue;
-            json_t *lp = c->logprobs ? json_incref(c->logprobs) : json_null();
-            json_t *item;
-            if (job->kind == GEN_COMPLETION) {
-                json_t *text = json_stringn(c->text ? c->text : "", c->len);
-                if (job->echo) {
-                    char *both = NULL;
-                    if (asprintf(&both, "%s%.*s", job->echo_text[c->prompt_i], (int)c->len,
-                                 c->text ? c->text : "") >= 0) {
-                        json_decref(text);
-                        text = json_string(both);
-                    }
-                    free(both);
-                }
-                item = json_pack("{s:o, s:i, s:o, s:s}", "text", text, "index", out, "logprobs", lp,
-                                 "finish_reason", c->finish ? c->finish : "length");
-            } else {
-                item = json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", out, "message", "role",
-                                 "assistant", "content", c->text ? c->text : "", c->len, "logprobs", lp,
-                                 "finish_reason", c->finish ? c->finish : "length");
-            }
-            json_array_append_new(choices, item);
-            out++;
-        }
-        free(order);
-        json_t *body = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", job->id, "object",
-                                 job->kind == GEN_CHAT ? "chat.completion" : "text_completion",
-                                 "created", (json_int_t)job->created, "model", job->model,
-                                 "choices", choices, "usage", gen__usage(job));
-        http_pending_reply_json(job->p, 200, body);
+        api_error_code code = API_ERR_INTERNAL;
+        char err[512];
+        if (job->rerank == GEN_RERANK_REWARD && gen_rerank_score(job, &code, err, sizeof err) != 0)
+            http_pending_reply_json(job->p, api_error_status(code), api_error_body(code, "rerank", err));
+        else
+            http_pending_reply_json(job->p, 200, gen__body(job));
     }
     http_pending_release(job->p);
     job->p = NULL;
@@ -346,9 +366,10 @@ void gen_job_free(gen_job *job) {
         json_decref(job->choices[i].logprobs);
         stop_matcher_free(&job->choices[i].stop);
     }
-    if (job->echo_text)
-        for (int i = 0; i < job->n_prompts; i++) free(job->echo_text[i]);
-    free(job->echo_text);
+    if (job->prompt_text)
+        for (int i = 0; i < job->n_prompts; i++) free(job->prompt_text[i]);
+    free(job->prompt_text);
+    json_decref(job->prompt_msgs);
     http_pending_release(job->p);
     models_adapter_put(job->adapter);
     free(job);
@@ -359,8 +380,8 @@ int gen_submit(gen_job *job, int32_t *const *prompts, const int *n_tokens, const
     for (int i = 0; i < job->n_choices; i++) {
         gen_choice *c = &job->choices[i];
         if (job->top_logprobs >= 0) c->logprobs = gen__new_logprobs(job->kind);
-        if (job->echo && job->kind == GEN_COMPLETION && job->echo_text)
-            c->text_offset = strlen(job->echo_text[c->prompt_i]);
+        if (job->echo && job->kind == GEN_COMPLETION && job->prompt_text)
+            c->text_offset = strlen(job->prompt_text[c->prompt_i]);
     }
     /* After the last successful submit the job may finish and be freed on
      * the scheduler thread at any moment: the loop below reads only locals

@@ -8,6 +8,12 @@
  * the last choice to finish answers through http_pending and frees the job.
  * `remaining` and `failed` are atomics because a failed submit on the loop
  * thread may race with choices already running.
+ *
+ * Reranking by reward (rerank GEN_RERANK_REWARD, never streamed): the
+ * thread of the last choice to finish (the model's scheduler thread)
+ * scores every choice with the model's reward model under its model_lock
+ * (gen_rerank_score) before it answers, so the scoring never runs on the
+ * loop thread and waits for, never overlaps, the model's forward passes.
  */
 #ifndef API_GEN_H
 #define API_GEN_H
@@ -22,6 +28,12 @@
 
 typedef enum { GEN_COMPLETION, GEN_CHAT } gen_kind;
 
+/* Which best_of / n choices are returned, best first. */
+typedef enum {
+    GEN_RERANK_LOGPROB, /* OpenAI's: the most likely (by summed log-prob) */
+    GEN_RERANK_REWARD,  /* the highest rewards of the model's reward model */
+} gen_rerank;
+
 typedef struct gen_choice {
     struct gen_job *job;
     int index;            /* as generated (prompt_i * best_of + j) */
@@ -34,6 +46,8 @@ typedef struct gen_choice {
                              text_offset}; chat: {content: [...]}; NULL when off */
     size_t text_offset;   /* bytes of text before the next token (completions) */
     double sum_logprob;   /* for best_of */
+    float reward;         /* rerank by reward: the choice's score ... */
+    bool has_reward;      /* ... when it could be scored (else ranked last) */
     int n_generated;
     const char *finish;   /* "stop", "length"; NULL while running */
     bool role_sent;       /* chat streams send the role first */
@@ -57,7 +71,12 @@ typedef struct gen_job {
     int prompt_tokens;    /* usage: each prompt counted once */
     char id[48];
     long created;
-    char **echo_text;     /* [n_prompts] prompt texts for `echo`, or NULL */
+    gen_rerank rerank;
+    char **prompt_text;   /* [n_prompts] prompt texts (completions, for `echo`
+                             and for reward reranking), or NULL */
+    json_t *prompt_msgs;  /* chat with reward reranking: the messages as
+                             [{role, content}] (owned, a copy only this job
+                             reads), or NULL */
     atomic_int remaining; /* choices not finished */
     atomic_bool failed;   /* stop every choice: the request is being answered with an error */
     char error[512];      /* first error, answered when the last choice ends */
@@ -88,5 +107,14 @@ void gen_job_free(gen_job *job);
  * the job and answers). */
 int gen_submit(gen_job *job, int32_t *const *prompts, const int *n_tokens, const sched_req *base,
                bool seeded, char *err, size_t errlen, int *err_status);
+
+/* Reward reranking: scores every choice of job (prompt + its text, as
+ * POST /v1/rewards scores a pair) with the reward model of job->sm,
+ * filling reward / has_reward. Call on the thread that finalizes the job,
+ * never the loop thread; takes the model's model_lock. Returns 0 (also
+ * when the client has gone: nothing is scored then), or -1 with *code and
+ * err filled (the model has no reward model now: REWARD_MODEL_UNAVAILABLE;
+ * else INTERNAL). */
+int gen_rerank_score(gen_job *job, api_error_code *code, char *err, size_t errlen);
 
 #endif

@@ -93,15 +93,41 @@ static int api__adapter(http_req *req, json_t *body, const char *requested, api_
                          field, requested);
         return -1;
     }
-    if (!name) return 0;
-    p->slot = models_adapter_slot(p->sm, name);
-    p->adapter = p->slot ? models_adapter_get(p->sm, name) : NULL;
-    if (!p->adapter) {
+    /* just the model: the loop's active adapter when there is one (the
+     * base otherwise); "base" forces the base */
+    bool found = false;
+    p->slot = models_adapter_slot(p->sm, name ? name : MODELS_LOOP_SLOT);
+    p->adapter = models_adapter_resolve(p->sm, name, &found);
+    if (!found) {
         http_reply_error(req, API_ERR_ADAPTER_NOT_FOUND, colon ? "model" : "adapter",
                          "adapter '%s' of model '%s' is not served here (see GET /v1/models)", name,
                          p->sm->cfg->name);
         return -1;
     }
+    return 0;
+}
+
+/* "rerank": how the n returned choices are picked from best_of (or n)
+ * and ordered. After "stream". */
+static int api__rerank(http_req *req, json_t *body, api_gen_params *p) {
+    const char *v = NULL;
+    if (api_field_string(req, body, "rerank", &v)) return -1;
+    if (!v || !strcmp(v, "logprob")) return 0;
+    if (strcmp(v, "reward") != 0) {
+        http_reply_error(req, API_ERR_INVALID_VALUE, "rerank", "rerank must be \"logprob\" (the default) or \"reward\"");
+        return -1;
+    }
+    if (p->stream) { /* every candidate must end before any can be chosen */
+        http_reply_error(req, API_ERR_BAD_REQUEST, "rerank", "rerank \"reward\" cannot be streamed");
+        return -1;
+    }
+    if (!models_reward_present(p->sm)) {
+        http_reply_error(req, API_ERR_REWARD_MODEL_UNAVAILABLE, "rerank",
+                         "model '%s' has no reward model for rerank \"reward\": train one with `alignd train reward` "
+                         "and set reward_model in its [model.%s] section", p->sm->cfg->name, p->sm->cfg->name);
+        return -1;
+    }
+    p->rerank = GEN_RERANK_REWARD;
     return 0;
 }
 
@@ -209,6 +235,7 @@ int api_gen_params_parse(http_req *req, json_t *body, gen_kind kind, api_gen_par
         http_reply_error(req, API_ERR_INVALID_VALUE, "best_of", "best_of > n cannot be streamed");
         return -1;
     }
+    if (api__rerank(req, body, p)) return -1;
     const char *user = NULL;
     if (api_field_string(req, body, "user", &user)) return -1;
     if (kind == GEN_COMPLETION) {
@@ -253,6 +280,8 @@ void api_gen_params_free(api_gen_params *p) {
     p->bias = NULL;
     models_adapter_put(p->adapter);
     p->adapter = NULL;
+    json_decref(p->prompt_msgs);
+    p->prompt_msgs = NULL;
 }
 
 static void api__free_texts(char **texts, int n) {
@@ -262,21 +291,21 @@ static void api__free_texts(char **texts, int n) {
 }
 
 void api_gen_start(http_req *req, api_gen_params *p, gen_kind kind, int32_t **prompts,
-                   const int *n_tokens, int n_prompts, char **echo_texts) {
+                   const int *n_tokens, int n_prompts, char **prompt_texts) {
     served_model *sm = p->sm;
     int total = 0;
     for (int i = 0; i < n_prompts; i++) {
         if (n_tokens[i] < 1) {
             http_reply_error(req, API_ERR_INVALID_VALUE, kind == GEN_CHAT ? "messages" : "prompt",
                              "prompt %d is empty", i);
-            api__free_texts(echo_texts, n_prompts);
+            api__free_texts(prompt_texts, n_prompts);
             return;
         }
         if ((long long)n_tokens[i] + p->max_tokens > sm->n_ctx) {
             http_reply_error(req, API_ERR_CONTEXT_LENGTH, kind == GEN_CHAT ? "messages" : "max_tokens",
                              "this model's context is %d tokens; the prompt has %d and max_tokens asks "
                              "for %lld more", sm->n_ctx, n_tokens[i], p->max_tokens);
-            api__free_texts(echo_texts, n_prompts);
+            api__free_texts(prompt_texts, n_prompts);
             return;
         }
         total += n_tokens[i];
@@ -288,14 +317,14 @@ void api_gen_start(http_req *req, api_gen_params *p, gen_kind kind, int32_t **pr
         http_reply_header(req, "Retry-After", "1");
         http_reply_error(req, API_ERR_QUEUE_FULL, NULL, "model '%s' is busy: %d requests are waiting (queue_size %lld)",
                          sm->cfg->name, st.waiting, sm->cfg->queue_size);
-        api__free_texts(echo_texts, n_prompts);
+        api__free_texts(prompt_texts, n_prompts);
         return;
     }
     char err[512];
     gen_job *job = gen_job_create(kind, sm, n_prompts, (int)p->best_of, p->stops, p->n_stops, err, sizeof err);
     if (!job) {
         http_reply_error(req, API_ERR_INVALID_VALUE, "stop", "%s", err);
-        api__free_texts(echo_texts, n_prompts);
+        api__free_texts(prompt_texts, n_prompts);
         return;
     }
     job->stream = p->stream;
@@ -305,7 +334,10 @@ void api_gen_start(http_req *req, api_gen_params *p, gen_kind kind, int32_t **pr
     job->n = (int)p->n;
     job->prompt_tokens = total;
     job->created = (long)time(NULL);
-    job->echo_text = echo_texts;
+    job->prompt_text = prompt_texts;
+    job->rerank = p->rerank;
+    job->prompt_msgs = p->prompt_msgs; /* the job's now */
+    p->prompt_msgs = NULL;
     job->adapter = p->adapter; /* the job's now: given back when it is freed */
     p->adapter = NULL;
     if (job->adapter) snprintf(job->model, sizeof job->model, "%s:%s", sm->cfg->name, job->adapter->name);

@@ -26,6 +26,7 @@
 #include "app.h"
 #include "fields.h"
 #include "pref.h"
+#include "rewards.h"
 #include "routes.h"
 #include "trn_reward.h"
 
@@ -84,23 +85,23 @@ static pref_tok api__rw_pt(const served_model *sm) {
                       .bos_text = sm->bos_text, .eos_text = sm->eos_text};
 }
 
-/* Prompt + response ids the way training built them: pref.h's pair, with
- * the response as both chosen and rejected. 0, or -1 with msg filled. */
-static int api__rw_pair(const served_model *sm, const json_t *prompt, const json_t *resp, int32_t **ids, int *n,
-                        char *msg, size_t len) {
+/* pref.h's pair with the response as both chosen and rejected. */
+int api_reward_pair_ids(const served_model *sm, const models_reward *rw, const json_t *prompt, const json_t *resp,
+                        int32_t **ids, int *n, char *msg, size_t len) {
     pref_tok pt = api__rw_pt(sm);
     pref_opts o;
     pref_opts_default(&o);
-    o.max_len = sm->reward_max_len;
-    o.max_prompt_len = sm->reward_max_prompt_len;
-    o.add_eos = sm->reward_add_eos;
+    o.max_len = rw->max_len;
+    o.max_prompt_len = rw->max_prompt_len;
+    o.add_eos = rw->add_eos;
     pref_set s = {0};
     char e[512];
     int rc = json_is_string(prompt)
                  ? pref_add_text(&s, &pt, json_string_value(prompt), json_string_value(resp), json_string_value(resp),
                                  false, 0.0f, &o, e, sizeof e)
                  : pref_add_messages(&s, &pt, prompt, resp, resp, false, 0.0f, &o, e, sizeof e);
-    if (rc == 0 && s.n == 0) snprintf(e, sizeof e, "the prompt leaves no room for a response in %d tokens", o.max_len);
+    bool skipped = rc == 0 && s.n == 0; /* pref drops a pair without response tokens */
+    if (skipped) snprintf(e, sizeof e, "chosen has no tokens to score (empty, and no EOS is added)");
     if (rc == 0 && s.n == 1) {
         *n = s.p[0].n_prompt + s.p[0].n_chosen;
         if ((*ids = malloc((size_t)*n * sizeof(int32_t)))) memcpy(*ids, s.p[0].ids, (size_t)*n * sizeof(int32_t));
@@ -112,7 +113,16 @@ static int api__rw_pair(const served_model *sm, const json_t *prompt, const json
         bool ch = !strncmp(e, "chosen", 6);
         snprintf(msg, len, "%s%s", ch ? "response" : "", ch ? e + 6 : e);
     }
-    return ok ? 0 : -1;
+    return ok ? 0 : skipped ? 1 : -1;
+}
+
+/* Prompt + response ids the way training built them. 0, or non-zero with
+ * msg filled. */
+static int api__rw_pair(const served_model *sm, const json_t *prompt, const json_t *resp, int32_t **ids, int *n,
+                        char *msg, size_t len) {
+    models_reward rw = {.max_len = sm->reward_max_len, .max_prompt_len = sm->reward_max_prompt_len,
+                        .add_eos = sm->reward_add_eos};
+    return api_reward_pair_ids(sm, &rw, prompt, resp, ids, n, msg, len);
 }
 
 /* Splits {"messages": [...]} into the prompt (new array) and the trailing

@@ -31,6 +31,12 @@ void api_classify(http_req *req);
 void api_image_embeddings(http_req *req);
 /* api/rewards.c */
 void api_rewards(http_req *req);
+void api_training_create(http_req *req);
+void api_training_list(http_req *req);
+void api_training_get(http_req *req);
+void api_training_cancel(http_req *req);
+void api_adapters_list(http_req *req);
+void api_adapters_activate(http_req *req);
 /* api/feedback.c */
 void api_feedback_create(http_req *req);
 void api_feedback_list(http_req *req);

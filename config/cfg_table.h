@@ -49,6 +49,32 @@
       "Most feedback items in one POST /v1/feedback") \
     X(feedback, prompts_file, STR, "", 0, 0, NULL, 0, \
       "File of prompts (one per line) the web form draws from; empty = its built-in list") \
+    X(training, enabled, BOOL, "true", 0, 0, NULL, 0, \
+      "Run the closed loop: a worker thread trains on stored feedback and hot-swaps better adapters") \
+    X(training, dir, STR, "alignd-training", 0, 0, NULL, 0, \
+      "Folder for trained adapters (MODEL/ad-VERSION) and reward models (MODEL/rm-RUN)") \
+    X(training, min_new_pairs, INT, "0", 0, 100000000, NULL, 0, \
+      "Start a run when this many new preference pairs arrived since the model's last run; 0 = off") \
+    X(training, interval_minutes, INT, "0", 0, 525600, NULL, 0, \
+      "Start a run every this many minutes when new pairs arrived; 0 = off") \
+    X(training, epochs, INT, "3", 1, 1000, NULL, 0, \
+      "Passes over the training split per DPO / reward-model run") \
+    X(training, batch, INT, "8", 1, 4096, NULL, 0, \
+      "Preference pairs per optimizer step") \
+    X(training, lr, DOUBLE, "5e-4", 0, 10, NULL, 0, \
+      "Peak learning rate (linear decay, 10% warm-up)") \
+    X(training, beta, DOUBLE, "0.1", 0.000001, 100, NULL, 0, \
+      "DPO beta: strength of the pull towards the base model") \
+    X(training, lora_r, INT, "8", 1, 4096, NULL, 0, \
+      "LoRA rank of trained adapters") \
+    X(training, lora_alpha, DOUBLE, "16", 0.000001, 1000000, NULL, 0, \
+      "LoRA alpha (scale alpha / r)") \
+    X(training, lora_targets, STR, "", 0, 0, NULL, 0, \
+      "LoRA sites (q,k,v,o,gate,up,down; qkv on gpt2); empty = q,v on llama, qkv on gpt2") \
+    X(training, kl_max, DOUBLE, "0.5", 0, 1000, NULL, 0, \
+      "Gate: most mean per-token KL(policy || base) in nats on the eval responses for promotion") \
+    X(training, threads, INT, "1", 1, 1024, NULL, 0, \
+      "OpenBLAS threads the training worker asks for (serving keeps the rest)") \
     X(log, file, STR, "", 0, 0, NULL, 0, \
       "Log file (reopened on SIGHUP); empty logs to standard error") \
     X(log, level, ENUM, "info", 0, 0, "debug|info|warn|error", 0, \

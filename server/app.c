@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "debug_worker.h"
+#include "trainer.h"
 #include "log.h"
 #include "routes.h"
 
@@ -101,9 +102,15 @@ static void app__models_loaded(uv_work_t *w, int status) {
     app *a = w->data;
     if (status == 0 && a->load_rc == 0 && a->state == APP_STARTING &&
         models_start(&a->models, a->load_err, sizeof a->load_err) == 0) {
-        a->state = APP_READY;
-        LOG_INF("app", "ready: %d model(s) loaded", a->models.n);
-        return;
+        char terr[512];
+        if (trainer_restore(a->cfg, &a->models, a->store, terr, sizeof terr) ||
+            trainer_start(&a->trainer, a->cfg, &a->models, a->store, terr, sizeof terr)) {
+            snprintf(a->load_err, sizeof a->load_err, "training loop: %s", terr);
+        } else {
+            a->state = APP_READY;
+            LOG_INF("app", "ready: %d model(s) loaded", a->models.n);
+            return;
+        }
     }
     if (a->state == APP_DRAINING) return; /* shutting down anyway */
     LOG_ERR("app", "start-up failed: %s", a->load_err[0] ? a->load_err : "model loading was cancelled");
@@ -221,6 +228,7 @@ out:
         http_server_stop(a.http, NULL, NULL);
         uv_run(&a.loop, UV_RUN_DEFAULT);
     }
+    trainer_stop(a.trainer); /* before the models it trains */
     models_free(&a.models); /* stops the schedulers; what still runs ends as cancelled */
     store_close(a.store);
     json_decref(a.prompts);

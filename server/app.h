@@ -19,6 +19,7 @@
 #include "store.h"
 
 typedef struct debug_worker debug_worker;
+typedef struct trainer trainer;
 
 typedef enum {
     APP_STARTING, /* loading models: /ready answers 503 */
@@ -34,6 +35,7 @@ typedef struct app {
     metrics *metrics;
     debug_worker *debug;   /* NULL unless server.debug_routes */
     store *store;          /* preference feedback (SQLite) */
+    trainer *trainer;      /* the closed loop's worker; NULL when training is off */
     json_t *prompts;       /* feedback.prompts_file as a JSON array of strings */
     models_registry models; /* loaded by a uv work request at start-up */
     uv_work_t load_work;

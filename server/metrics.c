@@ -161,6 +161,18 @@ static void metrics__models(FILE *f, const metrics_model *ms, int n) {
         for (int k = 0; k < ms[i].n_adapters; k++)
             fprintf(f, "alignd_adapter_requests_total{model=\"%s\",adapter=\"%s\"} %llu\n", ms[i].name,
                     ms[i].adapters[k].name, ms[i].adapters[k].requests);
+    fprintf(f, "# HELP alignd_adapter_active_version Version of the closed loop's active adapter "
+               "(0: the base model serves).\n# TYPE alignd_adapter_active_version gauge\n");
+    for (int i = 0; i < n; i++)
+        if (ms[i].has_loop)
+            fprintf(f, "alignd_adapter_active_version{model=\"%s\"} %lld\n", ms[i].name, ms[i].active_version);
+    fprintf(f, "# HELP alignd_feedback_pairs_since_last_run Preference pairs stored since the model's "
+               "last training run was created (what training.min_new_pairs compares).\n"
+               "# TYPE alignd_feedback_pairs_since_last_run gauge\n");
+    for (int i = 0; i < n; i++)
+        if (ms[i].has_loop)
+            fprintf(f, "alignd_feedback_pairs_since_last_run{model=\"%s\"} %lld\n", ms[i].name,
+                    ms[i].pairs_since);
     fprintf(f, "# HELP alignd_requests_finished_total Generations finished, by reason.\n"
                "# TYPE alignd_requests_finished_total counter\n");
     for (int i = 0; i < n; i++)
@@ -175,6 +187,26 @@ static void metrics__models(FILE *f, const metrics_model *ms, int n) {
                "# TYPE alignd_inter_token_latency_seconds histogram\n");
     for (int i = 0; i < n; i++)
         if (ms[i].has_sched) metrics__sched_hist(f, "alignd_inter_token_latency_seconds", ms[i].name, &ms[i].st.itl);
+}
+
+/* The closed loop's worker: finished runs by status, the current step and
+ * the newest finished run's status as a state set. */
+static void metrics__training(FILE *f, const metrics_training *t) {
+    static const int finished[] = {2, 3, 4}; /* succeeded, failed, cancelled */
+    fprintf(f, "# HELP alignd_training_runs_total Training runs this process finished, by final status.\n"
+               "# TYPE alignd_training_runs_total counter\n");
+    for (size_t k = 0; k < sizeof finished / sizeof finished[0]; k++)
+        fprintf(f, "alignd_training_runs_total{status=\"%s\"} %llu\n", t->status_names[finished[k]],
+                t->runs[finished[k]]);
+    fprintf(f, "# HELP alignd_training_step Optimizer step of the running training run (0: idle).\n"
+               "# TYPE alignd_training_step gauge\n"
+               "alignd_training_step %lld\n", t->step);
+    fprintf(f, "# HELP alignd_training_last_run_status Status of the newest finished training run: "
+               "1 on its status label, 0 on the others (all 0: no run finished yet).\n"
+               "# TYPE alignd_training_last_run_status gauge\n");
+    for (size_t k = 0; k < sizeof finished / sizeof finished[0]; k++)
+        fprintf(f, "alignd_training_last_run_status{status=\"%s\"} %d\n", t->status_names[finished[k]],
+                t->last_status == finished[k]);
 }
 
 char *metrics_render(const metrics *m, const metrics_gauges *g, const metrics_model *models,
@@ -222,6 +254,7 @@ char *metrics_render(const metrics *m, const metrics_gauges *g, const metrics_mo
                 h->route, h->method, h->count, h->route, h->method, h->sum, h->route, h->method,
                 h->count);
     }
+    if (g->training) metrics__training(f, g->training);
     if (n_models > 0) metrics__models(f, models, n_models);
     fclose(f);
     if (len) *len = n;

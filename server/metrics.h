@@ -10,10 +10,19 @@
 
 typedef struct metrics metrics;
 
+/* The closed loop's worker (server/trainer.h), when training is enabled. */
+typedef struct metrics_training {
+    const char *const *status_names; /* [5]: queued, running, succeeded, failed, cancelled */
+    unsigned long long runs[5];      /* runs this process finished, by status index */
+    long long step;                  /* optimizer step of the current run; 0 idle */
+    int last_status;                 /* status index of the newest finished run; -1 none */
+} metrics_training;
+
 typedef struct metrics_gauges {
     unsigned in_flight;       /* HTTP requests in flight */
     int ready;                /* 1 when /ready answers 200 */
     double start_time;        /* process start, seconds since the epoch */
+    const metrics_training *training; /* NULL: training disabled (no series) */
 } metrics_gauges;
 
 metrics *metrics_create(void);
@@ -38,6 +47,9 @@ typedef struct metrics_model {
     emb_stats emb;
     const metrics_adapter *adapters; /* [n_adapters], borrowed */
     int n_adapters;
+    bool has_loop;              /* the closed loop trains this model */
+    long long active_version;   /* its active adapter's version; 0: the base */
+    long long pairs_since;      /* feedback pairs since its last run was created */
 } metrics_model;
 
 /* Returns the exposition text (malloc'd, caller frees) and its length. */

@@ -237,6 +237,76 @@ void models_adapter_put(served_adapter *a) {
     free(a);
 }
 
+/* ---- the closed loop's slot ---------------------------------------------- */
+
+/* The reserved slot of a llama/gpt2 decoder (empty until an adapter is
+ * activated); a configured adapter may not take its name. */
+static int models__loop_slot(served_model *sm, char *err, size_t errlen) {
+    if (!sm->m || !sm->decoder || (model_arch(sm->m) != MODEL_ARCH_LLAMA && model_arch(sm->m) != MODEL_ARCH_GPT2))
+        return 0;
+    if (models_adapter_slot(sm, MODELS_LOOP_SLOT) || models_adapter_slot(sm, MODELS_BASE_NAME)) {
+        snprintf(err, errlen, "model '%s': adapters: the names '%s' and '%s' are reserved for the training loop",
+                 sm->cfg->name, MODELS_LOOP_SLOT, MODELS_BASE_NAME);
+        return -1;
+    }
+    if (!sm->adapters) {
+        if (!(sm->adapters = calloc(MODELS_MAX_ADAPTERS, sizeof *sm->adapters))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        pthread_mutex_init(&sm->adapters_lock, NULL);
+        sm->adapters_lock_init = true;
+    }
+    if (sm->n_adapters == MODELS_MAX_ADAPTERS) {
+        snprintf(err, errlen, "model '%s': adapters: more than %d", sm->cfg->name, MODELS_MAX_ADAPTERS - 1);
+        return -1;
+    }
+    adapter_slot *slot = &sm->adapters[sm->n_adapters++];
+    snprintf(slot->name, sizeof slot->name, "%s", MODELS_LOOP_SLOT);
+    atomic_init(&slot->requests, 0);
+    return 0;
+}
+
+int models_adapter_install(served_model *sm, const char *name, trn_lora *lo) {
+    adapter_slot *slot = models_adapter_slot(sm, name);
+    served_adapter *a = NULL;
+    if (!slot || (lo && !(a = calloc(1, sizeof *a)))) {
+        trn_lora_free(lo);
+        return slot ? -ENOMEM : -ENOENT;
+    }
+    if (a) {
+        atomic_init(&a->refs, 1); /* the slot's */
+        a->lora = lo;
+        a->name = slot->name;
+        a->created = (long)time(NULL);
+    }
+    pthread_mutex_lock(&sm->adapters_lock);
+    served_adapter *old = slot->cur;
+    slot->cur = a;
+    pthread_mutex_unlock(&sm->adapters_lock);
+    models_adapter_put(old); /* freed now, or by the last request holding it */
+    return 0;
+}
+
+served_adapter *models_adapter_resolve(served_model *sm, const char *name, bool *found) {
+    *found = true;
+    if (name && !strcmp(name, MODELS_BASE_NAME)) return NULL;
+    served_adapter *a = models_adapter_get(sm, name ? name : MODELS_LOOP_SLOT);
+    if (name && !a) *found = false;
+    return a;
+}
+
+void models_reward_install(served_model *sm, struct trn_reward *rm, int max_len, int max_prompt_len, bool add_eos) {
+    pthread_mutex_lock(&sm->model_lock);
+    struct trn_reward *old = sm->reward;
+    sm->reward = rm;
+    sm->reward_max_len = max_len;
+    sm->reward_max_prompt_len = max_prompt_len;
+    sm->reward_add_eos = add_eos;
+    pthread_mutex_unlock(&sm->model_lock);
+    trn_reward_free(old);
+}
+
 /* ---- reward model -------------------------------------------------------- */
 
 /* The `reward_model` key: a folder from `alignd train reward` on sm's
@@ -264,6 +334,22 @@ static int models__load_reward(served_model *sm, const cfg_model *mc, char *err,
     json_decref(rc);
     return 0;
 }
+
+bool models_reward_lock(served_model *sm, models_reward *out) {
+    if (!sm->lock_init) return false; /* not started: nothing scores yet */
+    pthread_mutex_lock(&sm->model_lock);
+    if (!sm->reward) {
+        pthread_mutex_unlock(&sm->model_lock);
+        return false;
+    }
+    *out = (models_reward){.rm = sm->reward, .max_len = sm->reward_max_len,
+                           .max_prompt_len = sm->reward_max_prompt_len, .add_eos = sm->reward_add_eos};
+    return true;
+}
+
+void models_reward_unlock(served_model *sm) { pthread_mutex_unlock(&sm->model_lock); }
+
+bool models_reward_present(const served_model *sm) { return sm->reward != NULL; }
 
 /* ---- loading ------------------------------------------------------------- */
 
@@ -345,7 +431,8 @@ int models_load(models_registry *r, const cfg *c, char *err, size_t errlen) {
     r->n = c->n_models;
     for (int i = 0; i < c->n_models; i++) {
         double t0 = (double)clock() / CLOCKS_PER_SEC;
-        if (models__load_one(&r->items[i], &c->models[i], err, errlen) != 0) {
+        if (models__load_one(&r->items[i], &c->models[i], err, errlen) != 0 ||
+            (c->training_enabled && models__loop_slot(&r->items[i], err, errlen) != 0)) {
             models_free(r);
             return -1;
         }

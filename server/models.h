@@ -114,4 +114,49 @@ served_adapter *models_adapter_get(served_model *sm, const char *name);
  * NULL. Any thread. */
 void models_adapter_put(served_adapter *a);
 
+/* A reward model as scored: what models_reward_lock hands out. */
+typedef struct models_reward {
+    struct trn_reward *rm;      /* borrowed while sm->model_lock is held */
+    int max_len, max_prompt_len; /* the truncation it was trained with */
+    bool add_eos;               /* responses end with EOS, as in training */
+} models_reward;
+
+/* Takes sm->model_lock; when sm has a reward model now, fills *out and
+ * returns true with the lock still held (models_reward_unlock gives it
+ * back: *out is valid until then), else releases the lock and returns
+ * false. The reward model may be replaced at run time, but only under
+ * model_lock, so what *out holds cannot change while the lock is held.
+ * Waits for a running forward pass: any thread but the loop thread. */
+bool models_reward_lock(served_model *sm, models_reward *out);
+void models_reward_unlock(served_model *sm);
+/* Whether sm serves a reward model now: a hint for validating a request
+ * (it may change before the scoring, which finds out under the lock).
+ * Any thread. */
+bool models_reward_present(const served_model *sm);
+
+/* ---- the closed loop (server/trainer.c) -------------------------------------
+ * A decoder served with training.enabled has a reserved adapter slot,
+ * MODELS_LOOP_SLOT, holding the active adapter of the loop (empty: the
+ * base). A request that names just the model gets the slot's current
+ * version (models_adapter_resolve); "base" forces the base. */
+#define MODELS_LOOP_SLOT "active"
+#define MODELS_BASE_NAME "base"
+
+/* Publishes lo (stolen, also on failure; NULL: empty the slot) as the new
+ * version of sm's slot `name`: the slot pointer is replaced under the slot
+ * lock and the slot's reference to the old version dropped, so requests
+ * that hold the old one finish with it and the next step's new requests
+ * get the new one. -ENOENT when sm has no such slot. Any thread. */
+int models_adapter_install(served_model *sm, const char *name, trn_lora *lo);
+/* The adapter a generation request gets: name NULL (the request named just
+ * the model) -> a new reference to the loop slot's version, NULL when it
+ * is empty; MODELS_BASE_NAME -> NULL (the base); another name -> a new
+ * reference to that slot's version. *found = false only for a name that
+ * is neither "base" nor a slot with a version. Any thread. */
+served_adapter *models_adapter_resolve(served_model *sm, const char *name, bool *found);
+/* Replaces sm's reward model (stolen) under model_lock and frees the old
+ * one; max_len etc. as models_reward. Any thread but the loop thread. */
+void models_reward_install(served_model *sm, struct trn_reward *rm, int max_len, int max_prompt_len,
+                           bool add_eos);
+
 #endif

@@ -18,10 +18,7 @@
 
 #include <sqlite3.h>
 
-struct store {
-    sqlite3 *db;
-    pthread_mutex_t mu;
-};
+#include "store_sqlite_impl.h"
 
 /* ---------------------------------------------------------------- schema */
 
@@ -54,6 +51,40 @@ static const char *const store__migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  response TEXT NOT NULL"
     ");",
+    /* 2: the closed loop: training runs and the adapter registry
+     * (server/store_train.c). At most one active adapter per model. */
+    "CREATE TABLE training_runs ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('dpo','reward','both')),"
+    "  trigger TEXT NOT NULL CHECK (trigger IN ('api','pairs','schedule')),"
+    "  status TEXT NOT NULL CHECK (status IN ('queued','running','succeeded','failed','cancelled')),"
+    "  created_at INTEGER NOT NULL,"
+    "  started_at INTEGER,"
+    "  finished_at INTEGER,"
+    "  pairs INTEGER NOT NULL DEFAULT 0,"
+    "  config TEXT,"
+    "  metrics TEXT,"
+    "  history TEXT,"
+    "  error TEXT,"
+    "  adapter_id TEXT"
+    ");"
+    "CREATE INDEX training_runs_created ON training_runs (created_at, id);"
+    "CREATE TABLE adapters ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  parent_id TEXT,"
+    "  run_id TEXT,"
+    "  status TEXT NOT NULL CHECK (status IN ('candidate','active','retired')),"
+    "  metrics TEXT,"
+    "  path TEXT NOT NULL,"
+    "  sha256 TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  reason TEXT,"
+    "  UNIQUE (model, version)"
+    ");"
+    "CREATE UNIQUE INDEX adapters_one_active ON adapters (model) WHERE status = 'active';",
 };
 #define STORE__VERSION ((int)(sizeof store__migrations / sizeof store__migrations[0]))
 

@@ -20,11 +20,11 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import alignd_harness as H  # noqa: E402
+import pairs_util as P  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = os.path.join(HERE, "..", "..", "..", "shared", "models", "stories260K.gguf")
-NAMES = ["Lily", "Tom", "Ben", "Mia", "Sam", "Anna", "Max", "Sue", "Tim", "Zoe"]
-THINGS = ["ball", "cat", "dog", "box", "toy", "cake", "car", "flower"]
+NAMES, THINGS = P.NAMES, P.THINGS
 GOOD = ["happy and played all day.", "very happy.", "happy and smiled."]
 BAD = ["sad and cried all day.", "very sad.", "scared and ran away.", "angry and sad."]
 
@@ -68,33 +68,12 @@ class TrainDpo(unittest.TestCase):
 
     @classmethod
     def on_policy_pairs(cls):
-        """The synthetic preference rule on the base model's own samples, as
-        the feedback loop collects them: per prompt, seeded samples through
-        the API; a sample that says "happy" is preferred to each that does
-        not. The base model rarely says it, so the preferred samples are
-        drawn after "felt happy" (same length and style as the others: only
-        the word differs, no shortcut for a reward model to learn)."""
+        """The synthetic preference rule on the base model's own samples
+        (pairs_util.on_policy_pairs: "happy" preferred), as a JSONL file."""
         path = os.path.join(cls.tmp, "on_policy.jsonl")
-        if os.path.exists(path):
-            return path
-        with H.Daemon("--model", f"stories={MODEL}") as d, open(path, "w") as f:
-            for i, n in enumerate(NAMES):
-                for j, t in enumerate(THINGS[::2]):
-                    prompt = f"Once upon a time, {n} found a {t}. {n} felt"
-                    def sample(text, n, seed):
-                        status, _, b = d.json("POST", "/v1/completions", {
-                            "model": "stories", "prompt": text, "max_tokens": n,
-                            "temperature": 1.0, "seed": seed}, timeout=60)
-                        assert status == 200, b
-                        return b["choices"][0]["text"]
-                    for k in range(6):
-                        seed = 1000 * i + 10 * j + k
-                        bad = sample(prompt, 8, seed)
-                        if "happy" in bad:
-                            continue
-                        good = " happy" + sample(prompt + " happy", 7, seed)
-                        f.write(json.dumps({"prompt": prompt, "chosen": good, "rejected": bad,
-                                            "split": "eval" if i >= 8 else "train"}) + "\n")
+        if not os.path.exists(path):
+            with H.Daemon("--model", f"stories={MODEL}") as d:
+                P.write_jsonl(path, P.on_policy_pairs(d, "stories"))
         return path
 
     @classmethod
@@ -153,14 +132,8 @@ class TrainDpo(unittest.TestCase):
                     self.assertAlmostEqual(x, y, delta=1e-3)
                 self.assertEqual(self.complete(a, "stories", pr, adapter="happy")[0], ta)
             # seeded samples: the property the pairs preferred
-            def happy(model):
-                hits = 0
-                for seed in range(24):
-                    text, _ = self.complete(a, model, prompts[seed % 3], temperature=1.0,
-                                            seed=seed, logprobs=None)
-                    hits += "happy" in text
-                return hits / 24
-            base, tuned = happy("stories"), happy("stories:happy")
+            base = P.happy_share(a, "stories", seeds=24, prompts=prompts)
+            tuned = P.happy_share(a, "stories:happy", seeds=24, prompts=prompts)
             print(f"\nsamples saying happy: base {base:.2f}, adapter {tuned:.2f}",
                   file=sys.stderr)
             self.assertGreaterEqual(tuned, base + 0.3)

@@ -1,0 +1,88 @@
+/* store_train.h - the closed loop's tables in the store (store.h, schema
+ * version 2): training runs and the adapter registry.
+ *
+ * A run: "run_" + 24 hex, kind dpo|reward|both, trigger api|pairs|schedule,
+ * status queued -> running -> succeeded|failed|cancelled. JSON columns are
+ * kept as text (config, metrics, history: per-step records, a JSON array).
+ * An adapter: "ad_" + 24 hex, a version that increases per model, status
+ * candidate|active|retired (at most one active per model: a unique partial
+ * index), the sha256 of its adapter_model.safetensors.
+ *
+ * Every function is one transaction (all or nothing), returns 0 or a
+ * negative errno as store.h says (-ENOENT: no such run / adapter), and may be
+ * called from any thread (the store's mutex serialises calls).
+ */
+#ifndef STORE_TRAIN_H
+#define STORE_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define STORE_RUN_ID_LEN 28      /* "run_" + 24 hex */
+#define STORE_ADAPTER_ID_LEN 27  /* "ad_" + 24 hex */
+
+/* Every string is owned (malloc'd; NULL = SQL NULL); store_run_clear. */
+typedef struct store_run {
+    char *id, *model, *kind, *trigger, *status;
+    int64_t created_at, started_at, finished_at; /* unix ms; 0 = not yet */
+    int64_t pairs;           /* preference pairs the run trained on */
+    char *config, *metrics, *history; /* JSON text */
+    char *error;             /* why it failed or was cancelled */
+    char *adapter_id;        /* the adapter it produced */
+} store_run;
+
+void store_run_clear(store_run *r);
+
+/* Inserts r as "queued" (model, kind and trigger required; config
+ * optional); writes a new id and created_at into r. */
+int store_run_create(store *s, store_run *r, char *err, size_t errlen);
+/* Writes r's status, timestamps, pairs, config, metrics, history, error and
+ * adapter_id to the row r->id. */
+int store_run_update(store *s, const store_run *r, char *err, size_t errlen);
+int store_run_get(store *s, const char *id, store_run *out, char *err, size_t errlen);
+/* The newest runs first (limit <= 0: 50). *rows: new array of *n. */
+int store_run_list(store *s, int limit, store_run **rows, size_t *n, char *err,
+                   size_t errlen);
+void store_run_list_free(store_run *rows, size_t n);
+/* Start-up: every run still queued or running was cut short by a restart:
+ * marks it failed ("interrupted by a restart"); *n (may be NULL) gets the
+ * count. */
+int store_runs_fail_interrupted(store *s, int *n, char *err, size_t errlen);
+/* created_at of model's newest run, 0 when none. */
+int store_run_last_created(store *s, const char *model, int64_t *ms, char *err, size_t errlen);
+/* Feedback rows of kind "pair" created at or after since_ms. */
+int store_pairs_since(store *s, int64_t since_ms, int64_t *n, char *err, size_t errlen);
+
+typedef struct store_adapter {
+    char *id, *model, *parent_id, *run_id, *status;
+    int64_t version, created_at;
+    char *metrics;           /* JSON text */
+    char *path, *sha256;     /* PEFT folder; digest of its weights file */
+    char *reason;            /* why it was not promoted */
+} store_adapter;
+
+void store_adapter_clear(store_adapter *a);
+
+/* Registers a (model, path, sha256 required) with the next version of its
+ * model, status "candidate" unless a->status says otherwise; writes id,
+ * version and created_at into a. */
+int store_adapter_register(store *s, store_adapter *a, char *err, size_t errlen);
+int store_adapter_get(store *s, const char *id, store_adapter *out, char *err, size_t errlen);
+/* model's active adapter; -ENOENT when it serves the base. */
+int store_adapter_active(store *s, const char *model, store_adapter *out, char *err,
+                         size_t errlen);
+/* Newest first; model NULL: every model's. */
+int store_adapter_list(store *s, const char *model, store_adapter **rows, size_t *n, char *err,
+                       size_t errlen);
+void store_adapter_list_free(store_adapter *rows, size_t n);
+/* Makes id model's active adapter (id NULL: none, the base) and retires the
+ * one active before, in one transaction. -ENOENT when id is not model's. */
+int store_adapter_activate(store *s, const char *model, const char *id, char *err,
+                           size_t errlen);
+/* Records why a candidate stays a candidate, and its metrics. */
+int store_adapter_set_reason(store *s, const char *id, const char *reason, const char *metrics,
+                             char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,333 @@
+/* trainer.c - the closed loop's worker thread: queue of one run, automatic
+ * triggers, cancellation, activation and start-up restore (trainer.h). The
+ * run itself is trainer_run.c. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "trainer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "trn_peft.h"
+
+const char *const trainer_status_names[5] = {"queued", "running", "succeeded", "failed",
+                                             "cancelled"};
+
+struct trainer {
+    const cfg *c;
+    models_registry *models;
+    store *st;
+    pthread_t thread;
+    pthread_mutex_t mu;          /* guards pending, busy, current */
+    pthread_cond_t cv;
+    bool stop;
+    store_run pending;           /* the queued run (id NULL: none) */
+    served_model *pending_sm;
+    char current[STORE_RUN_ID_LEN + 1]; /* the running run's id, "" idle */
+    _Atomic int cancel;          /* of the running run */
+    _Atomic long long step;
+    _Atomic unsigned long long runs[5];
+    _Atomic int last_status;
+};
+
+void trainer_get_stats(const trainer *t, trainer_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->last_status = -1;
+    if (!t)
+        return;
+    for (int i = 0; i < 5; i++)
+        out->runs[i] = atomic_load(&((trainer *)t)->runs[i]);
+    out->step = atomic_load(&((trainer *)t)->step);
+    out->last_status = atomic_load(&((trainer *)t)->last_status);
+}
+
+/* ---- activation and restore ------------------------------------------------ */
+
+/* Loads the PEFT folder of ad and publishes it in sm's loop slot. */
+static int trainer__serve(served_model *sm, const store_adapter *ad, char *err, size_t errlen)
+{
+    trn_lora *lo = NULL;
+    char msg[256];
+    if (trn_peft_load(&lo, ad->path, model_arch(sm->m), model_hp(sm->m), msg, sizeof msg)) {
+        snprintf(err, errlen, "adapter %s (%s): %s", ad->id, ad->path, msg);
+        return -EINVAL;
+    }
+    lo->enabled = true;
+    return models_adapter_install(sm, MODELS_LOOP_SLOT, lo);
+}
+
+/* Serialises activations: the worker's promotion and an API activation
+ * each write the registry and then the serving slot; without it the two
+ * could interleave and leave the registry and serving disagreeing. */
+static pthread_mutex_t trainer__activate_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int trainer__activate(store *st, served_model *sm, const char *id, char *err,
+                             size_t errlen);
+
+int trainer_activate(store *st, served_model *sm, const char *id, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&trainer__activate_mu);
+    int rc = trainer__activate(st, sm, id, err, errlen);
+    pthread_mutex_unlock(&trainer__activate_mu);
+    return rc;
+}
+
+static int trainer__activate(store *st, served_model *sm, const char *id, char *err,
+                             size_t errlen)
+{
+    if (!models_adapter_slot(sm, MODELS_LOOP_SLOT)) {
+        snprintf(err, errlen, "model '%s' has no training loop (a llama or gpt2 decoder with "
+                 "training.enabled)", sm->cfg->name);
+        return -EINVAL;
+    }
+    bool base = !id || !strcmp(id, MODELS_BASE_NAME);
+    store_adapter ad = {0};
+    int rc = 0;
+    if (!base) {
+        if ((rc = store_adapter_get(st, id, &ad, err, errlen)))
+            return rc;
+        if (strcmp(ad.model, sm->cfg->name)) {
+            snprintf(err, errlen, "adapter %s belongs to model '%s'", id, ad.model);
+            store_adapter_clear(&ad);
+            return -ENOENT;
+        }
+        /* load first: a folder that does not load never becomes active */
+        trn_lora *lo = NULL;
+        char msg[256];
+        if (trn_peft_load(&lo, ad.path, model_arch(sm->m), model_hp(sm->m), msg, sizeof msg)) {
+            snprintf(err, errlen, "adapter %s (%s): %s", ad.id, ad.path, msg);
+            store_adapter_clear(&ad);
+            return -EIO;
+        }
+        lo->enabled = true;
+        if (!(rc = store_adapter_activate(st, sm->cfg->name, id, err, errlen)))
+            rc = models_adapter_install(sm, MODELS_LOOP_SLOT, lo);
+        else
+            trn_lora_free(lo);
+    } else if (!(rc = store_adapter_activate(st, sm->cfg->name, NULL, err, errlen))) {
+        rc = models_adapter_install(sm, MODELS_LOOP_SLOT, NULL);
+    }
+    if (!rc)
+        LOG_INF("trainer", "model '%s': serving %s%s", sm->cfg->name, base ? "the base" : "adapter ",
+                base ? "" : id);
+    store_adapter_clear(&ad);
+    return rc;
+}
+
+int trainer_restore(const cfg *c, models_registry *models, store *st, char *err, size_t errlen)
+{
+    int n = 0, rc = store_runs_fail_interrupted(st, &n, err, errlen);
+    if (rc)
+        return rc;
+    if (n)
+        LOG_WRN("trainer", "%d training run(s) were interrupted by a restart: marked failed", n);
+    for (int i = 0; c->training_enabled && i < models->n; i++) {
+        served_model *sm = &models->items[i];
+        store_adapter ad;
+        char msg[1024];
+        if (!models_adapter_slot(sm, MODELS_LOOP_SLOT) ||
+            store_adapter_active(st, sm->cfg->name, &ad, msg, sizeof msg))
+            continue;
+        if (trainer__serve(sm, &ad, msg, sizeof msg))
+            LOG_ERR("trainer", "model '%s': cannot serve its active %s; serving the base", sm->cfg->name, msg);
+        else
+            LOG_INF("trainer", "model '%s': serving active adapter %s (version %lld)", sm->cfg->name,
+                    ad.id, (long long)ad.version);
+        store_adapter_clear(&ad);
+    }
+    return 0;
+}
+
+/* ---- queue ------------------------------------------------------------------- */
+
+int trainer_submit(trainer *t, served_model *sm, const char *kind, const char *trigger,
+                   store_run *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&t->mu);
+    int rc = 0;
+    if (t->pending.id || t->current[0]) {
+        snprintf(err, errlen, "a training run is already %s (%s)", t->pending.id ? "queued" : "running",
+                 t->pending.id ? t->pending.id : t->current);
+        rc = -EBUSY;
+    } else {
+        store_run r = {.model = strdup(sm->cfg->name), .kind = strdup(kind),
+                       .trigger = strdup(trigger)};
+        rc = store_run_create(t->st, &r, err, errlen);
+        if (!rc) {
+            t->pending = r, t->pending_sm = sm;
+            out->id = strdup(r.id);
+            pthread_cond_signal(&t->cv);
+        } else {
+            store_run_clear(&r);
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (!rc && out->id) {
+        char *id = out->id;
+        rc = store_run_get(t->st, id, out, err, errlen);
+        free(id);
+    }
+    return rc;
+}
+
+int trainer_cancel(trainer *t, const char *id, char *err, size_t errlen)
+{
+    store_run r;
+    int rc = store_run_get(t->st, id, &r, err, errlen);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&t->mu);
+    if (t->pending.id && !strcmp(t->pending.id, id)) {
+        free(t->pending.status);
+        t->pending.status = strdup("cancelled");
+        t->pending.error = strdup("cancelled before it started");
+        t->pending.finished_at = (int64_t)time(NULL) * 1000;
+        rc = store_run_update(t->st, &t->pending, err, errlen);
+        store_run_clear(&t->pending);
+        atomic_fetch_add(&t->runs[4], 1);
+    } else if (!strcmp(t->current, id)) {
+        atomic_store(&t->cancel, 1);
+    } else {
+        snprintf(err, errlen, "training run %s already ended (%s)", id, r.status);
+        rc = -EINVAL;
+    }
+    pthread_mutex_unlock(&t->mu);
+    store_run_clear(&r);
+    return rc;
+}
+
+/* ---- automatic triggers ------------------------------------------------------ */
+
+/* Queues a run of model sm when its triggers say so (worker thread). */
+static void trainer__auto(trainer *t, served_model *sm)
+{
+    const cfg *c = t->c;
+    int64_t last = 0, n = 0, now = (int64_t)time(NULL) * 1000;
+    char err[256];
+    if (store_run_last_created(t->st, sm->cfg->name, &last, err, sizeof err) ||
+        store_pairs_since(t->st, last, &n, err, sizeof err) || n == 0)
+        return;
+    const char *trigger = NULL;
+    if (c->training_min_new_pairs > 0 && n >= c->training_min_new_pairs)
+        trigger = "pairs";
+    else if (c->training_interval_minutes > 0 && now - last >= c->training_interval_minutes * 60000)
+        trigger = "schedule";
+    store_run r;
+    if (trigger && trainer_submit(t, sm, "dpo", trigger, &r, err, sizeof err) == 0) {
+        LOG_INF("trainer", "model '%s': %lld new pairs: run %s (%s)", sm->cfg->name, (long long)n,
+                r.id, trigger);
+        store_run_clear(&r);
+    }
+}
+
+static void trainer__check_triggers(trainer *t)
+{
+    if (t->c->training_min_new_pairs <= 0 && t->c->training_interval_minutes <= 0)
+        return;
+    for (int i = 0; i < t->models->n; i++)
+        if (models_adapter_slot(&t->models->items[i], MODELS_LOOP_SLOT))
+            trainer__auto(t, &t->models->items[i]);
+}
+
+/* ---- the thread -------------------------------------------------------------- */
+
+static void trainer__one(trainer *t, store_run *r, served_model *sm)
+{
+    trainer_job job = {.c = t->c, .st = t->st, .sm = sm, .run = r, .cancel = &t->cancel,
+                       .step = &t->step};
+    int status = trainer_run(&job);
+    atomic_fetch_add(&t->runs[status], 1);
+    atomic_store(&t->last_status, status);
+    atomic_store(&t->step, 0);
+}
+
+static void *trainer__main(void *arg)
+{
+    trainer *t = arg;
+    /* below serving: nice applies per thread on Linux (its own tid) */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) != 0)
+        LOG_WRN("trainer", "cannot lower the worker's priority");
+    pthread_mutex_lock(&t->mu);
+    while (!t->stop) {
+        if (!t->pending.id) {
+            pthread_mutex_unlock(&t->mu);
+            trainer__check_triggers(t);
+            pthread_mutex_lock(&t->mu);
+        }
+        if (!t->pending.id) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1; /* triggers are polled once a second */
+            pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+            continue;
+        }
+        store_run r = t->pending;
+        served_model *sm = t->pending_sm;
+        memset(&t->pending, 0, sizeof t->pending);
+        snprintf(t->current, sizeof t->current, "%s", r.id);
+        atomic_store(&t->cancel, 0);
+        pthread_mutex_unlock(&t->mu);
+        trainer__one(t, &r, sm);
+        store_run_clear(&r);
+        pthread_mutex_lock(&t->mu);
+        t->current[0] = '\0';
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+int trainer_start(trainer **out, const cfg *c, models_registry *models, store *st, char *err,
+                  size_t errlen)
+{
+    *out = NULL;
+    if (!c->training_enabled)
+        return 0;
+    trainer *t = calloc(1, sizeof *t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    t->c = c, t->models = models, t->st = st;
+    atomic_init(&t->last_status, -1);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    int rc = pthread_create(&t->thread, NULL, trainer__main, t);
+    if (rc) {
+        snprintf(err, errlen, "cannot start the training worker: %s", strerror(rc));
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->cv);
+        free(t);
+        return -rc;
+    }
+    *out = t;
+    return 0;
+}
+
+void trainer_stop(trainer *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    atomic_store(&t->cancel, 1);
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    if (t->pending.id) { /* queued, never started: the next start fails it */
+        store_run_clear(&t->pending);
+    }
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    free(t);
+}

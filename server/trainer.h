@@ -1,0 +1,81 @@
+/* trainer.h - the closed loop's worker thread (DESIGN.md section 1, 7).
+ *
+ * One run at a time. A run is created in the store (store_train.h) as
+ * "queued" by trainer_submit (POST /v1/training/runs), or by the worker
+ * itself when training.min_new_pairs pairs arrived since the model's last
+ * run or training.interval_minutes passed with new pairs. The worker
+ * (trainer_run.c) loads the pairs from the store, trains a reward model
+ * and/or a DPO adapter on a frozen view of the served weights (never merged
+ * into them), saves the adapter as a PEFT folder, registers it as a
+ * candidate, runs the evaluation gate and, when it passes, activates it:
+ * the served model's MODELS_LOOP_SLOT gets the new version between engine
+ * steps (models_adapter_install).
+ *
+ * The worker runs at nice 10 (setpriority on its own thread id) and yields
+ * between optimizer steps; cancellation is checked between steps.
+ *
+ * Threads: trainer_start/stop on the main thread; trainer_submit,
+ * trainer_cancel, trainer_activate and trainer_stats from the loop thread
+ * (they do small SQLite writes; activate also reads an adapter folder).
+ */
+#ifndef TRAINER_H
+#define TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+#include "models.h"
+#include "store_train.h"
+
+typedef struct trainer trainer;
+
+/* Fails runs a restart interrupted and serves every model's active adapter
+ * from the registry again (a missing or corrupt folder is logged and the
+ * model serves the base). Before trainer_start, after models_start. */
+int trainer_restore(const cfg *c, models_registry *models, store *st, char *err, size_t errlen);
+
+/* Starts the worker (does nothing and returns 0 with *out NULL when
+ * training.enabled is false). Borrows everything until trainer_stop. */
+int trainer_start(trainer **out, const cfg *c, models_registry *models, store *st, char *err,
+                  size_t errlen);
+/* Cancels a running run (it ends "cancelled"), joins, frees. NULL ok. */
+void trainer_stop(trainer *t);
+
+/* Queues a run of kind "dpo"|"reward"|"both" for model sm; *out gets the
+ * stored run. -EBUSY while another run is queued or running. */
+int trainer_submit(trainer *t, served_model *sm, const char *kind, const char *trigger,
+                   store_run *out, char *err, size_t errlen);
+/* Asks run id to stop: a queued run ends at once, a running one at the
+ * next step boundary. -ENOENT unknown, -EINVAL already finished. */
+int trainer_cancel(trainer *t, const char *id, char *err, size_t errlen);
+/* Makes adapter id (NULL or "base": none) model sm's active adapter: in
+ * the registry and in serving. */
+int trainer_activate(store *st, served_model *sm, const char *id, char *err, size_t errlen);
+
+typedef struct trainer_stats {
+    uint64_t runs[5];        /* finished runs by status: queued, running,
+                                succeeded, failed, cancelled (index of
+                                trainer_status_names) */
+    int64_t step;            /* optimizer step of the current run (0: idle) */
+    int last_status;         /* index of the last finished run's status; -1 */
+} trainer_stats;
+
+extern const char *const trainer_status_names[5];
+void trainer_get_stats(const trainer *t, trainer_stats *out);
+
+/* ---- between trainer.c and trainer_run.c ------------------------------------ */
+
+typedef struct trainer_job {
+    const cfg *c;
+    store *st;
+    served_model *sm;
+    store_run *run;             /* updated as the run goes */
+    const _Atomic int *cancel;  /* non-zero: stop at the next step */
+    _Atomic long long *step;    /* the current optimizer step, for metrics */
+} trainer_job;
+
+/* Runs job->run to its end; returns its final status index. */
+int trainer_run(trainer_job *job);
+
+#endif
