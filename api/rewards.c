@@ -16,9 +16,15 @@
  * query is one chat-formatted text (its special-token text parsed), with a
  * trailing EOS text dropped and the EOS token appended, as OpenRLHF does.
  *
- * Tokenization runs on the loop thread (as for embeddings); scoring on a
- * libuv work thread under the model's model_lock, so it never overlaps the
- * model's other forward passes (the reward model reads the same weights). */
+ * Tokenization runs on the loop thread (as for embeddings) with a snapshot
+ * of the reward model's truncation (models_reward_peek: the loop thread
+ * never waits for model_lock); scoring on a libuv work thread under the
+ * model's model_lock (models_reward_lock), so it never overlaps the model's
+ * other forward passes (the reward model reads the same weights). The
+ * training loop may replace the reward model in between: scoring then
+ * goes ahead when the new one was trained with the same truncation (the
+ * tokens are the same), and answers 409 reward_model_unavailable otherwise
+ * (a retry tokenizes afresh). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +46,7 @@ typedef struct api_rw_job {
     int *lens;           /* [n] */
     int n, tokens;
     bool openrlhf;       /* answer {"rewards": [...]} */
+    models_reward rw;    /* the truncation the sequences were made with */
     char model[CFG_MODEL_NAME_MAX];
 } api_rw_job;
 
@@ -56,17 +63,18 @@ static served_model *api__rw_model(http_req *req, const char *name) {
     models_registry *r = &((app *)http_req_app(req))->models;
     if (name) {
         served_model *sm = models_find(r, name);
+        bool has = sm && models_reward_present(sm);
         if (!sm) http_reply_error(req, API_ERR_MODEL_NOT_FOUND, "model", "model '%s' is not served here (see GET /v1/models)", name);
-        else if (!sm->reward)
+        else if (!has)
             http_reply_error(req, API_ERR_REWARD_MODEL_UNAVAILABLE, "model",
                              "model '%s' has no reward model: train one with `alignd train reward` and set "
                              "reward_model in its [model.%s] section", name, name);
-        return sm && sm->reward ? sm : NULL;
+        return has ? sm : NULL;
     }
     served_model *found = NULL;
     int n = 0;
     for (int i = 0; i < r->n; i++)
-        if (r->items[i].reward) found = &r->items[i], n++;
+        if (models_reward_present(&r->items[i])) found = &r->items[i], n++;
     if (n == 1) return found;
     if (n == 0)
         http_reply_error(req, API_ERR_REWARD_MODEL_UNAVAILABLE, "model",
@@ -116,15 +124,6 @@ int api_reward_pair_ids(const served_model *sm, const models_reward *rw, const j
     return ok ? 0 : skipped ? 1 : -1;
 }
 
-/* Prompt + response ids the way training built them. 0, or non-zero with
- * msg filled. */
-static int api__rw_pair(const served_model *sm, const json_t *prompt, const json_t *resp, int32_t **ids, int *n,
-                        char *msg, size_t len) {
-    models_reward rw = {.max_len = sm->reward_max_len, .max_prompt_len = sm->reward_max_prompt_len,
-                        .add_eos = sm->reward_add_eos};
-    return api_reward_pair_ids(sm, &rw, prompt, resp, ids, n, msg, len);
-}
-
 /* Splits {"messages": [...]} into the prompt (new array) and the trailing
  * assistant turns (new array). */
 static int api__rw_split_messages(const json_t *msgs, json_t **prompt, json_t **resp) {
@@ -140,7 +139,8 @@ static int api__rw_split_messages(const json_t *msgs, json_t **prompt, json_t **
 }
 
 /* One "input" item into ids; answers the error itself (-1). */
-static int api__rw_item(http_req *req, const served_model *sm, const json_t *item, size_t i, int32_t **ids, int *n) {
+static int api__rw_item(http_req *req, const served_model *sm, const models_reward *rw, const json_t *item, size_t i,
+                        int32_t **ids, int *n) {
     char msg[640];
     const json_t *msgs = json_object_get(item, "messages");
     json_t *p = json_object_get(item, "prompt"), *r = json_object_get(item, "response");
@@ -164,7 +164,7 @@ static int api__rw_item(http_req *req, const served_model *sm, const json_t *ite
         http_reply_error(req, API_ERR_BAD_REQUEST, "input", "input[%zu].response is empty", i);
         return -1;
     }
-    int rc = api__rw_pair(sm, p, r, ids, n, msg, sizeof msg);
+    int rc = api_reward_pair_ids(sm, rw, p, r, ids, n, msg, sizeof msg);
     json_decref(own_p), json_decref(own_r);
     if (rc) http_reply_error(req, API_ERR_INVALID_VALUE, "input", "input[%zu]: %s", i, msg);
     return rc;
@@ -186,7 +186,8 @@ static int api__rw_encode(const tok *t, const char *text, size_t len, int32_t **
 }
 
 /* One OpenRLHF query (a whole conversation as text) into ids. */
-static int api__rw_query(http_req *req, const served_model *sm, const json_t *q, size_t i, int32_t **ids, int *n) {
+static int api__rw_query(http_req *req, const served_model *sm, const models_reward *rw, const json_t *q, size_t i,
+                         int32_t **ids, int *n) {
     if (!json_is_string(q) || json_string_length(q) == 0) {
         http_reply_error(req, API_ERR_BAD_REQUEST, "query", "query[%zu] must be a non-empty string", i);
         return -1;
@@ -201,7 +202,7 @@ static int api__rw_query(http_req *req, const served_model *sm, const json_t *q,
     int32_t bos = tok_bos(sm->tok), eos = tok_eos(sm->tok);
     int32_t *v = *ids + 1, k = (int32_t)got;
     if (tok_adds_bos(sm->tok) && bos >= 0 && !(k > 0 && v[0] == bos)) *--v = bos, k++;
-    if (sm->reward_add_eos && eos >= 0) v[k++] = eos;
+    if (rw->add_eos && eos >= 0) v[k++] = eos;
     memmove(*ids, v, (size_t)k * sizeof(int32_t));
     *n = k;
     if (k == 0 || k > sm->n_ctx) {
@@ -229,12 +230,24 @@ static void api__rw_work(uv_work_t *w) {
     float *r = malloc((size_t)job->n * sizeof(float));
     char err[512] = "out of memory";
     int rc = -ENOMEM;
-    if (r) {
-        pthread_mutex_lock(&job->sm->model_lock);
-        rc = trn_reward_score(job->sm->reward, (const int32_t *const *)job->seqs, job->lens, job->n, r, err, sizeof err);
-        pthread_mutex_unlock(&job->sm->model_lock);
+    api_error_code code = API_ERR_INTERNAL;
+    models_reward rw;
+    if (r && !models_reward_lock(job->sm, &rw)) {
+        code = API_ERR_REWARD_MODEL_UNAVAILABLE;
+        snprintf(err, sizeof err, "model '%s' has no reward model any more", job->model);
+    } else if (r) {
+        if (rw.max_len != job->rw.max_len || rw.max_prompt_len != job->rw.max_prompt_len ||
+            rw.add_eos != job->rw.add_eos) { /* replaced meanwhile, with another truncation */
+            code = API_ERR_REWARD_MODEL_UNAVAILABLE;
+            snprintf(err, sizeof err, "model '%s' got a new reward model while the request waited; retry",
+                     job->model);
+        } else {
+            rc = trn_reward_score(rw.rm, (const int32_t *const *)job->seqs, job->lens, job->n, r, err, sizeof err);
+        }
+        models_reward_unlock(job->sm);
     }
     if (rc == 0) http_pending_reply_json(job->p, 200, api__rw_body(job, r));
+    else if (code != API_ERR_INTERNAL) http_pending_reply_error(job->p, code, NULL, "%s", err);
     else http_pending_reply_error(job->p, API_ERR_INTERNAL, NULL, "reward model: %s", err);
     free(r);
 }
@@ -273,8 +286,8 @@ static int api__rw_inputs(http_req *req, json_t *body, api_rw_job *job) {
     }
     for (int i = 0; i < job->n; i++) {
         json_t *v = json_array_get(arr, (size_t)i);
-        if (q ? api__rw_query(req, job->sm, v, (size_t)i, &job->seqs[i], &job->lens[i])
-              : api__rw_item(req, job->sm, v, (size_t)i, &job->seqs[i], &job->lens[i]))
+        if (q ? api__rw_query(req, job->sm, &job->rw, v, (size_t)i, &job->seqs[i], &job->lens[i])
+              : api__rw_item(req, job->sm, &job->rw, v, (size_t)i, &job->seqs[i], &job->lens[i]))
             return -1;
         job->tokens += job->lens[i];
     }
@@ -296,6 +309,11 @@ void api_rewards(http_req *req) {
     if (!job) return;
     job->sm = sm;
     snprintf(job->model, sizeof job->model, "%s", sm->cfg->name);
+    if (!models_reward_peek(sm, &job->rw)) { /* went away since api__rw_model */
+        http_reply_error(req, API_ERR_REWARD_MODEL_UNAVAILABLE, "model", "model '%s' has no reward model", job->model);
+        api__rw_job_free(job);
+        return;
+    }
     if (api__rw_inputs(req, body, job)) {
         api__rw_job_free(job);
         return;

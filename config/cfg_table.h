@@ -73,8 +73,18 @@
       "LoRA sites (q,k,v,o,gate,up,down; qkv on gpt2); empty = q,v on llama, qkv on gpt2") \
     X(training, kl_max, DOUBLE, "0.5", 0, 1000, NULL, 0, \
       "Gate: most mean per-token KL(policy || base) in nats on the eval responses for promotion") \
-    X(training, threads, INT, "1", 1, 1024, NULL, 0, \
-      "OpenBLAS threads the training worker asks for (serving keeps the rest)") \
+    X(training, gate_rm_min_accuracy, DOUBLE, "0.8", 0, 1, NULL, 0, \
+      "The reward-score part of the gate binds only when this run's reward model reached this held-out accuracy; below it the scores are recorded, not enforced") \
+    X(training, onpolicy, BOOL, "false", 0, 0, NULL, 0, \
+      "Iterative DPO: before each DPO run, add pairs of the current policy's own samples labelled by the reward model") \
+    X(training, onpolicy_k, INT, "4", 2, 64, NULL, 0, \
+      "On-policy samples per prompt (temperature 1); the best and the worst by reward make a pair") \
+    X(training, onpolicy_ratio, DOUBLE, "0.5", 0, 1, NULL, 0, \
+      "Most share of on-policy pairs in the DPO training split (human pairs are all kept; 1 = no limit)") \
+    X(training, onpolicy_min_gap, DOUBLE, "0.5", 0, 1000000, NULL, 0, \
+      "Least reward gap between the best and the worst sample for an on-policy pair") \
+    X(training, onpolicy_prompts, INT, "64", 1, 100000, NULL, 0, \
+      "Most distinct training prompts sampled for on-policy pairs per run") \
     X(log, file, STR, "", 0, 0, NULL, 0, \
       "Log file (reopened on SIGHUP); empty logs to standard error") \
     X(log, level, ENUM, "info", 0, 0, "debug|info|warn|error", 0, \

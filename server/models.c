@@ -296,42 +296,70 @@ served_adapter *models_adapter_resolve(served_model *sm, const char *name, bool 
     return a;
 }
 
+/* ---- reward model -------------------------------------------------------- */
+
+/* The metadata lock of every model's reward fields (models.h): held for a
+ * few loads and stores only. Order: model_lock, then this one. */
+static pthread_mutex_t models__reward_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void models_reward_install(served_model *sm, struct trn_reward *rm, int max_len, int max_prompt_len, bool add_eos) {
     pthread_mutex_lock(&sm->model_lock);
+    pthread_mutex_lock(&models__reward_mu);
     struct trn_reward *old = sm->reward;
     sm->reward = rm;
     sm->reward_max_len = max_len;
     sm->reward_max_prompt_len = max_prompt_len;
     sm->reward_add_eos = add_eos;
+    pthread_mutex_unlock(&models__reward_mu);
     pthread_mutex_unlock(&sm->model_lock);
     trn_reward_free(old);
 }
 
-/* ---- reward model -------------------------------------------------------- */
-
-/* The `reward_model` key: a folder from `alignd train reward` on sm's
- * weights, with the truncation it was trained with (repeated when scoring). */
-static int models__load_reward(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
-    const char *dir = mc->reward_model ? mc->reward_model : "";
+/* Loads the reward folder dir onto sm's weights: *rm and the truncation
+ * recorded in its reward_config.json ("max_length"/"max_prompt_length"
+ * from `alignd train reward`, "max_len"/"max_prompt_len" from the training
+ * loop; the context and half of it when absent). */
+static int models__reward_read(served_model *sm, const char *dir, struct trn_reward **rm, int *max_len,
+                               int *max_prompt_len, bool *add_eos, char *err, size_t errlen) {
     char msg[1024];
     json_t *rc = NULL;
-    if (!*dir) return 0;
-    if (!sm->m || trn_reward_load(&sm->reward, sm->m, dir, &rc, msg, sizeof msg) != 0) {
-        snprintf(err, errlen, "model '%s': reward_model %s: %s", mc->name, dir,
+    if (!sm->m || trn_reward_load(rm, sm->m, dir, &rc, msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "model '%s': reward_model %s: %s", sm->cfg->name, dir,
                  sm->m ? msg : "needs a llama or gpt2 decoder, not clip");
         return -1;
     }
-    json_int_t ml = json_integer_value(json_object_get(rc, "max_length"));
-    json_int_t mp = json_integer_value(json_object_get(rc, "max_prompt_length"));
-    json_t *eos = json_object_get(rc, "add_eos");
-    sm->reward_max_len = ml > 1 && ml <= sm->n_ctx ? (int)ml : sm->n_ctx;
-    sm->reward_max_prompt_len = mp > 0 && mp < sm->reward_max_len ? (int)mp : sm->reward_max_len / 2;
-    sm->reward_add_eos = !json_is_false(eos);
+    json_t *jl = json_object_get(rc, "max_length"), *jp = json_object_get(rc, "max_prompt_length");
+    if (!jl) jl = json_object_get(rc, "max_len");
+    if (!jp) jp = json_object_get(rc, "max_prompt_len");
+    json_int_t ml = json_integer_value(jl), mp = json_integer_value(jp);
+    *max_len = ml > 1 && ml <= sm->n_ctx ? (int)ml : sm->n_ctx;
+    *max_prompt_len = mp > 0 && mp < *max_len ? (int)mp : *max_len / 2;
+    *add_eos = !json_is_false(json_object_get(rc, "add_eos"));
     json_t *acc = json_object_get(json_object_get(rc, "result"), "eval_accuracy");
+    if (!acc) acc = json_object_get(rc, "eval_accuracy");
     LOG_INF("models", "model '%s': reward model from %s: %s, max length %d (prompt %d), trained to eval accuracy %.3f",
-            mc->name, dir, json_is_true(json_object_get(rc, "lora")) ? "head + LoRA" : "head only",
-            sm->reward_max_len, sm->reward_max_prompt_len, json_is_number(acc) ? json_number_value(acc) : NAN);
+            sm->cfg->name, dir, json_is_true(json_object_get(rc, "lora")) ? "head + LoRA" : "head only",
+            *max_len, *max_prompt_len, json_is_number(acc) ? json_number_value(acc) : NAN);
     json_decref(rc);
+    return 0;
+}
+
+/* The `reward_model` key: a folder from `alignd train reward` on sm's
+ * weights, with the truncation it was trained with (repeated when scoring).
+ * At load, before any other thread sees sm. */
+static int models__load_reward(served_model *sm, const cfg_model *mc, char *err, size_t errlen) {
+    const char *dir = mc->reward_model ? mc->reward_model : "";
+    if (!*dir) return 0;
+    return models__reward_read(sm, dir, &sm->reward, &sm->reward_max_len, &sm->reward_max_prompt_len,
+                               &sm->reward_add_eos, err, errlen);
+}
+
+int models_reward_load(served_model *sm, const char *dir, char *err, size_t errlen) {
+    struct trn_reward *rm = NULL;
+    int ml = 0, mp = 0;
+    bool eos = true;
+    if (models__reward_read(sm, dir, &rm, &ml, &mp, &eos, err, errlen) != 0) return -1;
+    models_reward_install(sm, rm, ml, mp, eos);
     return 0;
 }
 
@@ -342,6 +370,7 @@ bool models_reward_lock(served_model *sm, models_reward *out) {
         pthread_mutex_unlock(&sm->model_lock);
         return false;
     }
+    /* written under model_lock too: stable while it is held */
     *out = (models_reward){.rm = sm->reward, .max_len = sm->reward_max_len,
                            .max_prompt_len = sm->reward_max_prompt_len, .add_eos = sm->reward_add_eos};
     return true;
@@ -349,7 +378,17 @@ bool models_reward_lock(served_model *sm, models_reward *out) {
 
 void models_reward_unlock(served_model *sm) { pthread_mutex_unlock(&sm->model_lock); }
 
-bool models_reward_present(const served_model *sm) { return sm->reward != NULL; }
+bool models_reward_peek(served_model *sm, models_reward *out) {
+    pthread_mutex_lock(&models__reward_mu);
+    bool present = sm->reward != NULL;
+    if (out)
+        *out = (models_reward){.rm = NULL, .max_len = sm->reward_max_len,
+                               .max_prompt_len = sm->reward_max_prompt_len, .add_eos = sm->reward_add_eos};
+    pthread_mutex_unlock(&models__reward_mu);
+    return present;
+}
+
+bool models_reward_present(served_model *sm) { return models_reward_peek(sm, NULL); }
 
 /* ---- loading ------------------------------------------------------------- */
 

@@ -13,7 +13,12 @@
  *
  * Reward model: a decoder may carry a Bradley-Terry reward model (the
  * `reward_model` key: a folder from `alignd train reward`) on the same
- * weights, scored by POST /v1/rewards under model_lock.
+ * weights, scored by POST /v1/rewards under model_lock. The training loop
+ * may replace it at run time (models_reward_install): its fields are
+ * written under model_lock and a small metadata lock together, so a
+ * scorer reads them under model_lock (models_reward_lock) and the loop
+ * thread, which must not wait for a forward pass, reads the truncation
+ * under the metadata lock only (models_reward_peek).
  *
  * Threads: models_load runs on a worker thread at start-up (it may take
  * long); models_start, models_find and models_free on the loop thread.
@@ -81,8 +86,11 @@ typedef struct served_model {
     int n_adapters;
     pthread_mutex_t adapters_lock; /* guards every slot's `cur` */
     bool adapters_lock_init;
-    struct trn_reward *reward;  /* the reward_model key's (NULL: none); borrows m;
-                                   used only under model_lock */
+    /* The reward model and its truncation: written (after models_start)
+     * only by models_reward_install, under model_lock and the metadata
+     * lock; read only through models_reward_lock / models_reward_peek /
+     * models_reward_present, never directly. */
+    struct trn_reward *reward;  /* NULL: none; borrows m */
     int reward_max_len, reward_max_prompt_len; /* its training truncation */
     bool reward_add_eos;        /* responses ended with EOS in training */
 } served_model;
@@ -129,10 +137,22 @@ typedef struct models_reward {
  * Waits for a running forward pass: any thread but the loop thread. */
 bool models_reward_lock(served_model *sm, models_reward *out);
 void models_reward_unlock(served_model *sm);
-/* Whether sm serves a reward model now: a hint for validating a request
- * (it may change before the scoring, which finds out under the lock).
- * Any thread. */
-bool models_reward_present(const served_model *sm);
+/* Whether sm serves a reward model now, and (out may be NULL) the
+ * truncation it was trained with (out->rm is set to NULL: the model itself
+ * is only handed out under model_lock). A snapshot for validating and
+ * tokenizing a request: the reward model may be replaced before the
+ * scoring, which compares the truncation again under models_reward_lock.
+ * Never waits for a forward pass: any thread, the loop thread included. */
+bool models_reward_peek(served_model *sm, models_reward *out);
+/* models_reward_peek without the truncation. Any thread. */
+bool models_reward_present(served_model *sm);
+/* Loads the reward-model folder dir (from `alignd train reward` or the
+ * training loop) onto sm's weights with the truncation its
+ * reward_config.json records, and serves it (models_reward_install).
+ * Returns 0, or -1 with err filled (sm keeps what it served). After
+ * models_start; any thread but the loop thread, or the loop thread
+ * before the daemon is ready (nothing holds model_lock for long then). */
+int models_reward_load(served_model *sm, const char *dir, char *err, size_t errlen);
 
 /* ---- the closed loop (server/trainer.c) -------------------------------------
  * A decoder served with training.enabled has a reserved adapter slot,

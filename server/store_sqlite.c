@@ -85,6 +85,18 @@ static const char *const store__migrations[] = {
     "  UNIQUE (model, version)"
     ");"
     "CREATE UNIQUE INDEX adapters_one_active ON adapters (model) WHERE status = 'active';",
+    /* 3: the reward models the loop trained (server/store_train.c), so a
+     * restart serves the newest again. At most one active per model. */
+    "CREATE TABLE reward_models ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  run_id TEXT,"
+    "  path TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('active','retired')),"
+    "  created_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX reward_models_model ON reward_models (model, created_at);"
+    "CREATE UNIQUE INDEX reward_models_one_active ON reward_models (model) WHERE status = 'active';",
 };
 #define STORE__VERSION ((int)(sizeof store__migrations / sizeof store__migrations[0]))
 

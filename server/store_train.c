@@ -516,3 +516,84 @@ int store_adapter_set_reason(store *s, const char *id, const char *reason, const
     pthread_mutex_unlock(&s->mu);
     return e;
 }
+
+/* ---- reward models --------------------------------------------------------- */
+
+#define RM_COLS "id, model, run_id, path, status, created_at"
+
+void store_reward_model_clear(store_reward_model *r)
+{
+    if (!r)
+        return;
+    free(r->id), free(r->model), free(r->run_id), free(r->path), free(r->status);
+    memset(r, 0, sizeof *r);
+}
+
+static int st__rm_add(store *s, const store_reward_model *r, const char *id, int64_t now,
+                      char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int e = st__prep(s, "UPDATE reward_models SET status = 'retired' WHERE model = ? AND "
+                        "status = 'active'", &st, err, errlen);
+    if (e)
+        return e;
+    st__text(st, 1, r->model);
+    if ((e = st__done(s, st, "retiring the active reward model", err, errlen)))
+        return e;
+    if ((e = st__prep(s, "INSERT INTO reward_models (" RM_COLS ") VALUES (?,?,?,?,'active',?)",
+                      &st, err, errlen)))
+        return e;
+    st__text(st, 1, id), st__text(st, 2, r->model), st__text(st, 3, r->run_id);
+    st__text(st, 4, r->path), sqlite3_bind_int64(st, 5, now);
+    return st__done(s, st, "recording a reward model", err, errlen);
+}
+
+int store_reward_model_add(store *s, store_reward_model *r, char *err, size_t errlen)
+{
+    char id[STORE_REWARD_ID_LEN + 1];
+    if (!r->model || !r->path) {
+        st__err(err, errlen, "store: a reward model needs model and path");
+        return -EINVAL;
+    }
+    if (st__new_id(id, "rm_"))
+        return -EIO;
+    int64_t now = st__now_ms();
+    pthread_mutex_lock(&s->mu);
+    int e = st__begin(s, err, errlen);
+    if (!e)
+        e = st__end(s, st__rm_add(s, r, id, now, err, errlen), err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (e)
+        return e;
+    free(r->id), free(r->status);
+    r->id = strdup(id), r->status = strdup("active"), r->created_at = now;
+    return r->id && r->status ? 0 : -ENOMEM;
+}
+
+int store_reward_model_active(store *s, const char *model, store_reward_model *out, char *err,
+                              size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    int e = st__prep(s, "SELECT " RM_COLS " FROM reward_models WHERE model = ? AND "
+                        "status = 'active' ORDER BY created_at DESC, id DESC LIMIT 1", &st, err,
+                     errlen);
+    if (!e) {
+        st__text(st, 1, model);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            out->id = st__dup(st, 0), out->model = st__dup(st, 1), out->run_id = st__dup(st, 2);
+            out->path = st__dup(st, 3), out->status = st__dup(st, 4);
+            out->created_at = sqlite3_column_int64(st, 5);
+        } else if (rc == SQLITE_DONE) {
+            st__err(err, errlen, "model '%.60s' has no reward model from training", model);
+            e = -ENOENT;
+        } else {
+            e = st__fail(s, rc, "reading a reward model", err, errlen);
+        }
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return e;
+}

@@ -1,5 +1,6 @@
 /* store_train.h - the closed loop's tables in the store (store.h, schema
- * version 2): training runs and the adapter registry.
+ * versions 2 and 3): training runs, the adapter registry and the reward
+ * models the loop trained.
  *
  * A run: "run_" + 24 hex, kind dpo|reward|both, trigger api|pairs|schedule,
  * status queued -> running -> succeeded|failed|cancelled. JSON columns are
@@ -7,6 +8,10 @@
  * An adapter: "ad_" + 24 hex, a version that increases per model, status
  * candidate|active|retired (at most one active per model: a unique partial
  * index), the sha256 of its adapter_model.safetensors.
+ *
+ * A reward model (schema version 3): "rm_" + 24 hex, the folder a run's
+ * reward phase wrote and served, status active|retired (at most one active
+ * per model: the newest recorded).
  *
  * Every function is one transaction (all or nothing), returns 0 or a
  * negative errno as store.h says (-ENOENT: no such run / adapter), and may be
@@ -84,5 +89,21 @@ int store_adapter_activate(store *s, const char *model, const char *id, char *er
 /* Records why a candidate stays a candidate, and its metrics. */
 int store_adapter_set_reason(store *s, const char *id, const char *reason, const char *metrics,
                              char *err, size_t errlen);
+
+#define STORE_REWARD_ID_LEN 27   /* "rm_" + 24 hex */
+
+typedef struct store_reward_model {
+    char *id, *model, *run_id, *path, *status;
+    int64_t created_at;
+} store_reward_model;
+
+void store_reward_model_clear(store_reward_model *r);
+/* Records r (model and path required, run_id optional) as model's active
+ * reward model and retires the one active before, in one transaction;
+ * writes id, status and created_at into r. */
+int store_reward_model_add(store *s, store_reward_model *r, char *err, size_t errlen);
+/* model's active reward model (the newest recorded); -ENOENT when none. */
+int store_reward_model_active(store *s, const char *model, store_reward_model *out, char *err,
+                              size_t errlen);
 
 #endif

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "log.h"
 #include "trn_peft.h"
 
@@ -124,6 +126,28 @@ static int trainer__activate(store *st, served_model *sm, const char *id, char *
     return rc;
 }
 
+/* Serves model sm's newest reward model from the loop again, unless its
+ * reward_model key names one (the configuration wins). A folder that does
+ * not load is logged; the model then serves no reward model. Loop thread,
+ * before the daemon is ready: nothing holds model_lock for long yet. */
+static void trainer__restore_reward(store *st, served_model *sm)
+{
+    store_reward_model rm;
+    char msg[1024];
+    if (!sm->m || !sm->decoder || store_reward_model_active(st, sm->cfg->name, &rm, msg, sizeof msg))
+        return;
+    if (sm->cfg->reward_model && sm->cfg->reward_model[0])
+        LOG_INF("trainer", "model '%s': serving the reward_model key's %s, not the loop's newest %s "
+                "(the configuration wins)", sm->cfg->name, sm->cfg->reward_model, rm.path);
+    else if (models_reward_load(sm, rm.path, msg, sizeof msg))
+        LOG_ERR("trainer", "model '%s': cannot serve the loop's reward model of run %s: %s; serving none",
+                sm->cfg->name, rm.run_id ? rm.run_id : "?", msg);
+    else
+        LOG_INF("trainer", "model '%s': serving the reward model of run %s (%s)", sm->cfg->name,
+                rm.run_id ? rm.run_id : "?", rm.path);
+    store_reward_model_clear(&rm);
+}
+
 int trainer_restore(const cfg *c, models_registry *models, store *st, char *err, size_t errlen)
 {
     int n = 0, rc = store_runs_fail_interrupted(st, &n, err, errlen);
@@ -135,6 +159,8 @@ int trainer_restore(const cfg *c, models_registry *models, store *st, char *err,
         served_model *sm = &models->items[i];
         store_adapter ad;
         char msg[1024];
+        if (models_adapter_slot(sm, MODELS_LOOP_SLOT))
+            trainer__restore_reward(st, sm);
         if (!models_adapter_slot(sm, MODELS_LOOP_SLOT) ||
             store_adapter_active(st, sm->cfg->name, &ad, msg, sizeof msg))
             continue;
@@ -242,11 +268,28 @@ static void trainer__check_triggers(trainer *t)
 
 /* ---- the thread -------------------------------------------------------------- */
 
+/* A run whose reward phase saved a reward model (metrics "reward_model":
+ * {"path"}) also made it serve /v1/rewards, whatever came after: records
+ * it as the model's active reward model, for trainer_restore. */
+static void trainer__record_reward(trainer *t, const store_run *r)
+{
+    json_t *m = r->metrics ? json_loads(r->metrics, 0, NULL) : NULL;
+    const char *path = json_string_value(json_object_get(json_object_get(m, "reward_model"), "path"));
+    char err[512];
+    store_reward_model rm = {.model = r->model, .run_id = r->id, .path = (char *)path};
+    if (path && store_reward_model_add(t->st, &rm, err, sizeof err))
+        LOG_ERR("trainer", "run %s: cannot record its reward model %s: %s (a restart will not serve it)",
+                r->id, path, err);
+    free(rm.id), free(rm.status); /* the rest is borrowed */
+    json_decref(m);
+}
+
 static void trainer__one(trainer *t, store_run *r, served_model *sm)
 {
     trainer_job job = {.c = t->c, .st = t->st, .sm = sm, .run = r, .cancel = &t->cancel,
                        .step = &t->step};
     int status = trainer_run(&job);
+    trainer__record_reward(t, r);
     atomic_fetch_add(&t->runs[status], 1);
     atomic_store(&t->last_status, status);
     atomic_store(&t->step, 0);
@@ -324,7 +367,16 @@ void trainer_stop(trainer *t)
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->thread, NULL);
-    if (t->pending.id) { /* queued, never started: the next start fails it */
+    if (t->pending.id) { /* queued, never started: it ends here, not at the next start */
+        char err[256];
+        free(t->pending.status), free(t->pending.error);
+        t->pending.status = strdup("failed");
+        t->pending.error = strdup("daemon stopped");
+        t->pending.finished_at = (int64_t)time(NULL) * 1000;
+        if (store_run_update(t->st, &t->pending, err, sizeof err))
+            LOG_ERR("trainer", "run %s: cannot mark it failed: %s (the next start does)", t->pending.id, err);
+        else
+            LOG_INF("trainer", "run %s: failed: daemon stopped before it started", t->pending.id);
         store_run_clear(&t->pending);
     }
     pthread_mutex_destroy(&t->mu);

@@ -11,6 +11,10 @@
  * the served model's MODELS_LOOP_SLOT gets the new version between engine
  * steps (models_adapter_install).
  *
+ * A run whose reward phase saved a reward model records it in the store
+ * (store_reward_model_add) once the run ends: it serves /v1/rewards from
+ * then on, and again after a restart (trainer_restore).
+ *
  * The worker runs at nice 10 (setpriority on its own thread id) and yields
  * between optimizer steps; cancellation is checked between steps.
  *
@@ -32,14 +36,17 @@ typedef struct trainer trainer;
 
 /* Fails runs a restart interrupted and serves every model's active adapter
  * from the registry again (a missing or corrupt folder is logged and the
- * model serves the base). Before trainer_start, after models_start. */
+ * model serves the base), and its newest reward model from the loop
+ * (store_reward_model_active) unless the model's reward_model key names
+ * one: the configuration wins. Before trainer_start, after models_start. */
 int trainer_restore(const cfg *c, models_registry *models, store *st, char *err, size_t errlen);
 
 /* Starts the worker (does nothing and returns 0 with *out NULL when
  * training.enabled is false). Borrows everything until trainer_stop. */
 int trainer_start(trainer **out, const cfg *c, models_registry *models, store *st, char *err,
                   size_t errlen);
-/* Cancels a running run (it ends "cancelled"), joins, frees. NULL ok. */
+/* Cancels a running run (it ends "cancelled"), marks a queued one failed
+ * ("daemon stopped"), joins, frees. NULL ok. */
 void trainer_stop(trainer *t);
 
 /* Queues a run of kind "dpo"|"reward"|"both" for model sm; *out gets the

@@ -12,7 +12,17 @@
  * prompt + chosen response (at most TRAINER_KL_PAIRS), the logits at the
  * response positions are computed from the final hidden states and the
  * output matrix with the adapter on and off, and KL(policy || base) is
- * averaged over those positions. */
+ * averaged over those positions.
+ *
+ * When the model serves a reward model (trained by this run or earlier),
+ * the gate also compares its mean score of greedy continuations
+ * (as long as the eval chosen responses on average, at most
+ * TRAINER_GATE_TOKENS tokens) of the eval split's first
+ * TRAINER_GATE_PROMPTS distinct prompts under the new adapter and under the
+ * active one (the base when none): the new one must score at least as well.
+ * With training.onpolicy, pairs sampled from the active policy and labelled
+ * by that reward model join the human ones before DPO
+ * (trainer_onpolicy.h). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -35,8 +45,12 @@
 #include "trn_dpo.h"
 #include "trn_peft.h"
 #include "trn_reward.h"
+#include "trainer_onpolicy.h"
 
 #define TRAINER_KL_PAIRS 64
+#define TRAINER_GATE_PROMPTS 16   /* eval prompts the gate samples */
+#define TRAINER_GATE_TOKENS 16    /* greedy tokens per gate sample */
+#define TRAINER_ONPOLICY_TOKENS 32 /* tokens per on-policy sample */
 
 enum { ST_QUEUED, ST_RUNNING, ST_SUCCEEDED, ST_FAILED, ST_CANCELLED };
 
@@ -49,6 +63,8 @@ typedef struct run_ctx {
     json_t *history, *metrics;
     char dir[1024];          /* <training.dir>/<model> */
     char err[1024];
+    double rm_accuracy;      /* held-out accuracy of this run's reward model;
+                                -1 when the run trained none */
 } run_ctx;
 
 static int64_t run__now_ms(void)
@@ -160,6 +176,7 @@ static int run__reward(run_ctx *x)
         trn_reward_free(rm);
         return e;
     }
+    x->rm_accuracy = isnan(res.eval_accuracy) ? -1.0 : res.eval_accuracy;
     json_object_set_new(x->metrics, "reward_model", json_pack("{s:s, s:f, s:f, s:I}", "path", path,
                         "eval_accuracy", isnan(res.eval_accuracy) ? -1.0 : res.eval_accuracy,
                         "eval_loss", isnan(res.eval_loss) ? -1.0 : res.eval_loss, "steps",
@@ -246,32 +263,134 @@ static int run__kl(run_ctx *x, trn_dec *d, trn_lora *lo, double *kl)
     return rc;
 }
 
-/* Eval-split reward accuracy of the active adapter (0.5 for the base). */
-static int run__active_acc(run_ctx *x, trn_dec *d, const trn_dpo_cfg *dc, double *acc,
-                           char **active_id)
+/* The active adapter (*lo NULL and *active_id NULL: the base). */
+static int run__active_load(run_ctx *x, trn_lora **lo, char **active_id)
 {
     store_adapter ad;
     char msg[256];
-    *acc = 0.5;
+    *lo = NULL;
     if (store_adapter_active(x->job->st, x->sm->cfg->name, &ad, msg, sizeof msg))
         return 0;
     *active_id = strdup(ad.id);
-    trn_lora *lo = NULL;
+    int rc = trn_peft_load(lo, ad.path, model_arch(x->sm->m), model_hp(x->sm->m), x->err,
+                           sizeof x->err);
+    if (!rc) {
+        (*lo)->enabled = true;
+        (*lo)->training = false;
+    }
+    store_adapter_clear(&ad);
+    return rc;
+}
+
+/* Eval-split reward accuracy of the active adapter lo (0.5 for the base). */
+static int run__active_acc(run_ctx *x, trn_dec *d, trn_lora *lo, const trn_dpo_cfg *dc,
+                           double *acc)
+{
+    *acc = 0.5;
+    if (!lo)
+        return 0;
     trn_dpo t = {0};
     trn_dpo_metrics m;
-    int rc = trn_peft_load(&lo, ad.path, model_arch(x->sm->m), model_hp(x->sm->m), x->err,
-                           sizeof x->err);
-    if (!rc)
-        rc = trn_dpo_init(&t, d, lo, &x->s, dc, x->err, sizeof x->err);
+    int rc = trn_dpo_init(&t, d, lo, &x->s, dc, x->err, sizeof x->err);
     if (!rc)
         rc = trn_dpo_eval(&t, true, &m, x->err, sizeof x->err);
     if (!rc)
         *acc = m.rewards_accuracies;
     trn_dpo_free(&t);
     trn_dec_set_lora(d, NULL);
-    trn_lora_free(lo);
-    store_adapter_clear(&ad);
     return rc;
+}
+
+/* ---- sampling with the reward model (trainer_onpolicy.h) ------------------------- */
+
+/* training.onpolicy: pairs from the active policy's samples join x->s's
+ * train split. Without a reward model nothing is added (noted). */
+static int run__onpolicy(run_ctx *x, trn_dec *d, trn_lora *active)
+{
+    const cfg *c = x->job->c;
+    int human = 0;
+    for (int i = 0; i < x->s.n; i++)
+        human += !x->s.p[i].eval;
+    json_object_set_new(x->metrics, "pairs/human", json_integer(human));
+    json_object_set_new(x->metrics, "pairs/onpolicy", json_integer(0));
+    if (!c->training_onpolicy)
+        return 0;
+    if (!models_reward_present(x->sm)) {
+        json_object_set_new(x->metrics, "onpolicy/skipped", json_string("no reward model"));
+        return 0;
+    }
+    trainer_onpolicy_cfg oc = {.k = (int)c->training_onpolicy_k,
+                               .max_prompts = (int)c->training_onpolicy_prompts,
+                               .max_new = TRAINER_ONPOLICY_TOKENS, .ratio = c->training_onpolicy_ratio,
+                               .min_gap = c->training_onpolicy_min_gap, .seed = 4242,
+                               .eos = x->pt.eos_id, .cancel = x->job->cancel};
+    trainer_onpolicy_stats st;
+    int64_t t0 = run__now_ms();
+    trn_dec_set_lora(d, active);
+    int rc = trainer_onpolicy_pairs(x->sm, d, &x->s, &x->po, &oc, &st, x->err, sizeof x->err);
+    trn_dec_set_lora(d, NULL);
+    if (rc == -ENOENT) { /* the reward model went away meanwhile */
+        json_object_set_new(x->metrics, "onpolicy/skipped", json_string(x->err));
+        return 0;
+    }
+    if (rc)
+        return rc;
+    json_object_set_new(x->metrics, "pairs/onpolicy", json_integer(st.added));
+    json_object_set_new(x->metrics, "onpolicy", json_pack("{s:i, s:i, s:i, s:i, s:f, s:f, s:I}",
+                        "prompts", st.prompts, "samples_per_prompt", oc.k, "below_min_gap",
+                        st.below_gap, "cap", st.cap, "mean_gap", st.mean_gap, "min_gap", oc.min_gap,
+                        "ms", (json_int_t)(run__now_ms() - t0)));
+    LOG_INF("trainer", "run %s: %d on-policy pairs from %d prompts (%d human train pairs)",
+            x->job->run->id, st.added, st.prompts, human);
+    return 0;
+}
+
+/* The gate's reward figures: mean reward-model score of greedy samples
+ * under lo (the new adapter) and under active (NULL: the base). *have
+ * false when the model has no reward model. */
+static int run__gate_rewards(run_ctx *x, trn_dec *d, trn_lora *lo, trn_lora *active,
+                             double *r_new, double *r_active, bool *have)
+{
+    *have = false;
+    if (!models_reward_present(x->sm)) {
+        json_object_set_new(x->metrics, "gate/reward_skipped", json_string("no reward model"));
+        return 0;
+    }
+    /* samples as long as the feedback's responses (the reward model's
+     * training distribution): the eval chosen responses' mean length,
+     * at most TRAINER_GATE_TOKENS */
+    long sum = 0, cnt = 0;
+    for (int i = 0; i < x->s.n; i++)
+        if (x->s.p[i].eval == (x->s.n_eval > 0))
+            sum += x->s.p[i].n_chosen, cnt++;
+    int len = cnt ? (int)((sum + cnt / 2) / cnt) : TRAINER_GATE_TOKENS;
+    len = len < 1 ? 1 : len > TRAINER_GATE_TOKENS ? TRAINER_GATE_TOKENS : len;
+    int n = 0;
+    int64_t t0 = run__now_ms();
+    trn_dec_set_lora(d, lo);
+    lo->enabled = true;
+    int rc = trainer_onpolicy_reward_mean(x->sm, d, &x->s, TRAINER_GATE_PROMPTS, len,
+                                          x->pt.eos_id, r_new, &n, x->job->cancel, x->err,
+                                          sizeof x->err);
+    trn_dec_set_lora(d, active);
+    if (!rc)
+        rc = trainer_onpolicy_reward_mean(x->sm, d, &x->s, TRAINER_GATE_PROMPTS,
+                                          len, x->pt.eos_id, r_active, NULL,
+                                          x->job->cancel, x->err, sizeof x->err);
+    trn_dec_set_lora(d, lo);
+    if (rc == -ENOENT) {
+        json_object_set_new(x->metrics, "gate/reward_skipped", json_string(x->err));
+        return 0;
+    }
+    if (rc)
+        return rc;
+    *have = true;
+    json_object_set_new(x->metrics, "gate/reward_new", json_real(*r_new));
+    json_object_set_new(x->metrics, "gate/reward_active", json_real(*r_active));
+    json_object_set_new(x->metrics, "gate/reward_prompts", json_integer(n));
+    json_object_set_new(x->metrics, "gate/reward_tokens", json_integer(len));
+    json_object_set_new(x->metrics, "gate/reward_ms", json_integer(run__now_ms() - t0));
+    return 0;
 }
 
 /* ---- DPO --------------------------------------------------------------------------- */
@@ -334,9 +453,13 @@ static int run__register(run_ctx *x, trn_lora *lo, const char *parent, store_ada
     return store_adapter_register(x->job->st, ad, x->err, sizeof x->err);
 }
 
-/* The gate: accuracy beats the active adapter's, KL under kl_max. */
-static const char *run__gate(run_ctx *x, double acc, double acc_active, double kl, char *why,
-                             size_t len)
+/* The gate: accuracy beats the active adapter's, KL under kl_max, and
+ * (with a reward model) the greedy samples score at least as well. A
+ * reward model is only trusted to veto when this run trained it to
+ * training.gate_rm_min_accuracy on held-out pairs: a weak one's scores
+ * are noise (recorded as advisory). */
+static const char *run__gate(run_ctx *x, double acc, double acc_active, double kl, bool have_rw,
+                             double rw_new, double rw_active, char *why, size_t len)
 {
     if (!(acc > acc_active)) {
         snprintf(why, len, "eval reward accuracy %.3f does not beat the active %.3f", acc, acc_active);
@@ -345,6 +468,13 @@ static const char *run__gate(run_ctx *x, double acc, double acc_active, double k
     if (!(kl < x->job->c->training_kl_max)) {
         snprintf(why, len, "KL(policy || base) %.4f is not under training.kl_max %.4f", kl,
                  x->job->c->training_kl_max);
+        return why;
+    }
+    bool binding = x->rm_accuracy >= x->job->c->training_gate_rm_min_accuracy;
+    json_object_set_new(x->metrics, "gate/reward_binding", json_boolean(have_rw && binding));
+    if (have_rw && binding && !(rw_new >= rw_active)) {
+        snprintf(why, len, "reward-model score of greedy samples %.4f is below the active %.4f",
+                 rw_new, rw_active);
         return why;
     }
     return NULL;
@@ -363,15 +493,23 @@ static int run__dpo(run_ctx *x)
     lopt.r = (double)c->training_lora_r, lopt.alpha = c->training_lora_alpha;
     lopt.targets = c->training_lora_targets[0] ? c->training_lora_targets : NULL;
     run__dpo_cfg(c, &dc);
-    double acc_active = 0.5, kl = 0;
+    double acc_active = 0.5, kl = 0, rw_new = 0, rw_active = 0;
+    bool have_rw = false;
     char *active_id = NULL;
+    trn_lora *active = NULL;
     trn_dpo_metrics ev;
     store_adapter ad = {0};
     int rc = train_lora_cfg(&lc, &lopt, x->sm->m, 42, x->err, sizeof x->err);
     if (!rc)
         rc = trn_dec_from_model(&d, x->sm->m, x->err, sizeof x->err);
     if (!rc)
-        rc = run__active_acc(x, d, &dc, &acc_active, &active_id);
+        rc = run__active_load(x, &active, &active_id);
+    if (!rc)
+        rc = run__active_acc(x, d, active, &dc, &acc_active);
+    if (!rc)
+        rc = run__onpolicy(x, d, active);
+    if (!rc && run__cancelled(x))
+        rc = -ECANCELED;
     if (!rc)
         rc = trn_lora_new(&lo, model_arch(x->sm->m), model_hp(x->sm->m), &lc, x->err, sizeof x->err);
     if (!rc)
@@ -386,6 +524,8 @@ static int run__dpo(run_ctx *x)
     }
     if (!rc)
         rc = run__kl(x, d, lo, &kl);
+    if (!rc)
+        rc = run__gate_rewards(x, d, lo, active, &rw_new, &rw_active, &have_rw);
     if (!rc) {
         json_object_set_new(x->metrics, "eval", json_pack("{s:i, s:f, s:f, s:f, s:f}", "pairs", ev.n,
                             "loss", ev.loss, "rewards/accuracies", ev.rewards_accuracies,
@@ -398,7 +538,8 @@ static int run__dpo(run_ctx *x)
     if (!rc) {
         run__set(&x->job->run->adapter_id, ad.id);
         char why[256];
-        const char *reason = run__gate(x, ev.rewards_accuracies, acc_active, kl, why, sizeof why);
+        const char *reason = run__gate(x, ev.rewards_accuracies, acc_active, kl, have_rw, rw_new,
+                                       rw_active, why, sizeof why);
         if (reason) {
             json_object_set_new(x->metrics, "promoted", json_false());
             store_adapter_set_reason(x->job->st, ad.id, reason, NULL, x->err, sizeof x->err);
@@ -412,6 +553,7 @@ static int run__dpo(run_ctx *x)
     free(active_id);
     trn_dpo_free(&t);
     trn_lora_free(lo);
+    trn_lora_free(active);
     trn_dec_free(d);
     return rc;
 }
@@ -439,14 +581,16 @@ static int run__body(run_ctx *x)
 int trainer_run(trainer_job *job)
 {
     store_run *r = job->run;
-    run_ctx x = {.job = job, .sm = job->sm, .history = json_array(), .metrics = json_object()};
+    run_ctx x = {.job = job, .sm = job->sm, .history = json_array(), .metrics = json_object(),
+                 .rm_accuracy = -1.0};
     run__set(&r->status, "running");
     r->started_at = run__now_ms();
-    json_t *conf = json_pack("{s:I, s:I, s:f, s:f, s:I, s:f, s:s, s:f}", "epochs",
+    json_t *conf = json_pack("{s:I, s:I, s:f, s:f, s:I, s:f, s:s, s:f, s:b}", "epochs",
                              (json_int_t)job->c->training_epochs, "batch", (json_int_t)job->c->training_batch,
                              "lr", job->c->training_lr, "beta", job->c->training_beta, "lora_r",
                              (json_int_t)job->c->training_lora_r, "lora_alpha", job->c->training_lora_alpha,
-                             "lora_targets", job->c->training_lora_targets, "kl_max", job->c->training_kl_max);
+                             "lora_targets", job->c->training_lora_targets, "kl_max", job->c->training_kl_max,
+                             "onpolicy", job->c->training_onpolicy);
     run__set_json(&r->config, conf);
     json_decref(conf);
     run__save(&x);

@@ -8,7 +8,7 @@ clearly more often than before; /v1/rewards answers 409 before and scores
 after; a second POST while the run is queued/running gets 409; rollback to
 the base restores the greedy tokens and log-probs exactly, and activating
 the adapter again restores the adapted ones; a restart serves the active
-adapter again; a cancelled run ends "cancelled" leaving the active adapter
+adapter and the run's reward model again (the same scores); a cancelled run ends "cancelled" leaving the active adapter
 alone; the automatic trigger (training.min_new_pairs) starts a run, and a
 SIGKILL while it runs leaves it "failed" (interrupted) after a restart on
 the same store and training dir, with the active adapter unchanged and
@@ -193,6 +193,7 @@ class TrainingLoop(unittest.TestCase):
 
             s, _, rw = self.rewards(d)  # the run's reward model serves /v1/rewards
             self.assertEqual(s, 200, rw)
+            scores = [x["reward"] for x in rw["data"]]
             self.assertEqual([x["index"] for x in rw["data"]], [0, 1], rw)
             self.assertTrue(all(isinstance(x["reward"], float) for x in rw["data"]), rw)
 
@@ -214,6 +215,10 @@ class TrainingLoop(unittest.TestCase):
         # -- phase 2: restart serves it again; cancel a slow run --------------
         with self.daemon(*SLOW) as d:
             self.assertEqual(self.greedy(d), adapted)
+            s, _, rw = self.rewards(d)  # the reward model is served again (store)
+            self.assertEqual(s, 200, rw)
+            for got, want in zip([x["reward"] for x in rw["data"]], scores):
+                self.assertAlmostEqual(got, want, places=4)
             self.assertEqual(self.metric(self.metrics(d), "alignd_training_last_run_status",
                                          status="succeeded"), 1)
             s, _, run = d.json("POST", "/v1/training/runs", {"kind": "dpo"})

@@ -1,4 +1,5 @@
-/* test_metrics.c - Prometheus exposition: counters, cumulative buckets. */
+/* test_metrics.c - Prometheus exposition: counters, cumulative buckets,
+ * the closed loop's series. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,7 +55,63 @@ static void test_render(void **st) {
     metrics_free(m);
 }
 
+/* The closed loop's series: runs by final status, the current step, the
+ * newest run's status as a state set, and per model with a loop the active
+ * adapter's version and the pairs since its last run; none of them when
+ * training is disabled (no training data, no has_loop). */
+static void test_render_training(void **st) {
+    (void)st;
+    static const char *const names[5] = {"queued", "running", "succeeded", "failed", "cancelled"};
+    metrics *m = metrics_create();
+    metrics_training mt = {.status_names = names, .runs = {0, 0, 3, 1, 2}, .step = 17, .last_status = 4};
+    metrics_gauges g = {.ready = 1, .training = &mt};
+    metrics_model mm[2] = {{.name = "loop", .has_sched = true, .has_loop = true, .active_version = 5,
+                            .pairs_since = 42},
+                           {.name = "plain", .has_sched = true}};
+    size_t len;
+    char *t = metrics_render(m, &g, mm, 2, &len);
+    assert_non_null(t);
+    const char *want[] = {
+        "# TYPE alignd_training_runs_total counter\n",
+        "alignd_training_runs_total{status=\"succeeded\"} 3\n",
+        "alignd_training_runs_total{status=\"failed\"} 1\n",
+        "alignd_training_runs_total{status=\"cancelled\"} 2\n",
+        "# TYPE alignd_training_step gauge\nalignd_training_step 17\n",
+        "# TYPE alignd_training_last_run_status gauge\n",
+        "alignd_training_last_run_status{status=\"succeeded\"} 0\n",
+        "alignd_training_last_run_status{status=\"failed\"} 0\n",
+        "alignd_training_last_run_status{status=\"cancelled\"} 1\n",
+        "# TYPE alignd_adapter_active_version gauge\n",
+        "alignd_adapter_active_version{model=\"loop\"} 5\n",
+        "# TYPE alignd_feedback_pairs_since_last_run gauge\n",
+        "alignd_feedback_pairs_since_last_run{model=\"loop\"} 42\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(t, want[i])) fail_msg("missing: %s\nin:\n%s", want[i], t);
+    const char *unwanted[] = {"alignd_training_runs_total{status=\"queued\"}",
+                              "alignd_training_runs_total{status=\"running\"}",
+                              "alignd_adapter_active_version{model=\"plain\"}",
+                              "alignd_feedback_pairs_since_last_run{model=\"plain\"}"};
+    for (size_t i = 0; i < sizeof unwanted / sizeof unwanted[0]; i++)
+        if (strstr(t, unwanted[i])) fail_msg("unexpected: %s\nin:\n%s", unwanted[i], t);
+    free(t);
+    /* no run finished yet: every state 0; training disabled: no series */
+    mt.last_status = -1;
+    t = metrics_render(m, &g, mm, 2, &len);
+    assert_non_null(strstr(t, "alignd_training_last_run_status{status=\"succeeded\"} 0\n"));
+    assert_non_null(strstr(t, "alignd_training_last_run_status{status=\"cancelled\"} 0\n"));
+    free(t);
+    g.training = NULL;
+    mm[0].has_loop = false;
+    t = metrics_render(m, &g, mm, 2, &len);
+    assert_null(strstr(t, "alignd_training_step"));
+    assert_null(strstr(t, "alignd_training_runs_total{"));
+    assert_null(strstr(t, "alignd_adapter_active_version{"));
+    free(t);
+    metrics_free(m);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_render)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_render), cmocka_unit_test(test_render_training)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

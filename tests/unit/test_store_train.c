@@ -1,7 +1,8 @@
 /* test_store_train.c - the closed loop's tables (store_train.h): schema
- * version 2 on a fresh and on a version-1 database, run life cycle,
- * interrupted runs failed at start-up, adapter versions per model, one
- * active adapter, activation and rollback to the base. */
+ * versions 2 and 3 on a fresh, a version-1 and a version-2 database, run
+ * life cycle, interrupted runs failed at start-up, adapter versions per
+ * model, one active adapter, activation and rollback to the base, the
+ * newest reward model per model. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,7 +186,8 @@ static void test_migrates_v1(void **st)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "DROP TABLE training_runs; DROP TABLE adapters; "
-                                      "DELETE FROM schema_version WHERE version = 2",
+                                      "DROP TABLE reward_models; "
+                                      "DELETE FROM schema_version WHERE version >= 2",
                                   NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
     assert_int_equal(store_open(&f->s, f->path, err, sizeof err), 0);
@@ -196,6 +198,59 @@ static void test_migrates_v1(void **st)
     free(a);
 }
 
+/* The newest recorded reward model is the active one, per model. */
+static void test_reward_models(void **st)
+{
+    fx *f = *st;
+    char err[256];
+    store_reward_model g;
+    assert_int_equal(store_reward_model_active(f->s, "m", &g, err, sizeof err), -ENOENT);
+    store_reward_model a = {.model = "m", .run_id = "run_a", .path = "/t/m/rm-run_a"};
+    assert_int_equal(store_reward_model_add(f->s, &a, err, sizeof err), 0);
+    assert_int_equal((int)strlen(a.id), STORE_REWARD_ID_LEN);
+    assert_string_equal(a.status, "active");
+    usleep(2000); /* created_at in ms orders them */
+    store_reward_model b = {.model = "m", .run_id = "run_b", .path = "/t/m/rm-run_b"};
+    assert_int_equal(store_reward_model_add(f->s, &b, err, sizeof err), 0);
+    store_reward_model o = {.model = "other", .path = "/t/o/rm"};
+    assert_int_equal(store_reward_model_add(f->s, &o, err, sizeof err), 0);
+    assert_int_equal(store_reward_model_active(f->s, "m", &g, err, sizeof err), 0);
+    assert_string_equal(g.id, b.id);
+    assert_string_equal(g.path, "/t/m/rm-run_b");
+    assert_string_equal(g.run_id, "run_b");
+    assert_string_equal(g.status, "active");
+    store_reward_model_clear(&g);
+    assert_int_equal(store_reward_model_active(f->s, "other", &g, err, sizeof err), 0);
+    assert_null(g.run_id);
+    store_reward_model_clear(&g);
+    store_reward_model bad = {.model = "m"};
+    assert_int_equal(store_reward_model_add(f->s, &bad, err, sizeof err), -EINVAL);
+    free(a.id), free(a.status), free(b.id), free(b.status), free(o.id), free(o.status);
+}
+
+/* A version-2 database (runs and adapters) gains reward_models, rows kept. */
+static void test_migrates_v2(void **st)
+{
+    fx *f = *st;
+    char err[256];
+    char *a = reg(f->s, "m", NULL);
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE reward_models; "
+                                      "DELETE FROM schema_version WHERE version = 3",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    assert_int_equal(store_open(&f->s, f->path, err, sizeof err), 0);
+    store_adapter g;
+    assert_int_equal(store_adapter_get(f->s, a, &g, err, sizeof err), 0);
+    store_adapter_clear(&g);
+    store_reward_model r = {.model = "m", .path = "/t/rm"};
+    assert_int_equal(store_reward_model_add(f->s, &r, err, sizeof err), 0);
+    free(r.id), free(r.status), free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +258,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adapters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reward_models, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_v2, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
