@@ -248,9 +248,8 @@ static uint64_t pref__fnv(const char *s, size_t n)
     return h;
 }
 
-/* One JSONL line (NUL-terminated, len bytes) into s. */
-static int pref__line(pref_set *s, const pref_tok *pt, const char *line, size_t len,
-                      const pref_opts *o, char *err, size_t errlen)
+int pref_add_jsonl_line(pref_set *s, const pref_tok *pt, const char *line, size_t len,
+                        const pref_opts *o, char *err, size_t errlen)
 {
     json_error_t je;
     json_t *j = json_loadb(line, len, 0, &je);
@@ -308,7 +307,7 @@ int pref_load_jsonl(pref_set *s, const char *path, const pref_tok *pt, const pre
             line[--len] = '\0';
         if (len == 0)
             continue;
-        if ((rc = pref__line(s, pt, line, (size_t)len, o, msg, sizeof msg))) {
+        if ((rc = pref_add_jsonl_line(s, pt, line, (size_t)len, o, msg, sizeof msg))) {
             snprintf(err, errlen, "%s line %d: %s", path, lineno, msg);
             break;
         }

@@ -88,6 +88,10 @@ int pref_add_messages(pref_set *s, const pref_tok *pt, const struct json_t *prom
                       const struct json_t *chosen, const struct json_t *rejected, bool eval,
                       float margin, const pref_opts *o, char *err, size_t errlen);
 
+/* One JSONL line of len bytes (no newline needed): a pair as above. */
+int pref_add_jsonl_line(pref_set *s, const pref_tok *pt, const char *line, size_t len,
+                        const pref_opts *o, char *err, size_t errlen);
+
 /* Reads a JSONL file of pairs (see above). */
 int pref_load_jsonl(pref_set *s, const char *path, const pref_tok *pt, const pref_opts *o,
                     char *err, size_t errlen);
