@@ -131,6 +131,18 @@ static double batch_loss(trn_reward *rm, const pref_batch *pb, const float *marg
     return st.loss;
 }
 
+typedef struct bl_ctx {
+    trn_reward *rm;
+    const pref_batch *pb;
+    const float *margins;
+} bl_ctx;
+
+static double bl_loss(void *p)
+{
+    bl_ctx *c = p;
+    return batch_loss(c->rm, c->pb, c->margins);
+}
+
 static void check_gradients(const char *rel, unsigned targets)
 {
     model *m = load_shared(rel);
@@ -154,25 +166,8 @@ static void check_gradients(const char *rel, unsigned targets)
     assert_int_equal(st.n_pairs, 3);
     rng r;
     rng_seed(&r, 9);
-    const float h = 1e-2f;
-    double biggest = 0;
-    for (int i = 0; i < ps.n; i++) {
-        trn_param *p = &ps.p[i];
-        for (int k = 0; k < 4; k++) {
-            size_t j = (size_t)rng_below(&r, p->n);
-            float v0 = p->value[j];
-            p->value[j] = v0 + h;
-            double lp = batch_loss(rm, &pb, margins);
-            p->value[j] = v0 - h;
-            double lm = batch_loss(rm, &pb, margins);
-            p->value[j] = v0;
-            double num = (lp - lm) / (2 * h);
-            biggest = fmax(biggest, fabs(num));
-            if (fabs(num - p->grad[j]) > 1e-4 + 2e-2 * fabs(num))
-                fail_msg("%s %s[%zu]: backward %.6g, finite differences %.6g", rel, p->name, j,
-                         p->grad[j], num);
-        }
-    }
+    bl_ctx c = {.rm = rm, .pb = &pb, .margins = margins};
+    double biggest = tu_model_fd_check(&ps, bl_loss, &c, &r, 4, 1e-2f, 1e-4, 2e-2, rel);
     assert_true(biggest > 1e-2); /* the check compared real gradients */
     trn_params_free(&ps);
     pref_batch_free(&pb);

@@ -377,6 +377,23 @@ static double batch_loss(trn_dec *d, const trn_batch *b, float *logp)
     return s;
 }
 
+/* batch_loss as the finite-difference helper calls it. */
+typedef struct fd_ctx {
+    trn_dec *d;
+    const trn_batch *b;
+    float *logp;
+    trn_lora *lo;      /* with dropout: the generator is rewound each pass */
+    rng drop;
+} fd_ctx;
+
+static double fd_loss(void *p)
+{
+    fd_ctx *c = p;
+    if (c->lo)
+        c->lo->drop_rng = c->drop;
+    return batch_loss(c->d, c->b, c->logp);
+}
+
 static void test_full_gradients_fd(void **state)
 {
     (void)state;
@@ -404,23 +421,8 @@ static void test_full_gradients_fd(void **state)
     trn_dec_backward(d, dlogp);
     /* central differences in float with a large step: a few elements of
      * every parameter tensor */
-    const float h = 1e-2f;
-    for (int i = 0; i < ps.n; i++) {
-        trn_param *p = &ps.p[i];
-        for (int k = 0; k < 4; k++) {
-            size_t j = (size_t)rng_below(&r, p->n);
-            float keep = p->value[j];
-            p->value[j] = keep + h;
-            double lp = batch_loss(d, &b, logp);
-            p->value[j] = keep - h;
-            double lm = batch_loss(d, &b, logp);
-            p->value[j] = keep;
-            double num = (lp - lm) / (2 * h);
-            if (fabs(num - p->grad[j]) > 2e-3 + 2e-2 * fabs(num))
-                fail_msg("%s[%zu]: backward %.6g, finite differences %.6g", p->name, j,
-                         p->grad[j], num);
-        }
-    }
+    fd_ctx c = {.d = d, .b = &b, .logp = logp};
+    tu_model_fd_check(&ps, fd_loss, &c, &r, 4, 1e-2f, 2e-3, 2e-2, "full weights");
     trn_params_free(&ps);
     trn_dec_free(d);
 }
@@ -469,23 +471,8 @@ static void test_lora_dropout(void **state)
     trn_params_zero_grad(&ps);
     trn_dec_forward(d, &b, logp, err, sizeof err);
     trn_dec_backward(d, dlogp);
-    const float h = 1e-2f;
-    for (int i = 0; i < ps.n; i++) {
-        trn_param *p = &ps.p[i];
-        size_t j = (size_t)rng_below(&r, p->n);
-        float v0 = p->value[j];
-        double l[2];
-        for (int k = 0; k < 2; k++) {
-            p->value[j] = v0 + (k ? -h : h);
-            lo->drop_rng = keep;
-            l[k] = batch_loss(d, &b, logp);
-        }
-        p->value[j] = v0;
-        double num = (l[0] - l[1]) / (2 * h);
-        if (fabs(num - p->grad[j]) > 2e-3 + 2e-2 * fabs(num))
-            fail_msg("%s[%zu] with dropout: backward %.6g, finite differences %.6g", p->name, j,
-                     p->grad[j], num);
-    }
+    fd_ctx c = {.d = d, .b = &b, .logp = logp, .lo = lo, .drop = keep};
+    tu_model_fd_check(&ps, fd_loss, &c, &r, 1, 1e-2f, 2e-3, 2e-2, "LoRA with dropout");
     trn_params_free(&ps);
     trn_lora_free(lo);
     trn_dec_free(d);
@@ -505,6 +492,18 @@ static double hidden_loss(trn_dec *d, const trn_batch *b, const float *w)
         for (int c = 0; c < C; c++)
             s += w[c] * h[((size_t)i * b->L + b->lens[i] - 1) * C + c];
     return s;
+}
+
+typedef struct hidden_ctx {
+    trn_dec *d;
+    const trn_batch *b;
+    const float *w;
+} hidden_ctx;
+
+static double hidden_fd_loss(void *p)
+{
+    hidden_ctx *c = p;
+    return hidden_loss(c->d, c->b, c->w);
 }
 
 static void test_qkv_target_and_hidden(void **state)
@@ -556,23 +555,8 @@ static void test_qkv_target_and_hidden(void **state)
     for (int i = 0; i < 2; i++)
         memcpy(dh + ((size_t)i * 5 + lens[i] - 1) * 32, w, sizeof w);
     trn_dec_backward_hidden(d, dh);
-    const float h = 1e-2f;
-    for (int i = 0; i < ps.n; i++) {
-        trn_param *p = &ps.p[i];
-        for (int k = 0; k < 3; k++) {
-            size_t j = (size_t)rng_below(&r, p->n);
-            float v0 = p->value[j];
-            p->value[j] = v0 + h;
-            double lp = hidden_loss(d, &hb, w);
-            p->value[j] = v0 - h;
-            double lm = hidden_loss(d, &hb, w);
-            p->value[j] = v0;
-            double num = (lp - lm) / (2 * h);
-            if (fabs(num - p->grad[j]) > 2e-3 + 2e-2 * fabs(num))
-                fail_msg("%s[%zu] from the hidden state: backward %.6g, finite differences "
-                         "%.6g", p->name, j, p->grad[j], num);
-        }
-    }
+    hidden_ctx hc = {.d = d, .b = &hb, .w = w};
+    tu_model_fd_check(&ps, hidden_fd_loss, &hc, &r, 3, 1e-2f, 2e-3, 2e-2, "from the hidden state");
     free(dh);
     trn_params_free(&ps);
     unsigned mask;

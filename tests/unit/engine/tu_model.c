@@ -2,6 +2,9 @@
  * tu_model.h. */
 #include "tu_model.h"
 
+#include "rng.h"
+#include "trn_param.h"
+
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -235,4 +238,28 @@ void tu_model_check_batched(const char *rel, const model_opts *opts) {
     model_free(mb);
     json_decref(ref);
     free(dir);
+}
+
+double tu_model_fd_check(struct trn_params *ps, double (*loss)(void *ctx), void *ctx,
+                         struct rng *r, int per_param, float h, double abs_tol, double rel_tol,
+                         const char *label) {
+    double biggest = 0;
+    for (int i = 0; i < ps->n; i++) {
+        trn_param *p = &ps->p[i];
+        for (int k = 0; k < per_param; k++) {
+            size_t j = (size_t)rng_below(r, p->n);
+            float keep = p->value[j];
+            p->value[j] = keep + h;
+            double lp = loss(ctx);
+            p->value[j] = keep - h;
+            double lm = loss(ctx);
+            p->value[j] = keep;
+            double num = (lp - lm) / (2 * h);
+            biggest = fmax(biggest, fabs(num));
+            if (fabs(num - p->grad[j]) > abs_tol + rel_tol * fabs(num))
+                fail_msg("%s: %s[%zu]: backward %.6g, finite differences %.6g", label, p->name, j,
+                         p->grad[j], num);
+        }
+    }
+    return biggest;
 }

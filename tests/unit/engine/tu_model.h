@@ -46,4 +46,16 @@ void tu_model_check_conformance(const char *dir_rel, const char *model_file);
  * TU_MODEL_BATCH_TOL; the batched model is loaded with opts. */
 void tu_model_check_batched(const char *rel, const model_opts *opts);
 
+/* Finite-difference check of a parameter list's gradients (already computed
+ * by the caller's backward pass) in float: for `per_param` elements drawn
+ * from r in every parameter, central differences of loss(ctx) with step h
+ * must match the gradient within abs_tol + rel_tol * |numeric|; failures
+ * name the parameter, element and label. Returns the largest |numeric|
+ * seen (so callers can check the loss was not flat). */
+struct trn_params;
+struct rng;
+double tu_model_fd_check(struct trn_params *ps, double (*loss)(void *ctx), void *ctx,
+                         struct rng *r, int per_param, float h, double abs_tol, double rel_tol,
+                         const char *label);
+
 #endif
