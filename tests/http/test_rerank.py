@@ -10,16 +10,14 @@ reranked choice says "great" whenever a candidate does. Chat reranks its n
 choices the same way (the messages form of /v1/rewards). Errors: no reward
 model 409, stream 400, an unknown value 422 naming the field. Skips loudly
 without ../shared."""
-import json
 import os
 import shutil
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import alignd_harness as H  # noqa: E402
-from test_rewards import GPT2, gen_pairs, train  # noqa: E402
+from test_rewards import GPT2, train_great_rm  # noqa: E402
 
 GREAT = 1049  # " great" in GPT-2's vocabulary
 PROMPT = "the blue house runs"
@@ -28,19 +26,7 @@ PROMPT = "the blue house runs"
 class Rerank(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.isdir(GPT2):
-            print("\n*** SKIPPED: ../shared/conformance/gpt2-tiny is absent ***", file=sys.stderr)
-            raise unittest.SkipTest("../shared absent")
-        cls.tmp = tempfile.mkdtemp(prefix="alignd_rerank_")
-        data = os.path.join(cls.tmp, "pairs.jsonl")
-        with open(data, "w") as f:
-            for p in gen_pairs(300, 1):
-                f.write(json.dumps(p) + "\n")
-        cls.rm = os.path.join(cls.tmp, "rm")
-        p = train("-m", GPT2, "--data", data, "-o", cls.rm, "--epochs", "4", "--batch", "16",
-                  "--lr", "3e-3", "--json")
-        if p.returncode != 0:
-            raise AssertionError(f"alignd train reward failed ({p.returncode}): {p.stderr}")
+        cls.tmp, cls.rm, _ = train_great_rm("alignd_rerank_")
         # gpt2-tiny has no chat template of its own: chatml for the chat tests
         cls.d = H.Daemon("--model", f"rm={GPT2}", f"--model.rm.reward_model={cls.rm}",
                          "--model.rm.chat_template=chatml", "--model", f"plain={GPT2}").__enter__()

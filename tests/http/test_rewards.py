@@ -42,22 +42,29 @@ def train(*args):
                           timeout=600)
 
 
+def train_great_rm(prefix):
+    """Skips loudly without ../shared; else trains the "great" reward model
+    on gpt2-tiny in a new temp folder. Returns (tmp, rm_dir, process)."""
+    if not os.path.isdir(GPT2):
+        print("\n*** SKIPPED: ../shared/conformance/gpt2-tiny is absent ***", file=sys.stderr)
+        raise unittest.SkipTest("../shared absent")
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    data = os.path.join(tmp, "pairs.jsonl")
+    with open(data, "w") as f:
+        for p in gen_pairs(300, 1):
+            f.write(json.dumps(p) + "\n")
+    rm = os.path.join(tmp, "rm")
+    p = train("-m", GPT2, "--data", data, "-o", rm, "--epochs", "4", "--batch", "16",
+              "--lr", "3e-3", "--json")
+    if p.returncode != 0:
+        raise AssertionError(f"alignd train reward failed ({p.returncode}): {p.stderr}")
+    return tmp, rm, p
+
+
 class Rewards(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.isdir(GPT2):
-            print("\n*** SKIPPED: ../shared/conformance/gpt2-tiny is absent ***", file=sys.stderr)
-            raise unittest.SkipTest("../shared absent")
-        cls.tmp = tempfile.mkdtemp(prefix="alignd_rewards_")
-        data = os.path.join(cls.tmp, "pairs.jsonl")
-        with open(data, "w") as f:
-            for p in gen_pairs(300, 1):
-                f.write(json.dumps(p) + "\n")
-        cls.rm = os.path.join(cls.tmp, "rm")
-        p = train("-m", GPT2, "--data", data, "-o", cls.rm, "--epochs", "4", "--batch", "16",
-                  "--lr", "3e-3", "--json")
-        if p.returncode != 0:
-            raise AssertionError(f"alignd train reward failed ({p.returncode}): {p.stderr}")
+        cls.tmp, cls.rm, p = train_great_rm("alignd_rewards_")
         cls.stderr = p.stderr
         cls.result = json.loads(p.stdout.strip().splitlines()[-1])
         cls.d = H.Daemon("--model", f"rm={GPT2}", f"--model.rm.reward_model={cls.rm}",
