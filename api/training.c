@@ -71,7 +71,8 @@ void api_training_create(http_req *req)
     app *a = http_req_app(req);
     json_t *body = http_req_json(req);
     if (!a->trainer) {
-        http_reply_error(req, API_ERR_TRAINING_DISABLED, NULL, "training is disabled (training.enabled)");
+        http_reply_error(req, API_ERR_TRAINING_DISABLED, NULL,
+                         "training is not running: training.enabled is false or no model is served");
         return;
     }
     if (!json_is_object(body)) {
