@@ -13,6 +13,7 @@
     X(BAD_JSON, 400, "invalid_request_error", "invalid_json")                     \
     X(BAD_REQUEST, 400, "invalid_request_error", "invalid_request")               \
     X(UNAUTHORIZED, 401, "authentication_error", "invalid_api_key")               \
+    X(FORBIDDEN, 403, "permission_error", "insufficient_role")                    \
     X(NOT_FOUND, 404, "not_found_error", "not_found")                             \
     X(MODEL_NOT_FOUND, 404, "not_found_error", "model_not_found")                 \
     X(ADAPTER_NOT_FOUND, 404, "not_found_error", "adapter_not_found")             \

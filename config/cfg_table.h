@@ -30,9 +30,11 @@
     X(server, shutdown_grace, INT, "30", 0, 3600, NULL, 0, \
       "Seconds in-flight requests may take to finish after SIGTERM/SIGINT before the daemon exits") \
     X(server, api_keys, STR, "", 0, 0, NULL, CFG_F_SECRET, \
-      "Comma-separated API keys accepted as 'Authorization: Bearer KEY'; empty means no authentication") \
+      "Comma-separated API keys for 'Authorization: Bearer KEY': KEY (role admin) or role:KEY, role infer, feedback or admin; empty (and no api_key_file) = no authentication, every route open") \
     X(server, api_key_file, STR, "", 0, 0, NULL, 0, \
-      "File with one API key per line (added to api_keys); empty for none") \
+      "File with one API key per line, KEY or role:KEY as in api_keys ('#' comments; added to api_keys); empty for none") \
+    X(server, cors_origins, STR, "", 0, 0, NULL, 0, \
+      "Origins whose pages may call the API from a browser (CORS): a comma-separated list (https://app.example) or *; empty = no CORS headers, OPTIONS answers 405") \
     X(server, public_health, BOOL, "true", 0, 0, NULL, 0, \
       "Serve /health and /ready without an API key") \
     X(server, public_metrics, BOOL, "true", 0, 0, NULL, 0, \

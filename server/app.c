@@ -17,16 +17,25 @@
 #include "trainer.h"
 #include "log.h"
 #include "routes.h"
+#include "sdnotify.h"
 
-static bool app__authorize(void *ud, route_auth need, const char *header) {
+static int app__authorize(void *ud, route_auth need, const char *header) {
     app *a = ud;
+    auth_role role = AUTH_ROLE_INFER; /* health and metrics when not public: any key */
     switch (need) {
-    case ROUTE_AUTH_OPEN: return true;
-    case ROUTE_AUTH_HEALTH: if (a->cfg->server_public_health) return true; break;
-    case ROUTE_AUTH_METRICS: if (a->cfg->server_public_metrics) return true; break;
-    case ROUTE_AUTH_KEY: break;
+    case ROUTE_AUTH_OPEN: return 0;
+    case ROUTE_AUTH_HEALTH: if (a->cfg->server_public_health) return 0; break;
+    case ROUTE_AUTH_METRICS: if (a->cfg->server_public_metrics) return 0; break;
+    case ROUTE_AUTH_INFER: break;
+    case ROUTE_AUTH_FEEDBACK: role = AUTH_ROLE_FEEDBACK; break;
+    case ROUTE_AUTH_ADMIN: role = AUTH_ROLE_ADMIN; break;
     }
-    return auth_check(&a->auth, header);
+    switch (auth_authorize(&a->auth, role, header)) {
+    case AUTH_OK: return 0;
+    case AUTH_FORBIDDEN: return API_ERR_FORBIDDEN;
+    case AUTH_UNAUTHORIZED: break;
+    }
+    return API_ERR_UNAUTHORIZED;
 }
 
 static int app__ready_check(void *ud) {
@@ -45,6 +54,7 @@ static void app__on_closed(uv_handle_t *h) { (void)h; }
 static void app__on_http_stopped(void *arg) {
     app *a = arg;
     a->http = NULL;
+    sdnotify_watchdog_stop();
     uv_close((uv_handle_t *)&a->sig_term, app__on_closed);
     uv_close((uv_handle_t *)&a->sig_int, app__on_closed);
     uv_close((uv_handle_t *)&a->sig_hup, app__on_closed);
@@ -85,6 +95,7 @@ static void app__shutdown(app *a, const char *why) {
         return;
     }
     LOG_INF("app", "%s: shutting down (grace %llds)", why, a->cfg->server_shutdown_grace);
+    sdnotify_stopping(why);
     a->state = APP_DRAINING;
     uv_timer_start(&a->grace_timer, app__on_grace,
                    (uint64_t)a->cfg->server_shutdown_grace * 1000, 0);
@@ -107,13 +118,17 @@ static void app__models_loaded(uv_work_t *w, int status) {
             trainer_start(&a->trainer, a->cfg, &a->models, a->store, terr, sizeof terr)) {
             snprintf(a->load_err, sizeof a->load_err, "training loop: %s", terr);
         } else {
-            a->state = APP_READY;
+            a->state = APP_READY; /* /ready answers 200 from here on */
             LOG_INF("app", "ready: %d model(s) loaded", a->models.n);
+            char st[128];
+            snprintf(st, sizeof st, "serving %d model(s)", a->models.n);
+            sdnotify_ready(st);
             return;
         }
     }
     if (a->state == APP_DRAINING) return; /* shutting down anyway */
     LOG_ERR("app", "start-up failed: %s", a->load_err[0] ? a->load_err : "model loading was cancelled");
+    sdnotify_status("start-up failed: %s", a->load_err[0] ? a->load_err : "model loading was cancelled");
     a->exit_code = 1;
     app__shutdown(a, "start-up failed");
 }
@@ -121,8 +136,13 @@ static void app__models_loaded(uv_work_t *w, int status) {
 static void app__on_signal(uv_signal_t *s, int signum) {
     app *a = s->data;
     if (signum == SIGHUP) {
+        /* systemd's ExecReload: RELOADING=1 ... READY=1, but only once ready
+         * (a READY=1 during start-up or drain would lie about the state). */
+        bool ready = a->state == APP_READY;
+        if (ready) sdnotify_reloading("SIGHUP: reopening the log file");
         if (log_reopen() == 0) LOG_INF("app", "SIGHUP: log file reopened");
         else LOG_ERR("app", "SIGHUP: cannot reopen the log file; still writing to the old one");
+        if (ready) sdnotify_ready(a->models.n ? "serving" : "serving (no models configured)");
         return;
     }
     app__shutdown(a, strsignal(signum));
@@ -192,6 +212,7 @@ int app_run(const cfg *c) {
         .skip_route_flags = c->server_debug_routes ? 0 : ROUTE_F_DEBUG,
         .app = &a,
         .authorize = app__authorize,
+        .cors_origins = c->server_cors_origins,
         .ready_check = app__ready_check,
         .on_complete = app__on_complete,
         .on_drained = app__on_drained,
@@ -209,13 +230,16 @@ int app_run(const cfg *c) {
     uv_signal_start(&a.sig_term, app__on_signal, SIGTERM);
     uv_signal_start(&a.sig_int, app__on_signal, SIGINT);
     uv_signal_start(&a.sig_hup, app__on_signal, SIGHUP);
+    sdnotify_watchdog_start(&a.loop); /* WATCHDOG=1 under systemd's WatchdogSec */
 
     LOG_INF("app", "alignd %s listening on %s port %lld (%s)", ALIGND_VERSION, c->server_host,
             c->server_port, auth_disabled(&a.auth) ? "no API keys: open" : "API keys required");
     if (c->n_models == 0) {
         a.state = APP_READY;
         LOG_INF("app", "ready (no models configured)");
+        sdnotify_ready("serving (no models configured)");
     } else { /* /ready answers 503 until the models are loaded */
+        sdnotify_status("loading %d model(s)", c->n_models);
         a.load_work.data = &a;
         uv_queue_work(&a.loop, &a.load_work, app__load_models, app__models_loaded);
     }
@@ -224,6 +248,7 @@ int app_run(const cfg *c) {
     LOG_INF("app", "stopped");
     rc = a.exit_code;
 out:
+    sdnotify_watchdog_stop();
     if (a.http) { /* start-up failed after the server started */
         http_server_stop(a.http, NULL, NULL);
         uv_run(&a.loop, UV_RUN_DEFAULT);

@@ -32,8 +32,13 @@ typedef struct http_server_opts {
     size_t n_routes;
     unsigned skip_route_flags;    /* routes with these flags are hidden */
     void *app;                    /* handed to handlers via http_req_app */
-    /* Decides whether a request may pass auth; NULL = everyone. */
-    bool (*authorize)(void *app, route_auth auth, const char *authorization);
+    /* Decides whether a request may pass auth: 0, or the error to answer
+     * (API_ERR_UNAUTHORIZED: no or unknown key, 401; API_ERR_FORBIDDEN: a
+     * valid key without the route's role, 403). NULL = everyone. */
+    int (*authorize)(void *app, route_auth auth, const char *authorization);
+    /* server.cors_origins: NULL or "" = no CORS headers; "*" = any origin;
+     * else a comma-separated list of origins ("https://a.example"). Borrowed. */
+    const char *cors_origins;
     /* Returns 0 when routes flagged ROUTE_F_NEEDS_READY may run, else the
      * error to answer (API_ERR_NOT_READY). */
     int (*ready_check)(void *app);

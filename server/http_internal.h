@@ -10,7 +10,7 @@
 
 #include "http.h"
 
-#define HTTP__MAX_EXTRA_HEADERS 8
+#define HTTP__MAX_EXTRA_HEADERS 12
 
 struct http_req {
     http_server *srv;

@@ -111,6 +111,8 @@ enum MHD_Result http__queue(http_req *req, unsigned status, const char *content_
         return MHD_NO;
     }
     MHD_add_response_header(resp, "X-Request-Id", req->id);
+    /* every answer (JSON, HTML, streams): browsers must not guess types */
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     if (content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     for (int i = 0; i < req->n_hdr; i++)
         if (req->hdr[i].name && req->hdr[i].value)

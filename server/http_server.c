@@ -63,9 +63,95 @@ static bool http__content_type_is_json(const char *ct) {
     return *ct == '\0' || *ct == ';';
 }
 
+/* The role a route's auth class needs, for the 403 message. */
+static const char *http__auth_role(route_auth a) {
+    switch (a) {
+    case ROUTE_AUTH_FEEDBACK: return "feedback";
+    case ROUTE_AUTH_ADMIN: return "admin";
+    case ROUTE_AUTH_INFER:
+    case ROUTE_AUTH_HEALTH:
+    case ROUTE_AUTH_METRICS:
+    case ROUTE_AUTH_OPEN: break;
+    }
+    return "infer";
+}
+
+/* ------------------------------------------------------------------ */
+/* CORS (server.cors_origins) */
+
+static bool http__cors_on(const http_server *srv) {
+    return srv->opts.cors_origins && srv->opts.cors_origins[0];
+}
+
+/* The value for Access-Control-Allow-Origin when `origin` may read our
+ * answers: "*" when the list has "*", the origin itself when it is listed,
+ * else NULL. */
+static const char *http__cors_allowed(const http_server *srv, const char *origin) {
+    if (!http__cors_on(srv)) return NULL;
+    for (const char *p = srv->opts.cors_origins; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        const char *q = p;
+        size_t m = n;
+        while (m && (*q == ' ' || *q == '\t')) q++, m--;
+        while (m && (q[m - 1] == ' ' || q[m - 1] == '\t' || q[m - 1] == '/')) m--;
+        if (m == 1 && *q == '*') return "*";
+        if (origin && m && strlen(origin) == m && strncasecmp(origin, q, m) == 0) return origin;
+        p += n + (comma ? 1 : 0);
+    }
+    return NULL;
+}
+
+/* Adds the CORS headers every answer carries (errors too, so that a page can
+ * read them). Returns the allowed origin value or NULL. */
+static const char *http__cors_headers(http_req *req) {
+    http_server *srv = req->srv;
+    if (!http__cors_on(srv)) return NULL;
+    const char *allowed =
+        http__cors_allowed(srv, MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin"));
+    if (!allowed || strcmp(allowed, "*") != 0) http_reply_header(req, "Vary", "Origin");
+    if (allowed) {
+        http_reply_header(req, "Access-Control-Allow-Origin", allowed);
+        http_reply_header(req, "Access-Control-Expose-Headers",
+                          "X-Request-Id, Retry-After, WWW-Authenticate");
+    }
+    return allowed;
+}
+
+/* OPTIONS with CORS on: the preflight answer for any known path, without
+ * auth (browsers send no Authorization header on a preflight). */
+static void http__preflight(http_req *req, const char *allowed) {
+    http_server *srv = req->srv;
+    char allow[128];
+    router_match m;
+    router_result rr = router_match_path(srv->opts.routes, srv->opts.n_routes,
+                                         srv->opts.skip_route_flags, "OPTIONS", req->path, &m,
+                                         allow, sizeof allow);
+    if (rr == ROUTER_NOT_FOUND) {
+        http_reply_error(req, API_ERR_NOT_FOUND, NULL, "no route for %s %s", req->method, req->path);
+        return;
+    }
+    if (rr == ROUTER_FOUND) snprintf(allow, sizeof allow, "%s", m.route->method);
+    char methods[160];
+    snprintf(methods, sizeof methods, "%s, OPTIONS", allow);
+    http_reply_header(req, "Allow", methods);
+    if (allowed) {
+        http_reply_header(req, "Access-Control-Allow-Methods", methods);
+        http_reply_header(req, "Access-Control-Allow-Headers",
+                          "Authorization, Content-Type, X-Request-Id");
+        http_reply_header(req, "Access-Control-Max-Age", "600");
+    }
+    http_reply_data(req, 204, NULL, "", 0);
+}
+
 /* Header-time checks (first callback). Returns true if an error was queued. */
 static bool http__check_headers(http_req *req) {
     http_server *srv = req->srv;
+    const char *cors_allowed = http__cors_headers(req);
+    if (http__cors_on(srv) && strcmp(req->method, "OPTIONS") == 0) {
+        http__preflight(req, cors_allowed);
+        return true;
+    }
     char allow[128];
     router_result rr = router_match_path(srv->opts.routes, srv->opts.n_routes,
                                          srv->opts.skip_route_flags, req->method, req->path,
@@ -84,10 +170,19 @@ static bool http__check_headers(http_req *req) {
     for (int i = 0; i < req->match.n_params; i++)
         req->params[i] = strndup(req->match.params[i].value, req->match.params[i].value_len);
 
-    if (srv->opts.authorize &&
-        !srv->opts.authorize(srv->opts.app, r->auth,
-                             MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                         MHD_HTTP_HEADER_AUTHORIZATION))) {
+    int auth_err = srv->opts.authorize
+                       ? srv->opts.authorize(srv->opts.app, r->auth,
+                                             MHD_lookup_connection_value(
+                                                 req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_AUTHORIZATION))
+                       : 0;
+    if (auth_err == API_ERR_FORBIDDEN) { /* a valid key: never echoed, nor its role */
+        http_reply_error(req, API_ERR_FORBIDDEN, NULL,
+                         "this API key may not use %s %s: it needs the role '%s'", r->method,
+                         r->pattern, http__auth_role(r->auth));
+        return true;
+    }
+    if (auth_err) {
         http_reply_header(req, "WWW-Authenticate", "Bearer");
         http_reply_error(req, API_ERR_UNAUTHORIZED, NULL,
                          "missing or invalid API key: send 'Authorization: Bearer KEY'");

@@ -15,10 +15,14 @@ typedef struct http_req http_req;
 typedef void (*route_handler)(http_req *req);
 
 typedef enum {
-    ROUTE_AUTH_KEY,     /* needs an API key when keys are configured */
-    ROUTE_AUTH_HEALTH,  /* open when server.public_health */
-    ROUTE_AUTH_METRICS, /* open when server.public_metrics */
-    ROUTE_AUTH_OPEN,    /* never needs a key */
+    /* When API keys are configured (server.api_keys), these need a key whose
+     * role is at least the one named (auth.h); with no keys, all are open. */
+    ROUTE_AUTH_INFER,    /* role infer: inference and model listing */
+    ROUTE_AUTH_FEEDBACK, /* role feedback: storing and reading feedback */
+    ROUTE_AUTH_ADMIN,    /* role admin: training, adapters, deletion, export, debug */
+    ROUTE_AUTH_HEALTH,   /* open when server.public_health, else any key */
+    ROUTE_AUTH_METRICS,  /* open when server.public_metrics, else any key */
+    ROUTE_AUTH_OPEN,     /* never needs a key */
 } route_auth;
 
 typedef enum {

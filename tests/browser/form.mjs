@@ -23,7 +23,12 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 let failed = false;
 const page = context.pages()[0] || await context.newPage();
 page.on("pageerror", (e) => { console.error("page error:", e.message); failed = true; });
-page.on("console", (m) => { if (m.type() === "error") console.error("console:", m.text()); });
+page.on("console", (m) => {
+  if (m.type() !== "error") return;
+  console.error("console:", m.text());
+  // the page must work under its Content-Security-Policy (api/webui.c)
+  if (/Content Security Policy/i.test(m.text())) failed = true;
+});
 // Only the daemon may be reached: anything else is a bug in the page.
 await page.route("**/*", (route) => {
   const url = route.request().url();

@@ -8,13 +8,13 @@
 static void h(http_req *req) { (void)req; }
 
 static const route table[] = {
-    {"GET", "/v1/feedback", h, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0, 0, "list"},
-    {"POST", "/v1/feedback", h, ROUTE_AUTH_KEY, ROUTE_BODY_JSON, 0, 0, "create"},
-    {"GET", "/v1/feedback/{id}", h, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0, 0, "get"},
-    {"DELETE", "/v1/feedback/{id}", h, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0, 0, "delete"},
-    {"GET", "/v1/feedback/export", h, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0, 0, "export"},
-    {"POST", "/v1/adapters/{id}/activate", h, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0, 0, "act"},
-    {"GET", "/debug/x", h, ROUTE_AUTH_KEY, ROUTE_BODY_NONE, 0, ROUTE_F_DEBUG, "dbg"},
+    {"GET", "/v1/feedback", h, ROUTE_AUTH_INFER, ROUTE_BODY_NONE, 0, 0, "list"},
+    {"POST", "/v1/feedback", h, ROUTE_AUTH_INFER, ROUTE_BODY_JSON, 0, 0, "create"},
+    {"GET", "/v1/feedback/{id}", h, ROUTE_AUTH_INFER, ROUTE_BODY_NONE, 0, 0, "get"},
+    {"DELETE", "/v1/feedback/{id}", h, ROUTE_AUTH_INFER, ROUTE_BODY_NONE, 0, 0, "delete"},
+    {"GET", "/v1/feedback/export", h, ROUTE_AUTH_INFER, ROUTE_BODY_NONE, 0, 0, "export"},
+    {"POST", "/v1/adapters/{id}/activate", h, ROUTE_AUTH_INFER, ROUTE_BODY_NONE, 0, 0, "act"},
+    {"GET", "/debug/x", h, ROUTE_AUTH_INFER, ROUTE_BODY_NONE, 0, ROUTE_F_DEBUG, "dbg"},
 };
 #define N (sizeof table / sizeof table[0])
 
