@@ -75,8 +75,8 @@
       "LoRA sites (q,k,v,o,gate,up,down; qkv on gpt2); empty = q,v on llama, qkv on gpt2") \
     X(training, kl_max, DOUBLE, "0.5", 0, 1000, NULL, 0, \
       "Gate: most mean per-token KL(policy || base) in nats on the eval responses for promotion") \
-    X(training, gate_rm_min_accuracy, DOUBLE, "0.8", 0, 1, NULL, 0, \
-      "The reward-score part of the gate binds only when this run's reward model reached this held-out accuracy; below it the scores are recorded, not enforced") \
+    X(training, gate_rm_min_accuracy, DOUBLE, "0.8", 0, 2, NULL, 0, \
+      "Reward-score gate binds only if this run's reward model reached this held-out accuracy (else recorded only); above 1: never") \
     X(training, onpolicy, BOOL, "false", 0, 0, NULL, 0, \
       "Iterative DPO: before each DPO run, add pairs of the current policy's own samples labelled by the reward model") \
     X(training, onpolicy_k, INT, "4", 2, 64, NULL, 0, \
