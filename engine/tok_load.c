@@ -476,3 +476,34 @@ int tok_load(tok **out, const char *path, tok_err *err) {
     gguf_close(f);
     return rc;
 }
+
+char *tok_load_chat_template(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return NULL;
+    if (S_ISDIR(st.st_mode)) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/tokenizer_config.json", path);
+        json_t *j = json_load_file(p, 0, NULL);
+        const char *t = json_string_value(json_object_get(j, "chat_template"));
+        char *out = t ? strdup(t) : NULL;
+        json_decref(j);
+        return out;
+    }
+    gguf_file *f;
+    char msg[256];
+    if (gguf_open(&f, path, msg, sizeof msg) != 0) return NULL;
+    const char *t = NULL;
+    char *out = NULL;
+    if (gguf_get_str(f, "tokenizer.chat_template", &t, NULL, msg, sizeof msg) == 0) out = strdup(t);
+    gguf_close(f);
+    return out;
+}
+
+void tok_special_text(const tok *t, int32_t id, char *buf, size_t len) {
+    buf[0] = '\0';
+    if (id < 0) return;
+    size_t n = 0;
+    tok_err e;
+    if (tok_decode_piece(t, id, TOK_DEC_SPECIAL, buf, len - 1, &n, &e) == 0) buf[n] = '\0';
+    else buf[0] = '\0';
+}

@@ -48,4 +48,13 @@ int tok_load_hf_dir(tok **out, const char *dir, tok_err *err);
 /* Either of the above, by what `path` is (a folder or a GGUF file). */
 int tok_load(tok **out, const char *path, tok_err *err);
 
+/* The Jinja chat template a model file carries (GGUF
+ * tokenizer.chat_template, or tokenizer_config.json's chat_template in a
+ * folder), malloc'd; NULL when there is none or it cannot be read. */
+char *tok_load_chat_template(const char *path);
+
+/* Token id's text with specials rendered (BOS/EOS as chat templates write
+ * them) into buf[len]; "" for a negative id or a failure. */
+void tok_special_text(const tok *t, int32_t id, char *buf, size_t len);
+
 #endif

@@ -26,6 +26,7 @@
 #include "bpe_train.h"
 #include "cli.h"
 #include "cli_opts.h"
+#include "fnv.h"
 #include "gguf_writer.h"
 #include "tok.h"
 #include "trn_ckpt.h"
@@ -200,20 +201,12 @@ static int pretrain__tokenize(const pretrain_opts *o, const char *text, size_t l
 
 /* ---- the run's fingerprint (checked on --resume) -------------------------- */
 
-static uint64_t pretrain__fnv(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
 static char *pretrain__fingerprint(const pretrain_opts *o, const char *text, size_t len)
 {
     char *s = NULL;
     if (asprintf(&s, "corpus %zu bytes fnv %016llx; vocab %.0f ctx %.0f embd %.0f layers %.0f "
                  "heads %.0f/%.0f ff %.0f tied %d; batch %.0f seq %.0f heldout %g seed %.0f",
-                 len, (unsigned long long)pretrain__fnv(text, len), o->vocab, o->ctx, o->embd,
+                 len, (unsigned long long)fnv1a64(FNV1A64_BASIS, text, len), o->vocab, o->ctx, o->embd,
                  o->layers, o->heads, o->kv_heads, o->ff, !o->untied, o->batch, o->seq,
                  o->heldout, o->seed) < 0)
         return NULL;

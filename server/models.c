@@ -17,38 +17,6 @@
 #include "trn_peft.h"
 #include "trn_reward.h"
 
-/* The Jinja chat template a model file carries, or NULL (malloc'd). */
-static char *models__template_text(const char *path) {
-    struct stat st;
-    if (stat(path, &st) != 0) return NULL;
-    if (S_ISDIR(st.st_mode)) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/tokenizer_config.json", path);
-        json_t *j = json_load_file(p, 0, NULL);
-        const char *t = json_string_value(json_object_get(j, "chat_template"));
-        char *out = t ? strdup(t) : NULL;
-        json_decref(j);
-        return out;
-    }
-    gguf_file *f;
-    char msg[256];
-    if (gguf_open(&f, path, msg, sizeof msg) != 0) return NULL;
-    const char *t = NULL;
-    char *out = NULL;
-    if (gguf_get_str(f, "tokenizer.chat_template", &t, NULL, msg, sizeof msg) == 0) out = strdup(t);
-    gguf_close(f);
-    return out;
-}
-
-static void models__special_text(const tok *t, int32_t id, char *buf, size_t len) {
-    buf[0] = '\0';
-    if (id < 0) return;
-    size_t n = 0;
-    tok_err e;
-    if (tok_decode_piece(t, id, TOK_DEC_SPECIAL, buf, len - 1, &n, &e) == 0) buf[n] = '\0';
-    else buf[0] = '\0';
-}
-
 /* True when path is a Hugging Face folder of a CLIP model. */
 static bool models__is_clip(const char *path) {
     char p[4096];
@@ -440,8 +408,8 @@ static int models__load_one(served_model *sm, const cfg_model *mc, char *err, si
     sm->normalize = !strcmp(mc->embed_normalize, "auto") ? st_normalize : !strcmp(mc->embed_normalize, "true");
     /* sentence-transformers' max_seq_length bounds an encoder's inputs */
     if (!sm->decoder && max_seq > 0 && max_seq < sm->n_ctx) sm->n_ctx = max_seq;
-    models__special_text(sm->tok, tok_bos(sm->tok), sm->bos_text, sizeof sm->bos_text);
-    models__special_text(sm->tok, tok_eos(sm->tok), sm->eos_text, sizeof sm->eos_text);
+    tok_special_text(sm->tok, tok_bos(sm->tok), sm->bos_text, sizeof sm->bos_text);
+    tok_special_text(sm->tok, tok_eos(sm->tok), sm->eos_text, sizeof sm->eos_text);
     /* the configured template wins; a bad configured name is an error */
     eng_err ce = {0};
     if (mc->chat_template && mc->chat_template[0]) {
@@ -452,7 +420,7 @@ static int models__load_one(served_model *sm, const cfg_model *mc, char *err, si
         sm->has_chat = true;
         return 0;
     }
-    char *jinja = models__template_text(mc->path);
+    char *jinja = tok_load_chat_template(mc->path);
     sm->has_chat = chat_template_detect(jinja, &sm->chat_kind, &ce) == 0;
     if (!sm->has_chat) snprintf(sm->chat_error, sizeof sm->chat_error, "model '%s': %s", mc->name, ce.msg);
     free(jinja);

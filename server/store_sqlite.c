@@ -6,6 +6,8 @@
 #endif
 #include "store.h"
 
+#include "fnv.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -166,11 +168,7 @@ static bool store__valid_id(const char *id) {
 }
 
 const char *store_split_of(const char *id) {
-    uint64_t h = 14695981039346656037ULL; /* FNV-1a 64 offset basis */
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL; /* FNV-1a 64 prime */
-    }
+    uint64_t h = fnv1a64(FNV1A64_BASIS, id, strlen(id));
     return h % 10 == 0 ? "eval" : "train";
 }
 

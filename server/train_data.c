@@ -8,47 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sys/stat.h>
-
-#include "gguf.h"
 #include "store.h"
 #include "tok_load.h"
-
-/* The Jinja chat template a model file carries, or NULL (malloc'd). */
-static char *train_data__jinja(const char *path)
-{
-    struct stat st;
-    char *out = NULL;
-    if (stat(path, &st) != 0)
-        return NULL;
-    if (S_ISDIR(st.st_mode)) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/tokenizer_config.json", path);
-        json_t *j = json_load_file(p, 0, NULL);
-        const char *t = json_string_value(json_object_get(j, "chat_template"));
-        out = t ? strdup(t) : NULL;
-        json_decref(j);
-        return out;
-    }
-    gguf_file *f;
-    char msg[256];
-    const char *t = NULL;
-    if (gguf_open(&f, path, msg, sizeof msg) != 0)
-        return NULL;
-    if (gguf_get_str(f, "tokenizer.chat_template", &t, NULL, msg, sizeof msg) == 0)
-        out = strdup(t);
-    gguf_close(f);
-    return out;
-}
-
-static void train_data__special(const tok *t, int32_t id, char *buf, size_t len)
-{
-    size_t n = 0;
-    tok_err e;
-    buf[0] = '\0';
-    if (id >= 0 && tok_decode_piece(t, id, TOK_DEC_SPECIAL, buf, len - 1, &n, &e) == 0)
-        buf[n] = '\0';
-}
 
 int train_base_load(train_base *b, const char *path, const char *chat_template, int n_batch,
                     char *err, size_t errlen)
@@ -65,11 +26,11 @@ int train_base_load(train_base *b, const char *path, const char *chat_template, 
         snprintf(err, errlen, "%s: tokenizer: %s", path, te.msg);
         return -EINVAL;
     }
-    train_data__special(b->t, tok_bos(b->t), b->bos, sizeof b->bos);
-    train_data__special(b->t, tok_eos(b->t), b->eos, sizeof b->eos);
+    tok_special_text(b->t, tok_bos(b->t), b->bos, sizeof b->bos);
+    tok_special_text(b->t, tok_eos(b->t), b->eos, sizeof b->eos);
     b->pt = (pref_tok){.t = b->t, .add_bos = tok_adds_bos(b->t), .eos_id = tok_eos(b->t),
                        .bos_text = b->bos, .eos_text = b->eos};
-    char *jinja = chat_template ? NULL : train_data__jinja(path);
+    char *jinja = chat_template ? NULL : tok_load_chat_template(path);
     eng_err ce = {0};
     b->pt.has_chat = (chat_template || jinja) &&
                      chat_template_detect(chat_template ? chat_template : jinja,

@@ -2,6 +2,8 @@
  * (pref.h). */
 #include "pref.h"
 
+#include "fnv.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -240,14 +242,6 @@ int pref_add_messages(pref_set *s, const pref_tok *pt, const json_t *prompt,
 
 /* ---- JSONL ------------------------------------------------------------------ */
 
-static uint64_t pref__fnv(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
 int pref_add_jsonl_line(pref_set *s, const pref_tok *pt, const char *line, size_t len,
                         const pref_opts *o, char *err, size_t errlen)
 {
@@ -261,7 +255,7 @@ int pref_add_jsonl_line(pref_set *s, const pref_tok *pt, const char *line, size_
     const json_t *p = json_object_get(j, "prompt"), *c = json_object_get(j, "chosen"),
                  *r = json_object_get(j, "rejected"), *sp = json_object_get(j, "split"),
                  *mg = json_object_get(j, "margin");
-    bool eval = (double)(pref__fnv(line, len) % 1000000) / 1e6 < o->eval_frac;
+    bool eval = (double)(fnv1a64(FNV1A64_BASIS, line, len) % 1000000) / 1e6 < o->eval_frac;
     int rc = 0;
     if (sp && !(json_is_string(sp) && (!strcmp(json_string_value(sp), "train") ||
                                        !strcmp(json_string_value(sp), "eval")))) {

@@ -3,6 +3,7 @@
 #include "trn_ckpt.h"
 
 #include "atomic_file.h"
+#include "fnv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,14 +40,6 @@ static uint64_t trn_ckpt__rd64(const uint8_t *b) {
     return (uint64_t)trn_ckpt__rd32(b) | (uint64_t)trn_ckpt__rd32(b + 4) << 32;
 }
 
-#define TRN_CKPT__FNV_BASIS 0xcbf29ce484222325ull
-
-/* FNV-1a 64: catches truncation, bit rot and splices, not tampering. */
-static uint64_t trn_ckpt__fnv(uint64_t h, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
 /* dst: [n] floats from 4n little-endian bytes at src (unaligned). */
 static void trn_ckpt__get_f32s(float *dst, const uint8_t *src, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -65,7 +58,7 @@ typedef struct trn_ckpt__w {
 
 static void trn_ckpt__put(trn_ckpt__w *w, const void *p, size_t n) {
     if (w->err_no || n == 0) return;
-    w->hash = trn_ckpt__fnv(w->hash, p, n);
+    w->hash = fnv1a64(w->hash, p, n);
     if (fwrite(p, 1, n, w->f) != n) w->err_no = errno ? errno : EIO;
 }
 
@@ -162,7 +155,7 @@ static int trn_ckpt__check_save(const trn_params *ps, const trn_optim *o,
 /* Writes the whole file into af (atomic_file.h: committed by the caller). */
 static int trn_ckpt__write(atomic_file *af, const trn_params *ps, const trn_optim *o,
                            const trn_ckpt_extra *x, eng_err *err) {
-    trn_ckpt__w w = {.f = af->f, .hash = TRN_CKPT__FNV_BASIS};
+    trn_ckpt__w w = {.f = af->f, .hash = FNV1A64_BASIS};
     trn_ckpt__put_header(&w, o, x->n_rngs, ps->n, x->blob_len);
     trn_ckpt__put_body(&w, ps, o, x);
     uint64_t sum = w.hash;
@@ -381,7 +374,7 @@ static int trn_ckpt__parse(const uint8_t *buf, size_t len, const char *label, tr
     if (!rc) rc = trn_ckpt__parse_entries(&c, f);
     if (rc) return rc;
     uint64_t want = trn_ckpt__rd64(buf + len - 8);
-    if (trn_ckpt__fnv(TRN_CKPT__FNV_BASIS, buf, len - 8) != want)
+    if (fnv1a64(FNV1A64_BASIS, buf, len - 8) != want)
         return eng_fail(err, -EINVAL, "%s: checksum mismatch: the file is corrupt", label);
     return 0;
 }
