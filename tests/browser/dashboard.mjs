@@ -7,7 +7,7 @@
 // and the error messages; prints one JSON line of what it saw on stdout (the
 // caller checks the requests the stub recorded).
 // Usage: node dashboard.mjs FULL_URL BARE_URL SCREENSHOT_PNG USER_DATA_DIR
-import { chromium } from "playwright-core";
+import { openPage } from "./launch.mjs";
 
 const [full, bare, screenshot, userDataDir] = process.argv.slice(2);
 if (!full || !bare || !screenshot || !userDataDir) {
@@ -15,31 +15,9 @@ if (!full || !bare || !screenshot || !userDataDir) {
   process.exit(2);
 }
 
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1200, height: 900 },
-});
-let failed = false;
-const page = context.pages()[0] || await context.newPage();
-page.on("pageerror", (e) => { console.error("page error:", e.message); failed = true; });
-page.on("console", (m) => {
-  if (m.type() !== "error") return;
-  console.error("console:", m.text());
-  // the page must work under its Content-Security-Policy (api/webui.c)
-  if (/Content Security Policy/i.test(m.text())) failed = true;
-});
+const { context, page, state } = await openPage(userDataDir, [full, bare],
+                                                 { width: 1200, height: 900 });
 page.on("dialog", (d) => { console.error("unexpected dialog:", d.message()); d.dismiss(); });
-// Only the two stubs may be reached: anything else is a bug in the page.
-await page.route("**/*", (route) => {
-  const url = route.request().url();
-  if (url.startsWith(full) || url.startsWith(bare)) return route.continue();
-  console.error("blocked external request:", url);
-  failed = true;
-  return route.abort();
-});
 
 function check(cond, what) { if (!cond) throw new Error("check failed: " + what); }
 const stubLog = async () => (await (await fetch(full + "/__stub/log")).json());
@@ -184,8 +162,8 @@ try {
   console.error("dashboard.mjs:", e && e.stack || e);
   console.error("seen so far:", JSON.stringify(out));
   try { await page.screenshot({ path: screenshot, fullPage: true }); } catch (_) { /* best effort */ }
-  failed = true;
+  state.failed = true;
 } finally {
   await context.close();
 }
-process.exit(failed ? 1 : 0);
+process.exit(state.failed ? 1 : 0);

@@ -5,7 +5,7 @@
 // Usage: node form.mjs BASE_URL PROMPT SCREENSHOT_PNG USER_DATA_DIR
 // (run from a folder where playwright-core is installed; see
 // tests/http/test_browser_form.py).
-import { chromium } from "playwright-core";
+import { openPage } from "./launch.mjs";
 
 const [base, prompt, screenshot, userDataDir] = process.argv.slice(2);
 if (!base || !prompt || !screenshot || !userDataDir) {
@@ -13,30 +13,8 @@ if (!base || !prompt || !screenshot || !userDataDir) {
   process.exit(2);
 }
 
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1200, height: 800 },
-});
-let failed = false;
-const page = context.pages()[0] || await context.newPage();
-page.on("pageerror", (e) => { console.error("page error:", e.message); failed = true; });
-page.on("console", (m) => {
-  if (m.type() !== "error") return;
-  console.error("console:", m.text());
-  // the page must work under its Content-Security-Policy (api/webui.c)
-  if (/Content Security Policy/i.test(m.text())) failed = true;
-});
-// Only the daemon may be reached: anything else is a bug in the page.
-await page.route("**/*", (route) => {
-  const url = route.request().url();
-  if (url.startsWith(base)) return route.continue();
-  console.error("blocked external request:", url);
-  failed = true;
-  return route.abort();
-});
+const { context, page, state } = await openPage(userDataDir, [base],
+                                                 { width: 1200, height: 800 });
 try {
   await page.goto(base + "/", { waitUntil: "load" });
   // the model picker and the counter are filled from /v1/models and /v1/feedback/stats
@@ -72,8 +50,8 @@ try {
 } catch (e) {
   console.error("form.mjs:", e && e.stack || e);
   try { await page.screenshot({ path: screenshot, fullPage: true }); } catch (_) { /* best effort */ }
-  failed = true;
+  state.failed = true;
 } finally {
   await context.close();
 }
-process.exit(failed ? 1 : 0);
+process.exit(state.failed ? 1 : 0);

@@ -39,8 +39,9 @@ def tools_dir():
         shutil.copy(os.path.join(BROWSER_DIR, "package.json"), os.path.join(tools, "package.json"))
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=tools,
                        check=True, stdout=subprocess.DEVNULL, timeout=600)
-    # ES modules resolve imports from their own folder: run a copy from there
-    shutil.copy(os.path.join(BROWSER_DIR, "form.mjs"), os.path.join(tools, "form.mjs"))
+    # ES modules resolve imports from their own folder: run copies from there
+    for name in ("launch.mjs", "form.mjs", "dashboard.mjs"):
+        shutil.copy(os.path.join(BROWSER_DIR, name), os.path.join(tools, name))
     return tools
 
 

@@ -247,7 +247,6 @@ class Dashboard(unittest.TestCase):
         if not shutil.which("node") or not shutil.which("npm"):
             skip("node/npm are absent (deploy/install-deps.sh --test installs them)")
         tools = BF.tools_dir()
-        shutil.copy(os.path.join(BF.BROWSER_DIR, "dashboard.mjs"), os.path.join(tools, "dashboard.mjs"))
         with H.Daemon() as d:
             s, h, html = d.request("GET", "/")
             self.assertEqual(s, 200)
