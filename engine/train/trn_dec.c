@@ -46,6 +46,7 @@ struct trn_dec {
     float *x_out, *nf, *mf, *rf, *logits, *lse;
     float *dx, *dn, *dqkv, *datt, *dh, *dhpre, *dS, *dlora;
     int32_t *ibuf;             /* pos, tokens, targets [T] and lens [B] */
+    size_t ibuf_n;             /* its capacity in elements */
     int32_t *pos, *tokens, *targets, *lens;
 };
 
@@ -260,6 +261,11 @@ model_decoder_view *trn_dec_weights(trn_dec *d)
     return &d->w;
 }
 
+bool trn_dec_owns_weights(const trn_dec *d)
+{
+    return d->owned;
+}
+
 size_t trn_dec_n_weights(const trn_dec *d)
 {
     return d->n_weights;
@@ -360,29 +366,28 @@ static size_t trn__carve_act(trn_dec *d, float *base, int B, int L)
     return n;
 }
 
+/* Grows *buf to hold n elements of size sz (capacity in *cap). */
+static int trn__grow(void **buf, size_t *cap, size_t n, size_t sz)
+{
+    if (n <= *cap)
+        return 0;
+    void *p = realloc(*buf, n * sz);
+    if (!p)
+        return -ENOMEM;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
 int trn_dec_reserve(trn_dec *d, int B, int L, char *err, size_t errlen)
 {
     size_t need = trn__carve_act(d, NULL, B, L);
-    if (need > d->act_floats) {
-        float *p = realloc(d->act, need * sizeof(float));
-        int32_t *ib = realloc(d->ibuf, (3 * (size_t)B * L + B) * sizeof(int32_t));
-        if (p)
-            d->act = p;
-        if (ib)
-            d->ibuf = ib;
-        if (!p || !ib) {
-            snprintf(err, errlen, "training decoder: out of memory for the activations of a "
-                     "%d x %d batch (%zu MiB)", B, L, need * sizeof(float) >> 20);
-            return -ENOMEM;
-        }
-        d->act_floats = need;
-    } else if (d->B * d->L < B * L) {
-        int32_t *ib = realloc(d->ibuf, (3 * (size_t)B * L + B) * sizeof(int32_t));
-        if (!ib) {
-            snprintf(err, errlen, "training decoder: out of memory");
-            return -ENOMEM;
-        }
-        d->ibuf = ib;
+    if (trn__grow((void **)&d->act, &d->act_floats, need, sizeof(float)) ||
+        trn__grow((void **)&d->ibuf, &d->ibuf_n, 3 * (size_t)B * L + (size_t)B,
+                  sizeof(int32_t))) {
+        snprintf(err, errlen, "training decoder: out of memory for the activations of a "
+                 "%d x %d batch (%zu MiB)", B, L, need * sizeof(float) >> 20);
+        return -ENOMEM;
     }
     trn__carve_act(d, d->act, B, L);
     size_t T = (size_t)B * L;

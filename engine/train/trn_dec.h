@@ -71,6 +71,8 @@ const model_hparams *trn_dec_hp(const trn_dec *d);
 model_arch_id trn_dec_arch(const trn_dec *d);
 /* The weights (writable); for merging adapters and writing files. */
 model_decoder_view *trn_dec_weights(trn_dec *d);
+/* True for a trn_dec_new model (owned, trainable weights). */
+bool trn_dec_owns_weights(const trn_dec *d);
 /* Number of weights (all of them, trainable or not). */
 size_t trn_dec_n_weights(const trn_dec *d);
 

@@ -37,12 +37,10 @@ static int trn_gguf__t(gguf_writer *w, const char *name, int64_t rows, int64_t c
 int trn_dec_add_to_gguf(trn_dec *d, gguf_writer *w, const char *name, char *err,
                         size_t errlen)
 {
-    trn_params probe = {0};
-    if (trn_dec_params(d, &probe) == -ENOTSUP) {
+    if (!trn_dec_owns_weights(d)) {
         snprintf(err, errlen, "only a model trained from scratch can be written as GGUF");
         return -ENOTSUP;
     }
-    trn_params_free(&probe);
     const model_hparams *hp = trn_dec_hp(d);
     const model_decoder_view *v = trn_dec_weights(d);
     int64_t C = hp->n_embd, V = hp->n_vocab, A = (int64_t)hp->n_head * hp->head_dim;
