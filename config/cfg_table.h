@@ -67,6 +67,8 @@
       "Peak learning rate (linear decay, 10% warm-up)") \
     X(training, beta, DOUBLE, "0.1", 0.000001, 100, NULL, 0, \
       "DPO beta: strength of the pull towards the base model") \
+    X(training, rpo_alpha, DOUBLE, "1", 0, 1000000, NULL, 0, \
+      "Weight of the chosen responses' NLL added to DPO (TRL rpo_alpha; 0 = plain DPO): keeps them likely") \
     X(training, lora_r, INT, "8", 1, 4096, NULL, 0, \
       "LoRA rank of trained adapters") \
     X(training, lora_alpha, DOUBLE, "16", 0.000001, 1000000, NULL, 0, \

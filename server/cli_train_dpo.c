@@ -18,7 +18,7 @@
 
 typedef struct dpo_opts {
     const char *model, *data, *store, *out, *loss, *chat_template, *targets;
-    double beta, label_smoothing, epochs, max_steps, batch, accum, lr, wd, warmup_ratio, clip;
+    double beta, label_smoothing, rpo_alpha, epochs, max_steps, batch, accum, lr, wd, warmup_ratio, clip;
     double max_len, max_prompt_len, eval_frac, eval_every, log_every, seed, threads;
     train_lora_opts lora;
     bool no_eos, json;
@@ -34,6 +34,7 @@ static int dpo__usage(void)
             "  --store DB            the feedback store (kind \"pair\" rows, their split)\n"
             "  -o DIR                the adapter, in PEFT's format\n"
             "  --beta X --loss sigmoid|hinge|ipo --label-smoothing X   (0.1, sigmoid, 0)\n"
+            "  --rpo-alpha X         adds X x the chosen responses' token NLL (TRL's rpo_alpha; 0)\n"
             "  --lora-r N --lora-alpha X --lora-dropout X --lora-targets LIST\n"
             "                        (8, 16, 0, q,v for llama and qkv for gpt2)\n"
             "  --epochs N --max-steps N --batch N --accum N   (1, 0 = epochs, 4 pairs, 1)\n"
@@ -55,6 +56,7 @@ static const cli_opt dpo__opts[] = {
     DS("-o", out), DS("--out", out), DS("--loss", loss), DS("--chat-template", chat_template),
     DS("--lora-targets", lora.targets), DF("--no-eos", no_eos), DF("--json", json),
     DN("--beta", beta, 1e-6, 100), DN("--label-smoothing", label_smoothing, 0, 0.49),
+    DN("--rpo-alpha", rpo_alpha, 0, 1e6),
     DN("--lora-r", lora.r, 1, 4096), DN("--lora-alpha", lora.alpha, 1e-6, 1e6),
     DN("--lora-dropout", lora.dropout, 0, 0.99), DN("--epochs", epochs, 1, 1e6),
     DN("--max-steps", max_steps, 0, 1e9), DN("--batch", batch, 1, 4096),
@@ -89,8 +91,9 @@ static void dpo__metrics(const char *what, const trn_dpo_metrics *m)
 {
     fprintf(stderr, "%sloss %.4f | rewards/chosen %.4f | rewards/rejected %.4f | "
             "rewards/accuracies %.3f | rewards/margins %.4f | logps/chosen %.2f | "
-            "logps/rejected %.2f", what, m->loss, m->rewards_chosen, m->rewards_rejected,
-            m->rewards_accuracies, m->rewards_margins, m->logps_chosen, m->logps_rejected);
+            "logps/rejected %.2f | nll_loss %.4f", what, m->loss, m->rewards_chosen,
+            m->rewards_rejected, m->rewards_accuracies, m->rewards_margins, m->logps_chosen,
+            m->logps_rejected, m->nll_loss);
 }
 
 static void dpo__progress(void *ctx, const trn_dpo_progress *p)
@@ -114,9 +117,10 @@ static void dpo__json(const trn_dpo *t, const trn_dpo_metrics *e, int n_pairs)
     printf("{\"steps\": %lld, \"pairs\": %d, \"train_pairs\": %d, \"eval_pairs\": %d, "
            "\"eval\": {\"loss\": %.6f, \"rewards/chosen\": %.6f, \"rewards/rejected\": %.6f, "
            "\"rewards/accuracies\": %.6f, \"rewards/margins\": %.6f, \"logps/chosen\": %.6f, "
-           "\"logps/rejected\": %.6f}}\n", (long long)t->steps, n_pairs, t->n_train, t->n_eval,
-           e->loss, e->rewards_chosen, e->rewards_rejected, e->rewards_accuracies,
-           e->rewards_margins, e->logps_chosen, e->logps_rejected);
+           "\"logps/rejected\": %.6f, \"nll_loss\": %.6f}}\n", (long long)t->steps, n_pairs,
+           t->n_train, t->n_eval, e->loss, e->rewards_chosen, e->rewards_rejected,
+           e->rewards_accuracies, e->rewards_margins, e->logps_chosen, e->logps_rejected,
+           e->nll_loss);
 }
 
 static int dpo__cfg(trn_dpo_cfg *c, const dpo_opts *o)
@@ -128,6 +132,7 @@ static int dpo__cfg(trn_dpo_cfg *c, const dpo_opts *o)
     }
     c->beta = o->beta;
     c->label_smoothing = o->label_smoothing;
+    c->rpo_alpha = o->rpo_alpha;
     c->batch = (int)o->batch;
     c->accum = (int)o->accum;
     c->epochs = (int)o->epochs;

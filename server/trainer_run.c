@@ -399,6 +399,7 @@ static void run__dpo_cfg(const cfg *c, trn_dpo_cfg *dc)
 {
     trn_dpo_cfg_default(dc);
     dc->beta = c->training_beta;
+    dc->rpo_alpha = c->training_rpo_alpha;
     dc->batch = (int)c->training_batch;
     dc->epochs = (int)c->training_epochs;
     dc->seed = 42;
@@ -416,9 +417,10 @@ static int run__dpo_steps(run_ctx *x, trn_dpo *t)
         int rc = trn_dpo_step(t, &m, &os, x->err, sizeof x->err);
         if (rc)
             return rc;
-        json_array_append_new(x->history, json_pack("{s:s, s:I, s:f, s:f, s:f, s:f}", "phase", "dpo",
-                              "step", (json_int_t)(s + 1), "loss", m.loss, "rewards/accuracies",
-                              m.rewards_accuracies, "rewards/margins", m.rewards_margins, "lr",
+        json_array_append_new(x->history, json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f}", "phase",
+                              "dpo", "step", (json_int_t)(s + 1), "loss", m.loss,
+                              "rewards/accuracies", m.rewards_accuracies, "rewards/margins",
+                              m.rewards_margins, "nll_loss", m.nll_loss, "lr",
                               t->opt.cfg.sched.lr));
         atomic_store(x->job->step, (long long)(s + 1));
         if ((s + 1) % 10 == 0)
@@ -527,9 +529,10 @@ static int run__dpo(run_ctx *x)
     if (!rc)
         rc = run__gate_rewards(x, d, lo, active, &rw_new, &rw_active, &have_rw);
     if (!rc) {
-        json_object_set_new(x->metrics, "eval", json_pack("{s:i, s:f, s:f, s:f, s:f}", "pairs", ev.n,
-                            "loss", ev.loss, "rewards/accuracies", ev.rewards_accuracies,
-                            "rewards/margins", ev.rewards_margins, "rewards/chosen", ev.rewards_chosen));
+        json_object_set_new(x->metrics, "eval", json_pack("{s:i, s:f, s:f, s:f, s:f, s:f}", "pairs",
+                            ev.n, "loss", ev.loss, "rewards/accuracies", ev.rewards_accuracies,
+                            "rewards/margins", ev.rewards_margins, "rewards/chosen",
+                            ev.rewards_chosen, "nll_loss", ev.nll_loss));
         json_object_set_new(x->metrics, "active_accuracy", json_real(acc_active));
         json_object_set_new(x->metrics, "kl", json_real(kl));
         json_object_set_new(x->metrics, "kl_method", json_string("exact, full vocabulary, eval chosen responses"));
@@ -585,9 +588,10 @@ int trainer_run(trainer_job *job)
                  .rm_accuracy = -1.0};
     run__set(&r->status, "running");
     r->started_at = run__now_ms();
-    json_t *conf = json_pack("{s:I, s:I, s:f, s:f, s:I, s:f, s:s, s:f, s:b}", "epochs",
+    json_t *conf = json_pack("{s:I, s:I, s:f, s:f, s:f, s:I, s:f, s:s, s:f, s:b}", "epochs",
                              (json_int_t)job->c->training_epochs, "batch", (json_int_t)job->c->training_batch,
-                             "lr", job->c->training_lr, "beta", job->c->training_beta, "lora_r",
+                             "lr", job->c->training_lr, "beta", job->c->training_beta, "rpo_alpha",
+                             job->c->training_rpo_alpha, "lora_r",
                              (json_int_t)job->c->training_lora_r, "lora_alpha", job->c->training_lora_alpha,
                              "lora_targets", job->c->training_lora_targets, "kl_max", job->c->training_kl_max,
                              "onpolicy", job->c->training_onpolicy);

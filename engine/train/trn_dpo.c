@@ -114,13 +114,23 @@ static void trn_dpo__pairs(trn_dpo *t, const int *idx, int n, double grad_scale,
     double beta = t->cfg.beta;
     if (grad_scale > 0)
         memset(t->dlogp, 0, (size_t)t->pb.B * t->pb.L * sizeof(float));
+    /* the NLL term is a mean over the micro-batch's chosen tokens (as TRL's):
+     * each pair's share of it is -pc / n_chosen, counted n times by finish */
+    int n_chosen = 0, c;
+    for (int i = 0; i < n; i++) {
+        trn_dpo__seq(t, 2 * i, &c);
+        n_chosen += c;
+    }
+    double per_token = n_chosen ? (double)n / n_chosen : 0, alpha = t->cfg.rpo_alpha;
     for (int i = 0; i < n; i++) {
         int nc, nr;
         double pc = trn_dpo__seq(t, 2 * i, &nc), pr = trn_dpo__seq(t, 2 * i + 1, &nr);
         double rc = t->ref[2 * idx[i]], rr = t->ref[2 * idx[i] + 1];
         double fc = ipo ? 1.0 / (nc ? nc : 1) : 1, fr = ipo ? 1.0 / (nr ? nr : 1) : 1;
         double z = fc * (pc - rc) - fr * (pr - rr), dz;
-        m->loss += trn_dpo_pair_loss(&t->cfg, z, &dz);
+        double nll = -pc * per_token;
+        m->loss += trn_dpo_pair_loss(&t->cfg, z, &dz) + alpha * nll;
+        m->nll_loss += nll;
         m->rewards_chosen += beta * (pc - rc);
         m->rewards_rejected += beta * (pr - rr);
         m->rewards_accuracies += beta * (pc - rc) > beta * (pr - rr);
@@ -131,7 +141,7 @@ static void trn_dpo__pairs(trn_dpo *t, const int *idx, int n, double grad_scale,
             continue;
         for (int k = 0; k < 2; k++) {
             int row = 2 * i + k;
-            float g = (float)((k ? -fr : fc) * dz * grad_scale);
+            float g = (float)(((k ? -fr : fc) * dz - (k ? 0 : alpha * per_token)) * grad_scale);
             for (int j = 0; j < t->pb.L; j++)
                 if (t->pb.targets[(size_t)row * t->pb.L + j] >= 0)
                     t->dlogp[(size_t)row * t->pb.L + j] = g;
@@ -148,6 +158,7 @@ static void trn_dpo__finish(trn_dpo_metrics *m)
     m->rewards_accuracies /= n;
     m->logps_chosen /= n;
     m->logps_rejected /= n;
+    m->nll_loss /= n;
     m->rewards_margins = m->rewards_chosen - m->rewards_rejected;
 }
 
@@ -156,12 +167,14 @@ static void trn_dpo__finish(trn_dpo_metrics *m)
 static int trn_dpo__check(const trn_dpo_cfg *c, char *err, size_t errlen)
 {
     if (!(c->beta > 0) || !(c->label_smoothing >= 0 && c->label_smoothing < 0.5) ||
+        !(c->rpo_alpha >= 0 && c->rpo_alpha <= 1e6) ||
         c->batch < 1 || c->accum < 1 || c->epochs < 1 || c->max_steps < 0 ||
         c->eval_every < 0 || c->log_every < 1 || c->loss < TRN_DPO_SIGMOID ||
         c->loss > TRN_DPO_IPO) {
-        snprintf(err, errlen, "DPO: beta %g, label_smoothing %g, batch %d, accum %d, epochs %d: "
-                 "need beta > 0, label_smoothing in [0, 0.5), batch, accum, epochs >= 1",
-                 c->beta, c->label_smoothing, c->batch, c->accum, c->epochs);
+        snprintf(err, errlen, "DPO: beta %g, label_smoothing %g, rpo_alpha %g, batch %d, "
+                 "accum %d, epochs %d: need beta > 0, label_smoothing in [0, 0.5), rpo_alpha "
+                 ">= 0, batch, accum, epochs >= 1", c->beta, c->label_smoothing, c->rpo_alpha,
+                 c->batch, c->accum, c->epochs);
         return -EINVAL;
     }
     return 0;

@@ -12,10 +12,16 @@
  *   hinge    max(0, 1 - beta z)                      (SLiC)
  *   ipo      (z - 1 / (2 beta))^2 with log-probs AVERAGED over the response
  *            tokens instead of summed (Azar et al., as TRL does)
- * averaged over the pairs of a batch. Metrics use TRL's names:
+ * averaged over the pairs of a batch. With rpo_alpha > 0 (TRL's rpo_alpha,
+ * Pang et al.'s iterative RPO) the loss adds rpo_alpha x the mean token NLL
+ * of the batch's chosen responses: the margin then cannot grow by pushing
+ * the chosen response down with the rejected one (what plain DPO does on
+ * sharply separable pairs, drifting far from the reference). Metrics use
+ * TRL's names:
  * rewards/chosen = beta (pi_c - ref_c), rewards/rejected, rewards/margins
  * (their difference), rewards/accuracies (share with chosen > rejected),
- * logps/chosen, logps/rejected (mean summed policy log-probs).
+ * logps/chosen, logps/rejected (mean summed policy log-probs), nll_loss
+ * (the chosen responses' mean token NLL, whatever rpo_alpha).
  *
  * Training walks the train split in shuffled epochs (seeded), `batch` pairs
  * per micro-batch, accum micro-batches per AdamW step; the eval split is
@@ -51,6 +57,7 @@ typedef struct trn_dpo_cfg {
     trn_dpo_loss loss;
     double beta;            /* TRL default 0.1 */
     double label_smoothing; /* sigmoid only, [0, 0.5) */
+    double rpo_alpha;       /* >= 0: weight of the chosen NLL term (0: plain DPO) */
     int batch;              /* pairs per micro-batch */
     int accum;              /* micro-batches per step */
     int epochs;             /* passes over the train split */
@@ -70,6 +77,7 @@ typedef struct trn_dpo_metrics {
     double loss;
     double rewards_chosen, rewards_rejected, rewards_accuracies, rewards_margins;
     double logps_chosen, logps_rejected;
+    double nll_loss;
 } trn_dpo_metrics;
 
 typedef struct trn_dpo_progress {

@@ -4,6 +4,9 @@
  *   - the conformance reference (../shared/conformance/gpt2-tiny): the DPO
  *     loss with the given LoRA delta and ln 2 when policy = reference, both
  *     through trn_dpo's cached reference and eval pass;
+ *   - DPO + the RPO term (rpo_alpha): the backward pass's LoRA gradients
+ *     against central finite differences of the loss the eval pass reports,
+ *     and the loss = DPO loss + alpha x nll_loss;
  *   - end to end on stories260K (../shared/models): the base model's own
  *     samples after "<name> felt", preferred when they say "happy"; after a
  *     short DPO run the implicit reward accuracy on held-out pairs (unseen
@@ -142,6 +145,87 @@ static void test_reference_loss(void **state)
         trn_lora_free(lo);
         trn_dec_free(d);
     }
+    pref_set_free(&s);
+    model_free(m);
+    json_decref(ref);
+}
+
+/* Loss of the train pairs (eval pass) with the adapter as it stands. */
+static double rpo_loss(trn_dpo *t, trn_dpo_metrics *m)
+{
+    if (trn_dpo_eval(t, true, m, err, sizeof err))
+        fail_msg("%s", err);
+    return m->loss;
+}
+
+static void test_rpo_gradients(void **state)
+{
+    (void)state;
+    char *path = tu_shared_path("conformance/gpt2-tiny/dpo_reference.json");
+    if (!path)
+        skip();
+    json_t *ref = json_load_file(path, 0, NULL);
+    free(path);
+    path = tu_shared_path("conformance/gpt2-tiny");
+    model *m = tu_model_load(path, NULL);
+    free(path);
+    pref_set s = {0};
+    json_t *pairs = json_object_get(json_object_get(json_object_get(ref, "cases"), "lora"),
+                                    "pairs");
+    for (size_t i = 0; i < json_array_size(pairs); i++)
+        add_ids(&s, json_array_get(pairs, i));
+    trn_dec *d;
+    trn_lora *lo;
+    trn_lora_cfg lc = {.rank = 4, .alpha = 8, .seed = 1,
+                       .targets = 1u << TRN_LORA_Q | 1u << TRN_LORA_V};
+    assert_int_equal(trn_dec_from_model(&d, m, err, sizeof err), 0);
+    assert_int_equal(trn_lora_new(&lo, MODEL_ARCH_GPT2, model_hp(m), &lc, err, sizeof err), 0);
+    load_lora(lo, "lora"); /* B != 0: every gradient is live */
+    trn_dpo_cfg c;
+    trn_dpo_cfg_default(&c);
+    c.batch = 3; /* one micro-batch holds the three pairs */
+    c.rpo_alpha = 0.7;
+    c.optim.sched.lr = 0; /* the step leaves the weights; its gradients stay */
+    c.optim.max_grad_norm = 0;
+    trn_dpo t;
+    if (trn_dpo_init(&t, d, lo, &s, &c, err, sizeof err))
+        fail_msg("%s", err);
+    trn_dpo_metrics mt, m0;
+    trn_optim_stats st;
+    assert_int_equal(trn_dpo_step(&t, &mt, &st, err, sizeof err), 0);
+    double loss = rpo_loss(&t, &mt);
+    t.cfg.rpo_alpha = 0;
+    double dpo_only = rpo_loss(&t, &m0);
+    t.cfg.rpo_alpha = c.rpo_alpha;
+    assert_true(mt.nll_loss > 0 && fabs(mt.nll_loss - m0.nll_loss) < 1e-12);
+    assert_true(fabs(loss - (dpo_only + c.rpo_alpha * mt.nll_loss)) < 1e-9);
+
+    /* the largest gradient of each parameter against central differences */
+    double gmax = 0;
+    for (int i = 0; i < t.ps.n; i++)
+        for (size_t j = 0; j < t.ps.p[i].n; j++)
+            gmax = fmax(gmax, fabs(t.ps.p[i].grad[j]));
+    assert_true(gmax > 0);
+    for (int i = 0; i < t.ps.n; i++) {
+        trn_param *p = &t.ps.p[i];
+        size_t jm = 0;
+        for (size_t j = 1; j < p->n; j++)
+            if (fabs(p->grad[j]) > fabs(p->grad[jm]))
+                jm = j;
+        float v = p->value[jm], h = 1e-2f;
+        p->value[jm] = v + h;
+        double lp = rpo_loss(&t, &mt);
+        p->value[jm] = v - h;
+        double lm = rpo_loss(&t, &mt);
+        p->value[jm] = v;
+        double num = (lp - lm) / (2.0 * h);
+        if (fabs(num - p->grad[jm]) > 2e-2 * gmax + 1e-4)
+            fail_msg("%s[%zu]: gradient %.6f, finite differences %.6f", p->name, jm,
+                     p->grad[jm], num);
+    }
+    trn_dpo_free(&t);
+    trn_lora_free(lo);
+    trn_dec_free(d);
     pref_set_free(&s);
     model_free(m);
     json_decref(ref);
@@ -296,12 +380,14 @@ static void test_stories_happy(void **state)
     c.batch = 8;
     c.epochs = 4;
     c.optim.sched.lr = 2e-3;
+    c.rpo_alpha = 1; /* plain DPO at this rate may push "happy" down too (CPU-dependent) */
     trn_dpo tr;
     if (trn_dpo_init(&tr, d, lo, &s, &c, err, sizeof err))
         fail_msg("%s", err);
     trn_dpo_metrics before, after;
     trn_dpo_eval(&tr, false, &before, err, sizeof err);
-    assert_true(fabs(before.loss - log(2)) < 1e-6); /* B = 0 at init */
+    /* B = 0 at init: the DPO part is ln 2 */
+    assert_true(fabs(before.loss - c.rpo_alpha * before.nll_loss - log(2)) < 1e-6);
     if (trn_dpo_run(&tr, NULL, NULL, &after, err, sizeof err))
         fail_msg("%s", err);
     fprintf(stderr, "stories260K DPO: %lld steps, eval loss %.4f -> %.4f, accuracy %.2f, "
@@ -309,6 +395,7 @@ static void test_stories_happy(void **state)
             after.rewards_accuracies, after.rewards_margins);
     assert_true(after.rewards_accuracies >= 0.9);
     assert_true(after.loss < before.loss);
+    assert_true(after.nll_loss < before.nll_loss + 0.5); /* the chosen stay likely */
 
     double base = happy_share(m, t, 100);
     model_decoder_view v;
@@ -331,6 +418,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_reference_loss),
+        cmocka_unit_test(test_rpo_gradients),
         cmocka_unit_test(test_stories_happy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
