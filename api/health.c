@@ -51,6 +51,7 @@ static void api__training(app *a, metrics_training *mt) {
     for (int i = 0; i < 5; i++) mt->runs[i] = ts.runs[i];
     mt->step = ts.step;
     mt->last_status = ts.last_status;
+    mt->leader = ts.leader;
     store_run *rows = NULL;
     size_t n = 0;
     char err[256];

@@ -89,6 +89,11 @@ enum { CFG_OK = 0, CFG_EINVAL = -1, CFG_EUNKNOWN = -2, CFG_EIO = -3, CFG_ENOMEM 
 
 /* Sets every key to its built-in default. Call cfg_free when done. */
 int cfg_init(cfg *c);
+/* The store to open: store.url when set, else the SQLite file store.path. */
+static inline const char *cfg_store_location(const cfg *c)
+{
+    return c->store_url[0] ? c->store_url : c->store_path;
+}
 /* Frees the strings a cfg owns; accepts NULL; leaves *c zeroed. */
 void cfg_free(cfg *c);
 

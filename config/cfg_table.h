@@ -45,6 +45,10 @@
       "Jobs the debug worker queues before it answers 429") \
     X(store, path, STR, "alignd.db", 0, 0, NULL, 0, \
       "SQLite database of the preference feedback (created when missing; WAL mode, full sync)") \
+    X(store, url, STR, "", 0, 0, NULL, CFG_F_SECRET, \
+      "PostgreSQL store several daemons share (postgresql://user:pass@host:port/db); empty: store.path") \
+    X(store, sync_interval_ms, INT, "2000", 100, 3600000, NULL, 0, \
+      "How often to check the store for adapters other daemons activated (PostgreSQL also notifies)") \
     X(feedback, max_text_bytes, SIZE, "64K", 1, 16777216, NULL, 0, \
       "Longest prompt, response or comment accepted in feedback, in bytes") \
     X(feedback, max_batch, INT, "100", 1, 10000, NULL, 0, \

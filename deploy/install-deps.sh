@@ -8,7 +8,8 @@ BUILD_PKGS="build-essential cmake pkg-config \
 libmicrohttpd-dev libjansson-dev libuv1-dev libopenblas-dev libsqlite3-dev \
 libinih-dev libpcre2-dev libutf8proc-dev libpng-dev libjpeg62-turbo-dev \
 libpq-dev libsystemd-dev"
-TEST_PKGS="libcmocka-dev curl python3 python3-yaml systemd clang libclang-rt-14-dev chromium"
+TEST_PKGS="libcmocka-dev curl python3 python3-yaml systemd clang libclang-rt-14-dev chromium \
+postgresql"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--test" ] && want="$want $TEST_PKGS"

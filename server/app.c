@@ -59,6 +59,7 @@ static void app__on_http_stopped(void *arg) {
     uv_close((uv_handle_t *)&a->sig_int, app__on_closed);
     uv_close((uv_handle_t *)&a->sig_hup, app__on_closed);
     uv_close((uv_handle_t *)&a->grace_timer, app__on_closed);
+    store_watch_close(&a->watch);
 }
 
 /* Ends the daemon: stops the HTTP server; the loop ends when handles close. */
@@ -118,6 +119,10 @@ static void app__models_loaded(uv_work_t *w, int status) {
             trainer_start(&a->trainer, a->cfg, &a->models, a->store, terr, sizeof terr)) {
             snprintf(a->load_err, sizeof a->load_err, "training loop: %s", terr);
         } else {
+            if (a->cfg->training_enabled &&
+                store_watch_start(&a->watch, &a->loop, a->cfg, &a->models, a->store))
+                LOG_WRN("app", "cannot start the store watch: adapters other daemons activate "
+                        "are served after a restart only");
             a->state = APP_READY; /* /ready answers 200 from here on */
             LOG_INF("app", "ready: %d model(s) loaded", a->models.n);
             char st[128];
@@ -170,10 +175,12 @@ int app_run(const cfg *c) {
         auth_free(&a.auth);
         return 1;
     }
-    if (store_open(&a.store, c->store_path, err, sizeof err) != 0) {
-        LOG_ERR("app", "store.path %s: %s", c->store_path, err);
+    if (store_open(&a.store, cfg_store_location(c), err, sizeof err) != 0) {
+        LOG_ERR("app", "%s: %s", c->store_url[0] ? "store.url" : "store.path", err);
         goto out;
     }
+    LOG_INF("app", "store: %s%s%s", store_backend_name(a.store), c->store_url[0] ? "" : " ",
+            c->store_url[0] ? "" : c->store_path);
     if (!(a.prompts = json_array())) goto out;
     if (c->feedback_prompts_file[0]) { /* one prompt per line; blank lines skipped */
         FILE *pf = fopen(c->feedback_prompts_file, "r");

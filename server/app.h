@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "models.h"
 #include "store.h"
+#include "store_watch.h"
 
 typedef struct debug_worker debug_worker;
 typedef struct trainer trainer;
@@ -34,8 +35,9 @@ typedef struct app {
     auth auth;
     metrics *metrics;
     debug_worker *debug;   /* NULL unless server.debug_routes */
-    store *store;          /* preference feedback (SQLite) */
+    store *store;          /* preference feedback, the loop's tables (store.h) */
     trainer *trainer;      /* the closed loop's worker; NULL when training is off */
+    store_watch watch;     /* serves what other daemons activated (store_watch.h) */
     json_t *prompts;       /* feedback.prompts_file as a JSON array of strings */
     models_registry models; /* loaded by a uv work request at start-up */
     uv_work_t load_work;

@@ -207,6 +207,10 @@ static void metrics__training(FILE *f, const metrics_training *t) {
     for (size_t k = 0; k < sizeof finished / sizeof finished[0]; k++)
         fprintf(f, "alignd_training_last_run_status{status=\"%s\"} %d\n", t->status_names[finished[k]],
                 t->last_status == finished[k]);
+    fprintf(f, "# HELP alignd_trainer_leader 1 when this daemon holds the store's trainer lock "
+               "(it alone trains among the daemons sharing the store).\n"
+               "# TYPE alignd_trainer_leader gauge\n"
+               "alignd_trainer_leader %d\n", t->leader);
 }
 
 char *metrics_render(const metrics *m, const metrics_gauges *g, const metrics_model *models,

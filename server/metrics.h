@@ -3,6 +3,7 @@
 #ifndef METRICS_H
 #define METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "embedder.h"
@@ -16,6 +17,7 @@ typedef struct metrics_training {
     unsigned long long runs[5];      /* runs this process finished, by status index */
     long long step;                  /* optimizer step of the current run; 0 idle */
     int last_status;                 /* status index of the newest finished run; -1 none */
+    bool leader;                     /* this daemon holds the store's trainer lock */
 } metrics_training;
 
 typedef struct metrics_gauges {

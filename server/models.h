@@ -83,6 +83,11 @@ typedef struct served_model {
     char bos_text[64], eos_text[64]; /* special token text for templates */
     long created;               /* load time, seconds since the epoch */
     adapter_slot *adapters;     /* [n_adapters], in configuration order */
+    /* The registry ids (store_train.h) the training loop's slot and reward
+     * model serve ("" base / none): what trainer_sync compares with the
+     * store. Written under the trainer's activation mutex or on the loop
+     * thread. */
+    char loop_adapter_id[32], loop_reward_id[32];
     int n_adapters;
     pthread_mutex_t adapters_lock; /* guards every slot's `cur` */
     bool adapters_lock_init;

@@ -1,7 +1,10 @@
 /* store.h - the preference-feedback store (DESIGN.md section 6).
  *
- * A small interface with one backend today (SQLite, store_sqlite.c) and a
- * PostgreSQL backend later. Every function returns 0 or a negative errno and,
+ * A small interface with two backends (store_backend.h): SQLite
+ * (store_sqlite.c, a file path) and PostgreSQL (store_pg.c, a
+ * "postgres://" or "postgresql://" URL), which several daemons may share.
+ * The same test suites run against both. Every function returns 0 or a
+ * negative errno and,
  * on failure, writes a message naming the thing at fault into err (errlen
  * bytes, may be NULL/0):
  *   -EINVAL   bad argument or row field ("rows[2].kind: must be ...")
@@ -10,12 +13,13 @@
  *   -ENOTSUP  the database was written by a newer alignd (schema version)
  *   -EBUSY    the database stayed locked past the busy timeout
  *   -ENOMEM   out of memory
- *   -EIO      any other SQLite or system failure (message has SQLite's text)
+ *   -EIO      any other database or system failure (message has its text)
  *
- * Threads: a store is one SQLite connection guarded by a mutex; any thread may
- * call any function, calls are serialised. Several processes may open the
- * same file (WAL mode, busy timeout). store_feedback_each holds the mutex
- * while it streams: its callback must not call back into the same store.
+ * Threads: a store is one database connection guarded by a mutex; any thread
+ * may call any function, calls are serialised. Several processes may open the
+ * same SQLite file (WAL mode, busy timeout) or PostgreSQL database.
+ * store_feedback_each holds the mutex while it streams: its callback must not
+ * call back into the same store.
  *
  * Split: every row gets split "eval" when FNV-1a-64(id bytes) % 10 == 0,
  * otherwise "train" (store_split_of). Stable for a given id forever.
@@ -73,13 +77,35 @@ typedef struct store_filter {
     int limit;             /* list only: page size (see STORE_LIST_*) */
 } store_filter;
 
-/* Opens or creates the database at path (":memory:" works) in WAL mode with
- * synchronous=FULL and a 5 s busy timeout, and applies pending migrations,
- * each in its own transaction. Refuses (-ENOTSUP) a database whose
+/* Opens the store at path: a PostgreSQL URL ("postgres://..." or
+ * "postgresql://...", libpq's connection URI) or an SQLite file, created
+ * when absent (":memory:" works) in WAL mode with synchronous=FULL and a 5 s
+ * busy timeout. Applies pending migrations, each in its own transaction
+ * (serialised between processes). Refuses (-ENOTSUP) a database whose
  * schema_version is newer than this code knows. *out: a new store, close it
  * with store_close. */
 int store_open(store **out, const char *path, char *err, size_t errlen);
 void store_close(store *s);
+/* "sqlite" or "postgresql". */
+const char *store_backend_name(const store *s);
+
+/* The trainer election: tries to take, or checks that this store still
+ * holds, the one trainer lock of the database. PostgreSQL: a session
+ * advisory lock (released when the holder's connection dies, so another
+ * replica takes over); SQLite: an exclusive flock on "<path>-trainer.lock"
+ * (":memory:" always holds). *held: whether this store holds it now. Cheap
+ * enough to call every second. */
+int store_trainer_lock(store *s, bool *held, char *err, size_t errlen);
+
+/* Adapter activations are announced (PostgreSQL NOTIFY on channel
+ * "alignd_adapters", payload the model name, sent by
+ * store_adapter_activate in its transaction). store_listen_fd opens the
+ * listening connection once and gives its socket to poll for reading;
+ * store_listen_drain reads what arrived, *n = notifications (any model).
+ * SQLite: -ENOTSUP (other processes find changes by polling). After an
+ * error the next store_listen_fd reconnects. */
+int store_listen_fd(store *s, int *fd, char *err, size_t errlen);
+int store_listen_drain(store *s, int *n, char *err, size_t errlen);
 
 /* The split ("train"/"eval", static string) of an id. */
 const char *store_split_of(const char *id);

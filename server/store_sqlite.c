@@ -1,12 +1,12 @@
-/* store_sqlite.c - the SQLite backend of the feedback store (store.h).
+/* store_sqlite.c - the SQLite backend of the store (store.h,
+ * store_backend.h): connection, schema, feedback, the trainer lock file and
+ * the ops table (the training tables are store_sqlite_train.c).
  * Every statement is constant SQL with bound parameters; the only SQL built
  * at run time is the WHERE clause, from constant fragments. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "store.h"
-
-#include "fnv.h"
+#include "store_backend.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -21,6 +21,9 @@
 #include <sqlite3.h>
 
 #include "store_sqlite_impl.h"
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- schema */
 
@@ -99,6 +102,9 @@ static const char *const store__migrations[] = {
     ");"
     "CREATE INDEX reward_models_model ON reward_models (model, created_at);"
     "CREATE UNIQUE INDEX reward_models_one_active ON reward_models (model) WHERE status = 'active';",
+    /* 4: a run may be cancelled from another daemon sharing the store: its
+     * trainer polls the flag (store_run_request_cancel) */
+    "ALTER TABLE training_runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;",
 };
 #define STORE__VERSION ((int)(sizeof store__migrations / sizeof store__migrations[0]))
 
@@ -106,16 +112,6 @@ static const char *const store__migrations[] = {
                     "annotator, source, model, adapter, comment, metadata, split"
 
 /* --------------------------------------------------------------- helpers */
-
-static void store__err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void store__err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Maps a SQLite result code to a negative errno. */
 static int store__code(int rc) {
@@ -129,66 +125,12 @@ static int store__code(int rc) {
 
 /* Fails with the connection's message, prefixed by what was being done. */
 static int store__sqlerr(store *s, int rc, const char *what, char *err, size_t errlen) {
-    store__err(err, errlen, "store: %s: %s", what, sqlite3_errmsg(s->db));
+    store_set_err(err, errlen, "store: %s: %s", what, sqlite3_errmsg(s->db));
     return store__code(rc);
-}
-
-static int64_t store__now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int store__new_id(char out[STORE_ID_LEN + 1]) {
-    unsigned char b[12];
-    size_t got = 0;
-    while (got < sizeof b) {
-        ssize_t r = getrandom(b + got, sizeof b - got, 0);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return -errno;
-        }
-        got += (size_t)r;
-    }
-    static const char hex[] = "0123456789abcdef";
-    memcpy(out, "fb_", 3);
-    for (size_t i = 0; i < sizeof b; i++) {
-        out[3 + 2 * i] = hex[b[i] >> 4];
-        out[4 + 2 * i] = hex[b[i] & 15];
-    }
-    out[STORE_ID_LEN] = '\0';
-    return 0;
-}
-
-static bool store__valid_id(const char *id) {
-    if (strlen(id) != STORE_ID_LEN || strncmp(id, "fb_", 3) != 0) return false;
-    for (const char *p = id + 3; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
-    return true;
-}
-
-const char *store_split_of(const char *id) {
-    uint64_t h = fnv1a64(FNV1A64_BASIS, id, strlen(id));
-    return h % 10 == 0 ? "eval" : "train";
 }
 
 static char *store__dup(const unsigned char *t) {
     return t ? strdup((const char *)t) : NULL;
-}
-
-void store_feedback_clear(store_feedback *r) {
-    if (!r) return;
-    free(r->id); free(r->prompt); free(r->chosen); free(r->rejected);
-    free(r->format); free(r->kind); free(r->annotator); free(r->source);
-    free(r->model); free(r->adapter); free(r->comment); free(r->metadata);
-    free(r->split);
-    memset(r, 0, sizeof *r);
-}
-
-void store_ids_free(char **ids) {
-    if (!ids) return;
-    for (char **p = ids; *p; p++) free(*p);
-    free(ids);
 }
 
 static int store__exec(store *s, const char *sql, char *err, size_t errlen) {
@@ -230,7 +172,7 @@ static int store__migrate(store *s, const char *path, char *err, size_t errlen) 
     int have = 0;
     if ((e = store__schema_version(s, &have, err, errlen))) return e;
     if (have > STORE__VERSION) {
-        store__err(err, errlen,
+        store_set_err(err, errlen,
                    "store %s: database schema version %d is newer than this alignd "
                    "supports (%d); upgrade alignd or use another database file",
                    path, have, STORE__VERSION);
@@ -247,7 +189,7 @@ static int store__migrate(store *s, const char *path, char *err, size_t errlen) 
         }
         int rc = sqlite3_exec(s->db, store__migrations[v - 1], NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
-            store__err(err, errlen, "store %s: migration to schema version %d failed: %s",
+            store_set_err(err, errlen, "store %s: migration to schema version %d failed: %s",
                        path, v, sqlite3_errmsg(s->db));
             e = store__code(rc);
             goto fail;
@@ -257,7 +199,7 @@ static int store__migrate(store *s, const char *path, char *err, size_t errlen) 
                                 -1, &st, NULL);
         if (rc == SQLITE_OK) {
             sqlite3_bind_int(st, 1, v);
-            sqlite3_bind_int64(st, 2, store__now_ms());
+            sqlite3_bind_int64(st, 2, store_now_ms());
             rc = sqlite3_step(st);
         }
         sqlite3_finalize(st);
@@ -273,24 +215,18 @@ fail:
     return e;
 }
 
-int store_open(store **out, const char *path, char *err, size_t errlen) {
-    *out = NULL;
-    if (!path || !*path) {
-        store__err(err, errlen, "store: empty database path");
-        return -EINVAL;
-    }
-    store *s = calloc(1, sizeof *s);
-    if (!s) {
-        store__err(err, errlen, "store %s: out of memory", path);
+int store_sqlite_open(store *s, const char *path, char *err, size_t errlen) {
+    if (strcmp(path, ":memory:") && asprintf(&s->lock_path, "%s-trainer.lock", path) < 0) {
+        s->lock_path = NULL;
+        store_set_err(err, errlen, "store %s: out of memory", path);
         return -ENOMEM;
     }
-    pthread_mutex_init(&s->mu, NULL);
     int e;
     int rc = sqlite3_open_v2(path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                              NULL);
     if (rc != SQLITE_OK) {
-        store__err(err, errlen, "store %s: cannot open: %s", path,
+        store_set_err(err, errlen, "store %s: cannot open: %s", path,
                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
         e = store__code(rc);
         goto fail;
@@ -303,7 +239,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen) {
     rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        store__err(err, errlen, "store %s: cannot read the database: %s", path,
+        store_set_err(err, errlen, "store %s: cannot read the database: %s", path,
                    sqlite3_errmsg(s->db));
         e = store__code(rc);
         sqlite3_finalize(st);
@@ -312,7 +248,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen) {
     const char *mode = (const char *)sqlite3_column_text(st, 0);
     bool ok = mode && (strcmp(mode, "wal") == 0 || strcmp(mode, "memory") == 0);
     if (!ok) {
-        store__err(err, errlen, "store %s: cannot switch to WAL mode (journal_mode is %s)",
+        store_set_err(err, errlen, "store %s: cannot switch to WAL mode (journal_mode is %s)",
                    path, mode ? mode : "?");
         sqlite3_finalize(st);
         e = -EIO;
@@ -322,87 +258,18 @@ int store_open(store **out, const char *path, char *err, size_t errlen) {
     if ((e = store__exec(s, "PRAGMA synchronous=FULL", err, errlen))) goto fail;
     if ((e = store__exec(s, "PRAGMA foreign_keys=ON", err, errlen))) goto fail;
     if ((e = store__migrate(s, path, err, errlen))) goto fail;
-    *out = s;
     return 0;
 fail:
-    store_close(s);
-    return e;
+    return e; /* store_open closes s */
 }
 
-void store_close(store *s) {
-    if (!s) return;
+static void store__close(store *s) {
     sqlite3_close(s->db); /* every statement is finalised before returning */
-    pthread_mutex_destroy(&s->mu);
-    free(s);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* releases the trainer lock */
+    free(s->lock_path);
 }
 
 /* ---------------------------------------------------------------- insert */
-
-static bool store__one_of(const char *v, const char *a, const char *b, const char *c) {
-    return v && (strcmp(v, a) == 0 || strcmp(v, b) == 0 || (c && strcmp(v, c) == 0));
-}
-
-static bool store__is_json(const char *text, bool array_only) {
-    json_error_t je;
-    json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
-    bool ok = j && (!array_only || json_is_array(j));
-    json_decref(j);
-    return ok;
-}
-
-static int store__validate(const store_feedback *r, size_t i, char *err, size_t errlen) {
-    const char *missing = !r->prompt ? "prompt" : !r->chosen ? "chosen"
-                        : !r->rejected ? "rejected" : NULL;
-    if (missing) {
-        store__err(err, errlen, "rows[%zu].%s: required", i, missing);
-        return -EINVAL;
-    }
-    if (!store__one_of(r->format, "text", "messages", NULL)) {
-        store__err(err, errlen, "rows[%zu].format: must be 'text' or 'messages'", i);
-        return -EINVAL;
-    }
-    if (!store__one_of(r->kind, "pair", "tie", "both_bad")) {
-        store__err(err, errlen, "rows[%zu].kind: must be 'pair', 'tie' or 'both_bad'", i);
-        return -EINVAL;
-    }
-    if (!store__one_of(r->source, "api", "form", NULL)) {
-        store__err(err, errlen, "rows[%zu].source: must be 'api' or 'form'", i);
-        return -EINVAL;
-    }
-    if (strcmp(r->format, "messages") == 0) {
-        const char *f = !store__is_json(r->prompt, true) ? "prompt"
-                      : !store__is_json(r->chosen, true) ? "chosen"
-                      : !store__is_json(r->rejected, true) ? "rejected" : NULL;
-        if (f) {
-            store__err(err, errlen, "rows[%zu].%s: must be a JSON messages array when format is 'messages'", i, f);
-            return -EINVAL;
-        }
-    }
-    if (r->metadata && !store__is_json(r->metadata, false)) {
-        store__err(err, errlen, "rows[%zu].metadata: not valid JSON", i);
-        return -EINVAL;
-    }
-    if (r->id && !store__valid_id(r->id)) {
-        store__err(err, errlen, "rows[%zu].id: must be 'fb_' and 24 lowercase hex digits", i);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Parses a stored idempotency response (JSON array of ids) into a new
- * NULL-terminated array. */
-static char **store__ids_from_json(const char *text) {
-    json_t *a = json_loads(text, 0, NULL);
-    if (!json_is_array(a)) { json_decref(a); return NULL; }
-    size_t n = json_array_size(a);
-    char **ids = calloc(n + 1, sizeof *ids);
-    for (size_t i = 0; ids && i < n; i++) {
-        const char *v = json_string_value(json_array_get(a, i));
-        if (!v || !(ids[i] = strdup(v))) { store_ids_free(ids); ids = NULL; }
-    }
-    json_decref(a);
-    return ids;
-}
 
 /* Looks up an idempotency key inside the open transaction: 0 not found,
  * 1 replay (*ids set), or a negative code. */
@@ -418,10 +285,10 @@ static int store__idem_lookup(store *s, const char *key, const char *hash, char 
     if (rc == SQLITE_ROW) {
         const char *h = (const char *)sqlite3_column_text(st, 0);
         if (!h || strcmp(h, hash) != 0) {
-            store__err(err, errlen, "idempotency key '%s' was already used with a different request", key);
+            store_set_err(err, errlen, "idempotency key '%s' was already used with a different request", key);
             e = -EEXIST;
-        } else if (!(*ids = store__ids_from_json((const char *)sqlite3_column_text(st, 1)))) {
-            store__err(err, errlen, "idempotency key '%s': stored response is unreadable", key);
+        } else if (!(*ids = store_ids_from_json((const char *)sqlite3_column_text(st, 1)))) {
+            store_set_err(err, errlen, "idempotency key '%s': stored response is unreadable", key);
             e = -EIO;
         } else {
             e = 1;
@@ -433,22 +300,22 @@ static int store__idem_lookup(store *s, const char *key, const char *hash, char 
     return e;
 }
 
-int store_feedback_insert(store *s, store_feedback *rows, size_t n,
+static int store__feedback_insert(store *s, store_feedback *rows, size_t n,
                           const char *idem_key, const char *request_hash,
                           char ***ids_out, bool *replayed,
                           char *err, size_t errlen) {
     if (ids_out) *ids_out = NULL;
     if (replayed) *replayed = false;
     if (!rows || n == 0) {
-        store__err(err, errlen, "feedback: at least one row is required");
+        store_set_err(err, errlen, "feedback: at least one row is required");
         return -EINVAL;
     }
     if (idem_key && (!*idem_key || !request_hash)) {
-        store__err(err, errlen, "idempotency key: must be non-empty and come with a request hash");
+        store_set_err(err, errlen, "idempotency key: must be non-empty and come with a request hash");
         return -EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
-        int e = store__validate(&rows[i], i, err, errlen);
+        int e = store_feedback_validate(&rows[i], i, err, errlen);
         if (e) return e;
     }
     if (n > SIZE_MAX / sizeof(char *) - 1) return -ENOMEM;
@@ -456,18 +323,18 @@ int store_feedback_insert(store *s, store_feedback *rows, size_t n,
     char *response = NULL;
     sqlite3_stmt *st = NULL;
     int e = 0;
-    if (!ids) { store__err(err, errlen, "feedback: out of memory"); return -ENOMEM; }
-    int64_t now = store__now_ms();
+    if (!ids) { store_set_err(err, errlen, "feedback: out of memory"); return -ENOMEM; }
+    int64_t now = store_now_ms();
     for (size_t i = 0; i < n; i++) {
         char id[STORE_ID_LEN + 1];
-        if (!rows[i].id && (e = store__new_id(id))) {
-            store__err(err, errlen, "feedback: no random bytes for an id: %s", strerror(-e));
+        if (!rows[i].id && (e = store_new_id(id, "fb_"))) {
+            store_set_err(err, errlen, "feedback: no random bytes for an id: %s", strerror(-e));
             store_ids_free(ids);
             return e;
         }
         if (!(ids[i] = strdup(rows[i].id ? rows[i].id : id))) {
             store_ids_free(ids);
-            store__err(err, errlen, "feedback: out of memory");
+            store_set_err(err, errlen, "feedback: out of memory");
             return -ENOMEM;
         }
     }
@@ -512,7 +379,7 @@ int store_feedback_insert(store *s, store_feedback *rows, size_t n,
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE) {
             if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-                store__err(err, errlen, "rows[%zu].id: feedback %s already exists", i, ids[i]);
+                store_set_err(err, errlen, "rows[%zu].id: feedback %s already exists", i, ids[i]);
                 e = -EEXIST;
             } else {
                 char what[48];
@@ -529,7 +396,7 @@ int store_feedback_insert(store *s, store_feedback *rows, size_t n,
         for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(ids[i]));
         response = a ? json_dumps(a, JSON_COMPACT) : NULL;
         json_decref(a);
-        if (!response) { store__err(err, errlen, "feedback: out of memory"); e = -ENOMEM; goto fail; }
+        if (!response) { store_set_err(err, errlen, "feedback: out of memory"); e = -ENOMEM; goto fail; }
         rc = sqlite3_prepare_v2(s->db,
             "INSERT INTO idempotency (key, request_hash, created_at, response) VALUES (?,?,?,?)",
             -1, &st, NULL);
@@ -590,9 +457,9 @@ oom:
     return -ENOMEM;
 }
 
-int store_feedback_get(store *s, const char *id, store_feedback *out, char *err, size_t errlen) {
+static int store__feedback_get(store *s, const char *id, store_feedback *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    if (!id) { store__err(err, errlen, "feedback: id required"); return -EINVAL; }
+    if (!id) { store_set_err(err, errlen, "feedback: id required"); return -EINVAL; }
     pthread_mutex_lock(&s->mu);
     sqlite3_stmt *st = NULL;
     int e = 0;
@@ -602,9 +469,9 @@ int store_feedback_get(store *s, const char *id, store_feedback *out, char *err,
         rc = sqlite3_step(st);
     }
     if (rc == SQLITE_ROW) {
-        if ((e = store__row(st, out))) store__err(err, errlen, "feedback %s: out of memory", id);
+        if ((e = store__row(st, out))) store_set_err(err, errlen, "feedback %s: out of memory", id);
     } else if (rc == SQLITE_DONE) {
-        store__err(err, errlen, "feedback %s: not found", id);
+        store_set_err(err, errlen, "feedback %s: not found", id);
         e = -ENOENT;
     } else {
         e = store__sqlerr(s, rc, "reading feedback", err, errlen);
@@ -614,8 +481,8 @@ int store_feedback_get(store *s, const char *id, store_feedback *out, char *err,
     return e;
 }
 
-int store_feedback_delete(store *s, const char *id, char *err, size_t errlen) {
-    if (!id) { store__err(err, errlen, "feedback: id required"); return -EINVAL; }
+static int store__feedback_delete(store *s, const char *id, char *err, size_t errlen) {
+    if (!id) { store_set_err(err, errlen, "feedback: id required"); return -EINVAL; }
     pthread_mutex_lock(&s->mu);
     sqlite3_stmt *st = NULL;
     int e = 0;
@@ -627,7 +494,7 @@ int store_feedback_delete(store *s, const char *id, char *err, size_t errlen) {
     if (rc != SQLITE_DONE) {
         e = store__sqlerr(s, rc, "deleting feedback", err, errlen);
     } else if (sqlite3_changes(s->db) == 0) {
-        store__err(err, errlen, "feedback %s: not found", id);
+        store_set_err(err, errlen, "feedback %s: not found", id);
         e = -ENOENT;
     }
     sqlite3_finalize(st);
@@ -665,24 +532,13 @@ static int store__select(store *s, const store_filter *f, bool newest_first,
     return 0;
 }
 
-/* Cursor: "<created_at ms>:<id>". */
-static int store__parse_cursor(const char *c, int64_t *ms, const char **id) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(c, &end, 10);
-    if (errno || end == c || *end != ':' || v < 0 || !store__valid_id(end + 1)) return -EINVAL;
-    *ms = (int64_t)v;
-    *id = end + 1;
-    return 0;
-}
-
-int store_feedback_list(store *s, const store_filter *f, store_feedback **rows, size_t *n,
+static int store__feedback_list(store *s, const store_filter *f, store_feedback **rows, size_t *n,
                         char *next_cursor, size_t cursor_len, char *err, size_t errlen) {
     *rows = NULL;
     *n = 0;
     if (next_cursor && cursor_len) next_cursor[0] = '\0';
     if (!next_cursor || cursor_len < STORE_CURSOR_MAX) {
-        store__err(err, errlen, "feedback list: cursor buffer must hold %d bytes", STORE_CURSOR_MAX);
+        store_set_err(err, errlen, "feedback list: cursor buffer must hold %d bytes", STORE_CURSOR_MAX);
         return -EINVAL;
     }
     int limit = f && f->limit > 0 ? f->limit : STORE_LIST_DEFAULT;
@@ -690,12 +546,12 @@ int store_feedback_list(store *s, const store_filter *f, store_feedback **rows, 
     int64_t cur_ms = 0;
     const char *cur_id = NULL;
     bool cursor = f && f->after && *f->after;
-    if (cursor && store__parse_cursor(f->after, &cur_ms, &cur_id)) {
-        store__err(err, errlen, "after: not a cursor returned by this server");
+    if (cursor && store_parse_cursor(f->after, &cur_ms, &cur_id)) {
+        store_set_err(err, errlen, "after: not a cursor returned by this server");
         return -EINVAL;
     }
     store_feedback *out = calloc((size_t)limit + 1, sizeof *out);
-    if (!out) { store__err(err, errlen, "feedback list: out of memory"); return -ENOMEM; }
+    if (!out) { store_set_err(err, errlen, "feedback list: out of memory"); return -ENOMEM; }
     pthread_mutex_lock(&s->mu);
     sqlite3_stmt *st = NULL;
     size_t got = 0;
@@ -703,7 +559,7 @@ int store_feedback_list(store *s, const store_filter *f, store_feedback **rows, 
     int e = store__select(s, f, true, cursor, cur_ms, cur_id, limit + 1, &st, err, errlen);
     int rc = SQLITE_DONE;
     while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((e = store__row(st, &out[got]))) store__err(err, errlen, "feedback list: out of memory");
+        if ((e = store__row(st, &out[got]))) store_set_err(err, errlen, "feedback list: out of memory");
         else got++;
     }
     if (!e && rc != SQLITE_DONE) e = store__sqlerr(s, rc, "listing feedback", err, errlen);
@@ -724,7 +580,7 @@ int store_feedback_list(store *s, const store_filter *f, store_feedback **rows, 
     return 0;
 }
 
-int store_feedback_each(store *s, const store_filter *f,
+static int store__feedback_each(store *s, const store_filter *f,
                         int (*cb)(void *ud, const store_feedback *row), void *ud,
                         char *err, size_t errlen) {
     pthread_mutex_lock(&s->mu);
@@ -733,7 +589,7 @@ int store_feedback_each(store *s, const store_filter *f,
     int rc = SQLITE_DONE;
     while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_feedback r;
-        if ((e = store__row(st, &r))) { store__err(err, errlen, "feedback export: out of memory"); break; }
+        if ((e = store__row(st, &r))) { store_set_err(err, errlen, "feedback export: out of memory"); break; }
         e = cb(ud, &r);
         store_feedback_clear(&r);
     }
@@ -753,7 +609,7 @@ static int store__group(store *s, const char *sql, json_t *obj, char *err, size_
         const char *k = (const char *)sqlite3_column_text(st, 0);
         if (json_object_set_new(obj, k ? k : "", json_integer(sqlite3_column_int64(st, 1)))) {
             sqlite3_finalize(st);
-            store__err(err, errlen, "feedback stats: out of memory");
+            store_set_err(err, errlen, "feedback stats: out of memory");
             return -ENOMEM;
         }
         rc = SQLITE_OK;
@@ -763,13 +619,13 @@ static int store__group(store *s, const char *sql, json_t *obj, char *err, size_
     return e;
 }
 
-int store_feedback_stats(store *s, json_t **out, char *err, size_t errlen) {
+static int store__feedback_stats(store *s, json_t **out, char *err, size_t errlen) {
     *out = NULL;
     json_t *o = json_object(), *kind = json_object(), *ann = json_object(),
            *split = json_object(), *day = json_object(), *tot = json_object();
     int e = 0;
     if (!o || !kind || !ann || !split || !day || !tot) {
-        store__err(err, errlen, "feedback stats: out of memory");
+        store_set_err(err, errlen, "feedback stats: out of memory");
         e = -ENOMEM;
         goto done;
     }
@@ -798,3 +654,71 @@ done:
     json_decref(split); json_decref(day); json_decref(tot);
     return e;
 }
+
+/* ------------------------------------------------------------ trainer lock */
+
+static int store__trainer_lock(store *s, bool *held, char *err, size_t errlen) {
+    pthread_mutex_lock(&s->mu);
+    int e = 0;
+    if (!s->lock_path) {
+        *held = true; /* ":memory:": nobody else can see it */
+    } else if (s->lock_fd >= 0) {
+        *held = true;
+    } else {
+        int fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            store_set_err(err, errlen, "store: trainer lock %s: %s", s->lock_path, strerror(errno));
+            e = -errno;
+        } else if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            s->lock_fd = fd;
+        } else {
+            close(fd);
+        }
+        *held = s->lock_fd >= 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return e;
+}
+
+static int store__listen_fd(store *s, int *fd, char *err, size_t errlen) {
+    (void)s;
+    *fd = -1;
+    store_set_err(err, errlen, "store: the SQLite backend has no notifications (changes are polled)");
+    return -ENOTSUP;
+}
+
+static int store__listen_drain(store *s, int *n, char *err, size_t errlen) {
+    *n = 0;
+    return store__listen_fd(s, &(int){0}, err, errlen);
+}
+
+const store_ops store_sqlite_ops = {
+    .name = "sqlite",
+    .close = store__close,
+    .feedback_insert = store__feedback_insert,
+    .feedback_get = store__feedback_get,
+    .feedback_delete = store__feedback_delete,
+    .feedback_list = store__feedback_list,
+    .feedback_each = store__feedback_each,
+    .feedback_stats = store__feedback_stats,
+    .run_create = store_sqlite_run_create,
+    .run_update = store_sqlite_run_update,
+    .run_get = store_sqlite_run_get,
+    .run_list = store_sqlite_run_list,
+    .runs_fail_interrupted = store_sqlite_runs_fail_interrupted,
+    .run_last_created = store_sqlite_run_last_created,
+    .pairs_since = store_sqlite_pairs_since,
+    .run_claim = store_sqlite_run_claim,
+    .run_request_cancel = store_sqlite_run_request_cancel,
+    .adapter_register = store_sqlite_adapter_register,
+    .adapter_get = store_sqlite_adapter_get,
+    .adapter_active = store_sqlite_adapter_active,
+    .adapter_list = store_sqlite_adapter_list,
+    .adapter_activate = store_sqlite_adapter_activate,
+    .adapter_set_reason = store_sqlite_adapter_set_reason,
+    .reward_model_add = store_sqlite_reward_model_add,
+    .reward_model_active = store_sqlite_reward_model_active,
+    .trainer_lock = store__trainer_lock,
+    .listen_fd = store__listen_fd,
+    .listen_drain = store__listen_drain,
+};

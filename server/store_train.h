@@ -1,6 +1,8 @@
 /* store_train.h - the closed loop's tables in the store (store.h, schema
- * versions 2 and 3): training runs, the adapter registry and the reward
- * models the loop trained.
+ * versions 2 to 4): training runs, the adapter registry and the reward
+ * models the loop trained. Several daemons may share them (PostgreSQL):
+ * runs are queued in the store by any of them and claimed by the one that
+ * holds the trainer lock (store_trainer_lock).
  *
  * A run: "run_" + 24 hex, kind dpo|reward|both, trigger api|pairs|schedule,
  * status queued -> running -> succeeded|failed|cancelled. JSON columns are
@@ -20,6 +22,7 @@
 #ifndef STORE_TRAIN_H
 #define STORE_TRAIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,12 +39,15 @@ typedef struct store_run {
     char *config, *metrics, *history; /* JSON text */
     char *error;             /* why it failed or was cancelled */
     char *adapter_id;        /* the adapter it produced */
+    bool cancel_requested;   /* store_run_request_cancel asked a running run
+                                to stop (read only: update leaves it) */
 } store_run;
 
 void store_run_clear(store_run *r);
 
 /* Inserts r as "queued" (model, kind and trigger required; config
- * optional); writes a new id and created_at into r. */
+ * optional); writes a new id and created_at into r. -EBUSY (message naming
+ * it) while another run is queued or running: one run at a time. */
 int store_run_create(store *s, store_run *r, char *err, size_t errlen);
 /* Writes r's status, timestamps, pairs, config, metrics, history, error and
  * adapter_id to the row r->id. */
@@ -51,14 +57,26 @@ int store_run_get(store *s, const char *id, store_run *out, char *err, size_t er
 int store_run_list(store *s, int limit, store_run **rows, size_t *n, char *err,
                    size_t errlen);
 void store_run_list_free(store_run *rows, size_t n);
-/* Start-up: every run still queued or running was cut short by a restart:
- * marks it failed ("interrupted by a restart"); *n (may be NULL) gets the
- * count. */
+/* For a daemon that just took the trainer lock: every run still
+ * "running" was cut short (its trainer died or restarted): marks it failed
+ * ("interrupted by a restart"); *n (may be NULL) gets the count. Queued runs
+ * stay queued for the new holder. */
 int store_runs_fail_interrupted(store *s, int *n, char *err, size_t errlen);
 /* created_at of model's newest run, 0 when none. */
 int store_run_last_created(store *s, const char *model, int64_t *ms, char *err, size_t errlen);
 /* Feedback rows of kind "pair" created at or after since_ms. */
 int store_pairs_since(store *s, int64_t since_ms, int64_t *n, char *err, size_t errlen);
+/* The trainer lock holder takes the oldest queued run: it becomes
+ * "running" with started_at now, in one statement (no two claim it);
+ * *out gets the row. -ENOENT when none is queued. */
+int store_run_claim(store *s, store_run *out, char *err, size_t errlen);
+/* Cancels run id from any daemon: a queued run ends "cancelled" at once
+ * (error "cancelled before it started", finished_at now); a running one gets
+ * cancel_requested (its trainer stops at its next check). *out (may be NULL)
+ * gets the row after. -ENOENT unknown; -EINVAL when it already ended
+ * (message names its status). */
+int store_run_request_cancel(store *s, const char *id, store_run *out, char *err,
+                             size_t errlen);
 
 typedef struct store_adapter {
     char *id, *model, *parent_id, *run_id, *status;
@@ -83,7 +101,8 @@ int store_adapter_list(store *s, const char *model, store_adapter **rows, size_t
                        size_t errlen);
 void store_adapter_list_free(store_adapter *rows, size_t n);
 /* Makes id model's active adapter (id NULL: none, the base) and retires the
- * one active before, in one transaction. -ENOENT when id is not model's. */
+ * one active before, in one transaction, which also announces it
+ * (store_listen_fd). -ENOENT when id is not model's. */
 int store_adapter_activate(store *s, const char *model, const char *id, char *err,
                            size_t errlen);
 /* Records why a candidate stays a candidate, and its metrics. */

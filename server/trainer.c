@@ -1,6 +1,7 @@
-/* trainer.c - the closed loop's worker thread: queue of one run, automatic
- * triggers, cancellation, activation and start-up restore (trainer.h). The
- * run itself is trainer_run.c. */
+/* trainer.c - the closed loop's worker thread: the trainer election, runs
+ * queued in the store, automatic triggers, cancellation, activation, the
+ * sync of what other daemons activated, and start-up restore (trainer.h).
+ * The run itself is trainer_run.c. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -29,16 +30,15 @@ struct trainer {
     models_registry *models;
     store *st;
     pthread_t thread;
-    pthread_mutex_t mu;          /* guards pending, busy, current */
-    pthread_cond_t cv;
+    pthread_mutex_t mu;          /* guards current, stop */
+    pthread_cond_t cv;           /* a run was queued, or stop */
     bool stop;
-    store_run pending;           /* the queued run (id NULL: none) */
-    served_model *pending_sm;
-    char current[STORE_RUN_ID_LEN + 1]; /* the running run's id, "" idle */
+    char current[STORE_RUN_ID_LEN + 1]; /* the run this daemon runs, "" idle */
     _Atomic int cancel;          /* of the running run */
     _Atomic long long step;
     _Atomic unsigned long long runs[5];
     _Atomic int last_status;
+    _Atomic bool leader;         /* holds the store's trainer lock */
 };
 
 void trainer_get_stats(const trainer *t, trainer_stats *out)
@@ -51,6 +51,7 @@ void trainer_get_stats(const trainer *t, trainer_stats *out)
         out->runs[i] = atomic_load(&((trainer *)t)->runs[i]);
     out->step = atomic_load(&((trainer *)t)->step);
     out->last_status = atomic_load(&((trainer *)t)->last_status);
+    out->leader = atomic_load(&((trainer *)t)->leader);
 }
 
 /* ---- activation and restore ------------------------------------------------ */
@@ -120,6 +121,8 @@ static int trainer__activate(store *st, served_model *sm, const char *id, char *
         rc = models_adapter_install(sm, MODELS_LOOP_SLOT, NULL);
     }
     if (!rc)
+        snprintf(sm->loop_adapter_id, sizeof sm->loop_adapter_id, "%s", base ? "" : id);
+    if (!rc)
         LOG_INF("trainer", "model '%s': serving %s%s", sm->cfg->name, base ? "the base" : "adapter ",
                 base ? "" : id);
     store_adapter_clear(&ad);
@@ -145,16 +148,13 @@ static void trainer__restore_reward(store *st, served_model *sm)
     else
         LOG_INF("trainer", "model '%s': serving the reward model of run %s (%s)", sm->cfg->name,
                 rm.run_id ? rm.run_id : "?", rm.path);
+    snprintf(sm->loop_reward_id, sizeof sm->loop_reward_id, "%s", rm.id);
     store_reward_model_clear(&rm);
 }
 
 int trainer_restore(const cfg *c, models_registry *models, store *st, char *err, size_t errlen)
 {
-    int n = 0, rc = store_runs_fail_interrupted(st, &n, err, errlen);
-    if (rc)
-        return rc;
-    if (n)
-        LOG_WRN("trainer", "%d training run(s) were interrupted by a restart: marked failed", n);
+    (void)err, (void)errlen;
     for (int i = 0; c->training_enabled && i < models->n; i++) {
         served_model *sm = &models->items[i];
         store_adapter ad;
@@ -164,6 +164,8 @@ int trainer_restore(const cfg *c, models_registry *models, store *st, char *err,
         if (!models_adapter_slot(sm, MODELS_LOOP_SLOT) ||
             store_adapter_active(st, sm->cfg->name, &ad, msg, sizeof msg))
             continue;
+        /* recorded even when it does not load: the sync does not retry it */
+        snprintf(sm->loop_adapter_id, sizeof sm->loop_adapter_id, "%s", ad.id);
         if (trainer__serve(sm, &ad, msg, sizeof msg))
             LOG_ERR("trainer", "model '%s': cannot serve its active %s; serving the base", sm->cfg->name, msg);
         else
@@ -174,62 +176,88 @@ int trainer_restore(const cfg *c, models_registry *models, store *st, char *err,
     return 0;
 }
 
+/* ---- sync with other daemons -------------------------------------------------- */
+
+void trainer_sync(const cfg *c, models_registry *models, store *st)
+{
+    for (int i = 0; c->training_enabled && i < models->n; i++) {
+        served_model *sm = &models->items[i];
+        if (!models_adapter_slot(sm, MODELS_LOOP_SLOT))
+            continue;
+        store_adapter ad = {0};
+        char msg[1024];
+        int rc = store_adapter_active(st, sm->cfg->name, &ad, msg, sizeof msg);
+        if (rc && rc != -ENOENT) {
+            LOG_WRN("trainer", "model '%s': cannot read its active adapter: %s", sm->cfg->name, msg);
+            continue;
+        }
+        const char *want = rc ? "" : ad.id;
+        pthread_mutex_lock(&trainer__activate_mu);
+        if (strcmp(sm->loop_adapter_id, want)) {
+            snprintf(sm->loop_adapter_id, sizeof sm->loop_adapter_id, "%s", want);
+            if (!*want) {
+                models_adapter_install(sm, MODELS_LOOP_SLOT, NULL);
+                LOG_INF("trainer", "model '%s': serving the base (activated through the store)",
+                        sm->cfg->name);
+            } else if (trainer__serve(sm, &ad, msg, sizeof msg)) {
+                LOG_ERR("trainer", "model '%s': cannot serve the active %s; serving what it did",
+                        sm->cfg->name, msg);
+            } else {
+                LOG_INF("trainer", "model '%s': serving adapter %s (version %lld, activated "
+                        "through the store)", sm->cfg->name, ad.id, (long long)ad.version);
+            }
+        }
+        pthread_mutex_unlock(&trainer__activate_mu);
+        store_adapter_clear(&ad);
+        store_reward_model rm;
+        if (store_reward_model_active(st, sm->cfg->name, &rm, msg, sizeof msg))
+            continue;
+        if (strcmp(sm->loop_reward_id, rm.id) && !(sm->cfg->reward_model && sm->cfg->reward_model[0])) {
+            snprintf(sm->loop_reward_id, sizeof sm->loop_reward_id, "%s", rm.id);
+            if (models_reward_load(sm, rm.path, msg, sizeof msg))
+                LOG_ERR("trainer", "model '%s': cannot serve reward model %s: %s", sm->cfg->name,
+                        rm.path, msg);
+            else
+                LOG_INF("trainer", "model '%s': serving the reward model of run %s (through the "
+                        "store)", sm->cfg->name, rm.run_id ? rm.run_id : "?");
+        }
+        store_reward_model_clear(&rm);
+    }
+}
+
 /* ---- queue ------------------------------------------------------------------- */
 
 int trainer_submit(trainer *t, served_model *sm, const char *kind, const char *trigger,
                    store_run *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&t->mu);
-    int rc = 0;
-    if (t->pending.id || t->current[0]) {
-        snprintf(err, errlen, "a training run is already %s (%s)", t->pending.id ? "queued" : "running",
-                 t->pending.id ? t->pending.id : t->current);
-        rc = -EBUSY;
-    } else {
-        store_run r = {.model = strdup(sm->cfg->name), .kind = strdup(kind),
-                       .trigger = strdup(trigger)};
-        rc = store_run_create(t->st, &r, err, errlen);
-        if (!rc) {
-            t->pending = r, t->pending_sm = sm;
-            out->id = strdup(r.id);
-            pthread_cond_signal(&t->cv);
-        } else {
-            store_run_clear(&r);
-        }
+    store_run r = {.model = strdup(sm->cfg->name), .kind = strdup(kind), .trigger = strdup(trigger)};
+    int rc = r.model && r.kind && r.trigger ? store_run_create(t->st, &r, err, errlen) : -ENOMEM;
+    if (!rc) {
+        pthread_mutex_lock(&t->mu);
+        pthread_cond_signal(&t->cv); /* the trainer, if it is this daemon */
+        pthread_mutex_unlock(&t->mu);
+        rc = store_run_get(t->st, r.id, out, err, errlen);
     }
-    pthread_mutex_unlock(&t->mu);
-    if (!rc && out->id) {
-        char *id = out->id;
-        rc = store_run_get(t->st, id, out, err, errlen);
-        free(id);
-    }
+    store_run_clear(&r);
     return rc;
 }
 
 int trainer_cancel(trainer *t, const char *id, char *err, size_t errlen)
 {
-    store_run r;
-    int rc = store_run_get(t->st, id, &r, err, errlen);
-    if (rc)
-        return rc;
     pthread_mutex_lock(&t->mu);
-    if (t->pending.id && !strcmp(t->pending.id, id)) {
-        free(t->pending.status);
-        t->pending.status = strdup("cancelled");
-        t->pending.error = strdup("cancelled before it started");
-        t->pending.finished_at = (int64_t)time(NULL) * 1000;
-        rc = store_run_update(t->st, &t->pending, err, errlen);
-        store_run_clear(&t->pending);
-        atomic_fetch_add(&t->runs[4], 1);
-    } else if (!strcmp(t->current, id)) {
+    bool mine = !strcmp(t->current, id);
+    if (mine)
         atomic_store(&t->cancel, 1);
-    } else {
-        snprintf(err, errlen, "training run %s already ended (%s)", id, r.status);
-        rc = -EINVAL;
-    }
     pthread_mutex_unlock(&t->mu);
-    store_run_clear(&r);
+    if (mine)
+        return 0;
+    store_run r;
+    int rc = store_run_request_cancel(t->st, id, &r, err, errlen);
+    if (!rc && !strcmp(r.status, "cancelled"))
+        atomic_fetch_add(&t->runs[4], 1);
+    if (!rc)
+        store_run_clear(&r);
     return rc;
 }
 
@@ -271,7 +299,7 @@ static void trainer__check_triggers(trainer *t)
 /* A run whose reward phase saved a reward model (metrics "reward_model":
  * {"path"}) also made it serve /v1/rewards, whatever came after: records
  * it as the model's active reward model, for trainer_restore. */
-static void trainer__record_reward(trainer *t, const store_run *r)
+static void trainer__record_reward(trainer *t, const store_run *r, served_model *sm)
 {
     json_t *m = r->metrics ? json_loads(r->metrics, 0, NULL) : NULL;
     const char *path = json_string_value(json_object_get(json_object_get(m, "reward_model"), "path"));
@@ -280,6 +308,8 @@ static void trainer__record_reward(trainer *t, const store_run *r)
     if (path && store_reward_model_add(t->st, &rm, err, sizeof err))
         LOG_ERR("trainer", "run %s: cannot record its reward model %s: %s (a restart will not serve it)",
                 r->id, path, err);
+    else if (path) /* served already by the run: the sync must not load it again */
+        snprintf(sm->loop_reward_id, sizeof sm->loop_reward_id, "%s", rm.id);
     free(rm.id), free(rm.status); /* the rest is borrowed */
     json_decref(m);
 }
@@ -289,10 +319,62 @@ static void trainer__one(trainer *t, store_run *r, served_model *sm)
     trainer_job job = {.c = t->c, .st = t->st, .sm = sm, .run = r, .cancel = &t->cancel,
                        .step = &t->step};
     int status = trainer_run(&job);
-    trainer__record_reward(t, r);
+    trainer__record_reward(t, r, sm);
     atomic_fetch_add(&t->runs[status], 1);
     atomic_store(&t->last_status, status);
     atomic_store(&t->step, 0);
+}
+
+/* The election: takes or keeps the store's trainer lock. A daemon that
+ * just became the trainer fails the runs its predecessor was running. */
+static bool trainer__elect(trainer *t)
+{
+    bool held = false;
+    char err[512];
+    if (store_trainer_lock(t->st, &held, err, sizeof err))
+        LOG_WRN("trainer", "trainer lock: %s", err);
+    bool was = atomic_exchange(&t->leader, held);
+    if (held && !was) {
+        int n = 0;
+        LOG_INF("trainer", "this daemon is the trainer (holds the store's trainer lock)");
+        if (store_runs_fail_interrupted(t->st, &n, err, sizeof err))
+            LOG_ERR("trainer", "cannot fail interrupted runs: %s", err);
+        else if (n)
+            LOG_WRN("trainer", "%d training run(s) were interrupted (restart or a trainer that "
+                    "died): marked failed", n);
+    } else if (!held && was) {
+        LOG_WRN("trainer", "lost the trainer lock (store connection reset): another daemon may "
+                "train now");
+    }
+    return held;
+}
+
+/* The trainer's next queued run: 1 and *r and *sm set when one was
+ * claimed; a run for a model this daemon does not serve with a loop ends
+ * failed. */
+static int trainer__claim(trainer *t, store_run *r, served_model **sm)
+{
+    char err[512];
+    int rc = store_run_claim(t->st, r, err, sizeof err);
+    if (rc) {
+        if (rc != -ENOENT)
+            LOG_ERR("trainer", "cannot claim a queued run: %s", err);
+        return 0;
+    }
+    *sm = models_find(t->models, r->model);
+    if (*sm && models_adapter_slot(*sm, MODELS_LOOP_SLOT))
+        return 1;
+    free(r->status), free(r->error);
+    r->status = strdup("failed");
+    r->error = strdup("the trainer daemon does not serve this model with a training loop");
+    r->finished_at = (int64_t)time(NULL) * 1000;
+    if (store_run_update(t->st, r, err, sizeof err))
+        LOG_ERR("trainer", "run %s: %s", r->id, err);
+    LOG_ERR("trainer", "run %s: model '%s' is not served here with a training loop: failed", r->id,
+            r->model);
+    atomic_fetch_add(&t->runs[3], 1);
+    store_run_clear(r);
+    return 0;
 }
 
 static void *trainer__main(void *arg)
@@ -303,23 +385,25 @@ static void *trainer__main(void *arg)
         LOG_WRN("trainer", "cannot lower the worker's priority");
     pthread_mutex_lock(&t->mu);
     while (!t->stop) {
-        if (!t->pending.id) {
-            pthread_mutex_unlock(&t->mu);
+        pthread_mutex_unlock(&t->mu);
+        store_run r = {0};
+        served_model *sm = NULL;
+        bool got = false;
+        if (trainer__elect(t)) {
             trainer__check_triggers(t);
-            pthread_mutex_lock(&t->mu);
+            got = trainer__claim(t, &r, &sm);
         }
-        if (!t->pending.id) {
+        pthread_mutex_lock(&t->mu);
+        if (!got) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1; /* triggers are polled once a second */
-            pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+            ts.tv_sec += 1; /* the lock, triggers and the queue are polled once a second */
+            if (!t->stop)
+                pthread_cond_timedwait(&t->cv, &t->mu, &ts);
             continue;
         }
-        store_run r = t->pending;
-        served_model *sm = t->pending_sm;
-        memset(&t->pending, 0, sizeof t->pending);
         snprintf(t->current, sizeof t->current, "%s", r.id);
-        atomic_store(&t->cancel, 0);
+        atomic_store(&t->cancel, t->stop ? 1 : 0);
         pthread_mutex_unlock(&t->mu);
         trainer__one(t, &r, sm);
         store_run_clear(&r);
@@ -343,6 +427,8 @@ int trainer_start(trainer **out, const cfg *c, models_registry *models, store *s
     }
     t->c = c, t->models = models, t->st = st;
     atomic_init(&t->last_status, -1);
+    atomic_init(&t->leader, false);
+    trainer__elect(t); /* before ready: a restart's interrupted run is failed by then */
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     int rc = pthread_create(&t->thread, NULL, trainer__main, t);
@@ -363,22 +449,10 @@ void trainer_stop(trainer *t)
         return;
     pthread_mutex_lock(&t->mu);
     t->stop = true;
-    atomic_store(&t->cancel, 1);
+    atomic_store(&t->cancel, 1); /* the running run ends "cancelled" */
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
-    pthread_join(t->thread, NULL);
-    if (t->pending.id) { /* queued, never started: it ends here, not at the next start */
-        char err[256];
-        free(t->pending.status), free(t->pending.error);
-        t->pending.status = strdup("failed");
-        t->pending.error = strdup("daemon stopped");
-        t->pending.finished_at = (int64_t)time(NULL) * 1000;
-        if (store_run_update(t->st, &t->pending, err, sizeof err))
-            LOG_ERR("trainer", "run %s: cannot mark it failed: %s (the next start does)", t->pending.id, err);
-        else
-            LOG_INF("trainer", "run %s: failed: daemon stopped before it started", t->pending.id);
-        store_run_clear(&t->pending);
-    }
+    pthread_join(t->thread, NULL); /* a queued run stays queued for the next trainer */
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
     free(t);

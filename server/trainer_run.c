@@ -65,6 +65,7 @@ typedef struct run_ctx {
     char err[1024];
     double rm_accuracy;      /* held-out accuracy of this run's reward model;
                                 -1 when the run trained none */
+    int64_t cancel_checked_ms; /* when the store's cancel flag was last read */
 } run_ctx;
 
 static int64_t run__now_ms(void)
@@ -97,7 +98,26 @@ static void run__save(run_ctx *x)
         LOG_ERR("trainer", "run %s: %s", r->id, err);
 }
 
-static bool run__cancelled(run_ctx *x) { return atomic_load(x->job->cancel) != 0; }
+/* This daemon's stop (trainer_cancel, shutdown), or a cancel another daemon
+ * sharing the store asked for (store_run_request_cancel): the store is
+ * read at most once a second. */
+static bool run__cancelled(run_ctx *x)
+{
+    if (atomic_load(x->job->cancel))
+        return true;
+    int64_t now = run__now_ms();
+    if (now - x->cancel_checked_ms < 1000)
+        return false;
+    x->cancel_checked_ms = now;
+    store_run r;
+    char err[256];
+    bool asked = store_run_get(x->job->st, x->job->run->id, &r, err, sizeof err) == 0 &&
+                 r.cancel_requested;
+    store_run_clear(&r);
+    if (asked)
+        LOG_INF("trainer", "run %s: cancel requested through the store", x->job->run->id);
+    return asked;
+}
 
 /* Between optimizer steps: let serving threads run first. */
 static void run__yield(void)
@@ -128,7 +148,7 @@ static int run__data(run_ctx *x)
     x->pt = (pref_tok){.t = sm->tok, .add_bos = tok_adds_bos(sm->tok), .eos_id = tok_eos(sm->tok),
                        .has_chat = sm->has_chat, .chat_kind = sm->chat_kind,
                        .bos_text = sm->bos_text, .eos_text = sm->eos_text};
-    train_data_src src = {.store = x->job->c->store_path};
+    train_data_src src = {.store = cfg_store_location(x->job->c)};
     int rc = train_pref_opts(&x->po, 0, 0, 0, false, sm->m, x->err, sizeof x->err);
     if (!rc)
         rc = train_data_load(&x->s, &src, &x->pt, &x->po, x->err, sizeof x->err);

@@ -11,7 +11,9 @@ the Kubernetes manifests, checked without a Docker engine or a cluster.
   on /ready, VOLUME, EXPOSE 8080, 0.0.0.0; the runtime packages cover every
   library the binary links (DT_NEEDED); hadolint when installed.
 - deploy/docker-compose.yml and deploy/k8s/*.yaml (PyYAML; SKIPPED loudly
-  without it): probes, security context, volumes, selectors.
+  without it): probes, security context, volumes, selectors, the store
+  (Compose: the postgres service and its credentials; Kubernetes: SQLite,
+  or PostgreSQL through an optional Secret).
 Usage: test_deploy.py --binary BUILD/alignd --build-dir BUILD
 """
 import argparse
@@ -288,13 +290,24 @@ class Manifests(unittest.TestCase):
         self.assertEqual(a["build"]["dockerfile"], "deploy/Dockerfile")
         self.assertIn("8080:8080", a["ports"])
         self.assertEqual(a["environment"]["ALIGND_SERVER_HOST"], "0.0.0.0")
+        self.assertTrue(a["read_only"])
+        self.assertEqual(a["cap_drop"], ["ALL"])
+        # the adapter and reward-model folders on the alignd-data volume
         self.assertIn("alignd-data:/var/lib/alignd", a["volumes"])
-        # the SQLite store is what alignd uses; postgres is opt-in only
-        self.assertTrue(a["environment"]["ALIGND_STORE_PATH"].endswith(".db"))
-        self.assertNotIn("depends_on", a)
+        self.assertTrue(a["environment"]["ALIGND_TRAINING_DIR"].startswith("/var/lib/alignd/"))
+        # the store is the postgres service, with its credentials, once healthy
         pg = c["services"]["postgres"]
         self.assertEqual(pg["image"], "postgres:15")
-        self.assertEqual(pg["profiles"], ["postgres"])
+        self.assertNotIn("profiles", pg)
+        self.assertIn("pg_isready", " ".join(pg["healthcheck"]["test"]))
+        self.assertEqual(a["depends_on"], {"postgres": {"condition": "service_healthy"}})
+        self.assertNotIn("ALIGND_STORE_PATH", a["environment"])
+        m = re.fullmatch(r"postgresql://([^:@/]+):([^@/]+)@([^:/]+):(\d+)/([^/?]+)",
+                         a["environment"]["ALIGND_STORE_URL"])
+        self.assertTrue(m, a["environment"]["ALIGND_STORE_URL"])
+        pe = pg["environment"]
+        self.assertEqual(m.groups(), (pe["POSTGRES_USER"], pe["POSTGRES_PASSWORD"], "postgres",
+                                      "5432", pe["POSTGRES_DB"]))
         self.assertIn("postgres-data:/var/lib/postgresql/data", pg["volumes"])
         self.assertEqual(set(c["volumes"]), {"alignd-data", "postgres-data"})
 
@@ -344,6 +357,13 @@ class Manifests(unittest.TestCase):
         self.assertEqual(claim, by_kind["PersistentVolumeClaim"]["metadata"]["name"])
         self.assertTrue(env["ALIGND_STORE_PATH"].startswith("/var/lib/alignd/"))
         self.assertTrue(env["ALIGND_TRAINING_DIR"].startswith("/var/lib/alignd/"))
+        # the PostgreSQL store's URL comes from a Secret; optional, so that
+        # without it the single replica below runs on the SQLite file
+        (url,) = [e for e in ctr["env"] if e["name"] == "ALIGND_STORE_URL"]
+        self.assertNotIn("value", url)
+        ref = url["valueFrom"]["secretKeyRef"]
+        self.assertTrue(ref["name"] and ref["key"])
+        self.assertIs(ref.get("optional"), True)
         # one writer of the SQLite file: the old pod stops before the new starts
         self.assertEqual(dep["spec"]["strategy"]["type"], "Recreate")
         self.assertEqual(dep["spec"]["replicas"], 1)

@@ -1,10 +1,9 @@
-/* store_train.c - training runs and the adapter registry in the SQLite
- * store (store_train.h). Constant SQL with bound parameters; every call
+/* store_sqlite_train.c - training runs, the adapter registry and the reward
+ * models in the SQLite store (store_train.h, store_sqlite_impl.h). Constant SQL with bound parameters; every call
  * holds the store's mutex and is one transaction. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "store_train.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -17,21 +16,9 @@
 #include "store_sqlite_impl.h"
 
 #define RUN_COLS "id, model, kind, trigger, status, created_at, started_at, finished_at, pairs, " \
-                 "config, metrics, history, error, adapter_id"
+                 "config, metrics, history, error, adapter_id, cancel_requested"
 #define AD_COLS "id, model, version, parent_id, run_id, status, metrics, path, sha256, " \
                 "created_at, reason"
-
-static void st__err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void st__err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int st__code(int rc)
 {
@@ -45,28 +32,8 @@ static int st__code(int rc)
 
 static int st__fail(store *s, int rc, const char *what, char *err, size_t errlen)
 {
-    st__err(err, errlen, "store: %s: %s", what, sqlite3_errmsg(s->db));
+    store_set_err(err, errlen, "store: %s: %s", what, sqlite3_errmsg(s->db));
     return st__code(rc);
-}
-
-static int64_t st__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* prefix + 24 random hex digits. */
-static int st__new_id(char *out, const char *prefix)
-{
-    unsigned char b[12];
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
-        return -EIO;
-    size_t k = strlen(prefix);
-    memcpy(out, prefix, k);
-    for (size_t i = 0; i < sizeof b; i++)
-        sprintf(out + k + 2 * i, "%02x", b[i]);
-    return 0;
 }
 
 static char *st__dup(sqlite3_stmt *st, int col)
@@ -107,20 +74,24 @@ static int st__prep(store *s, const char *sql, sqlite3_stmt **st, char *err, siz
 
 /* ---- runs ------------------------------------------------------------------ */
 
-void store_run_clear(store_run *r)
+static int st__begin(store *s, char *err, size_t errlen)
 {
-    if (!r)
-        return;
-    free(r->id), free(r->model), free(r->kind), free(r->trigger), free(r->status);
-    free(r->config), free(r->metrics), free(r->history), free(r->error), free(r->adapter_id);
-    memset(r, 0, sizeof *r);
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : st__fail(s, rc, "BEGIN IMMEDIATE", err, errlen);
 }
 
-void store_run_list_free(store_run *rows, size_t n)
+/* COMMIT when e is 0, else ROLLBACK; returns e or COMMIT's failure. */
+static int st__end(store *s, int e, char *err, size_t errlen)
 {
-    for (size_t i = 0; rows && i < n; i++)
-        store_run_clear(&rows[i]);
-    free(rows);
+    if (!e) {
+        int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return 0;
+        e = st__fail(s, rc, "COMMIT", err, errlen);
+    }
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return e;
 }
 
 static void st__run_row(sqlite3_stmt *st, store_run *r)
@@ -133,27 +104,47 @@ static void st__run_row(sqlite3_stmt *st, store_run *r)
     r->pairs = sqlite3_column_int64(st, 8);
     r->config = st__dup(st, 9), r->metrics = st__dup(st, 10), r->history = st__dup(st, 11);
     r->error = st__dup(st, 12), r->adapter_id = st__dup(st, 13);
+    r->cancel_requested = sqlite3_column_int(st, 14) != 0;
 }
 
-int store_run_create(store *s, store_run *r, char *err, size_t errlen)
+int store_sqlite_run_create(store *s, store_run *r, char *err, size_t errlen)
 {
     char id[STORE_RUN_ID_LEN + 1];
     if (!r->model || !r->kind || !r->trigger) {
-        st__err(err, errlen, "store: a run needs model, kind and trigger");
+        store_set_err(err, errlen, "store: a run needs model, kind and trigger");
         return -EINVAL;
     }
-    if (st__new_id(id, "run_"))
+    if (store_new_id(id, "run_"))
         return -EIO;
-    int64_t now = st__now_ms();
+    int64_t now = store_now_ms();
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&s->mu);
-    int e = st__prep(s, "INSERT INTO training_runs (id, model, kind, trigger, status, created_at, "
+    /* check and insert in one write transaction: one open run at a time */
+    int e = st__begin(s, err, errlen);
+    if (!e)
+        e = st__prep(s, "SELECT id, status FROM training_runs WHERE status IN ('queued','running') "
+                        "LIMIT 1", &st, err, errlen);
+    if (!e) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            store_set_err(err, errlen, "a training run is already %s (%s)",
+                          (const char *)sqlite3_column_text(st, 1),
+                          (const char *)sqlite3_column_text(st, 0));
+            e = -EBUSY;
+        } else if (rc != SQLITE_DONE) {
+            e = st__fail(s, rc, "looking for an open training run", err, errlen);
+        }
+        sqlite3_finalize(st);
+    }
+    if (!e)
+        e = st__prep(s, "INSERT INTO training_runs (id, model, kind, trigger, status, created_at, "
                         "config) VALUES (?, ?, ?, ?, 'queued', ?, ?)", &st, err, errlen);
     if (!e) {
         st__text(st, 1, id), st__text(st, 2, r->model), st__text(st, 3, r->kind);
         st__text(st, 4, r->trigger), sqlite3_bind_int64(st, 5, now), st__text(st, 6, r->config);
         e = st__done(s, st, "inserting a training run", err, errlen);
     }
+    e = st__end(s, e, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (e)
         return e;
@@ -164,7 +155,7 @@ int store_run_create(store *s, store_run *r, char *err, size_t errlen)
     return r->id && r->status ? 0 : -ENOMEM;
 }
 
-int store_run_update(store *s, const store_run *r, char *err, size_t errlen)
+int store_sqlite_run_update(store *s, const store_run *r, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&s->mu);
@@ -178,7 +169,7 @@ int store_run_update(store *s, const store_run *r, char *err, size_t errlen)
         st__text(st, 9, r->adapter_id), st__text(st, 10, r->id);
         e = st__done(s, st, "updating a training run", err, errlen);
         if (!e && sqlite3_changes(s->db) != 1) {
-            st__err(err, errlen, "no training run with id '%s'", r->id);
+            store_set_err(err, errlen, "no training run with id '%s'", r->id);
             e = -ENOENT;
         }
     }
@@ -186,7 +177,7 @@ int store_run_update(store *s, const store_run *r, char *err, size_t errlen)
     return e;
 }
 
-int store_run_get(store *s, const char *id, store_run *out, char *err, size_t errlen)
+int store_sqlite_run_get(store *s, const char *id, store_run *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st = NULL;
@@ -198,7 +189,7 @@ int store_run_get(store *s, const char *id, store_run *out, char *err, size_t er
         if (rc == SQLITE_ROW)
             st__run_row(st, out);
         else if (rc == SQLITE_DONE)
-            st__err(err, errlen, "no training run with id '%s'", id), e = -ENOENT;
+            store_set_err(err, errlen, "no training run with id '%s'", id), e = -ENOENT;
         else
             e = st__fail(s, rc, "reading a training run", err, errlen);
         sqlite3_finalize(st);
@@ -207,7 +198,7 @@ int store_run_get(store *s, const char *id, store_run *out, char *err, size_t er
     return e;
 }
 
-int store_run_list(store *s, int limit, store_run **rows, size_t *n, char *err, size_t errlen)
+int store_sqlite_run_list(store *s, int limit, store_run **rows, size_t *n, char *err, size_t errlen)
 {
     *rows = NULL, *n = 0;
     limit = limit <= 0 ? STORE_LIST_DEFAULT : limit > STORE_LIST_MAX ? STORE_LIST_MAX : limit;
@@ -237,15 +228,15 @@ int store_run_list(store *s, int limit, store_run **rows, size_t *n, char *err, 
     return 0;
 }
 
-int store_runs_fail_interrupted(store *s, int *n, char *err, size_t errlen)
+int store_sqlite_runs_fail_interrupted(store *s, int *n, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&s->mu);
     int e = st__prep(s, "UPDATE training_runs SET status = 'failed', finished_at = ?, "
-                        "error = 'interrupted by a restart' WHERE status IN ('queued','running')",
+                        "error = 'interrupted by a restart' WHERE status = 'running'",
                      &st, err, errlen);
     if (!e) {
-        sqlite3_bind_int64(st, 1, st__now_ms());
+        sqlite3_bind_int64(st, 1, store_now_ms());
         e = st__done(s, st, "failing interrupted runs", err, errlen);
         if (!e && n)
             *n = sqlite3_changes(s->db);
@@ -277,35 +268,85 @@ static int st__scalar(store *s, const char *sql, const char *text, int64_t num, 
     return e;
 }
 
-int store_run_last_created(store *s, const char *model, int64_t *ms, char *err, size_t errlen)
+int store_sqlite_run_last_created(store *s, const char *model, int64_t *ms, char *err, size_t errlen)
 {
     return st__scalar(s, "SELECT coalesce(max(created_at), 0) FROM training_runs WHERE model = ?",
                       model, 0, ms, err, errlen);
 }
 
-int store_pairs_since(store *s, int64_t since_ms, int64_t *n, char *err, size_t errlen)
+int store_sqlite_pairs_since(store *s, int64_t since_ms, int64_t *n, char *err, size_t errlen)
 {
     return st__scalar(s, "SELECT count(*) FROM feedback WHERE kind = 'pair' AND created_at >= ?",
                       NULL, since_ms, n, err, errlen);
 }
 
+int store_sqlite_run_claim(store *s, store_run *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    int e = st__prep(s, "UPDATE training_runs SET status = 'running', started_at = ? WHERE id = "
+                        "(SELECT id FROM training_runs WHERE status = 'queued' "
+                        "ORDER BY created_at, id LIMIT 1) RETURNING " RUN_COLS, &st, err, errlen);
+    if (!e) {
+        sqlite3_bind_int64(st, 1, store_now_ms());
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            st__run_row(st, out);
+            rc = sqlite3_step(st);
+        } else if (rc == SQLITE_DONE) {
+            store_set_err(err, errlen, "no queued training run");
+            e = -ENOENT;
+        }
+        if (!e && rc != SQLITE_DONE)
+            e = st__fail(s, rc, "claiming a queued training run", err, errlen);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (e)
+        store_run_clear(out);
+    return e;
+}
+
+int store_sqlite_run_request_cancel(store *s, const char *id, store_run *out, char *err,
+                                    size_t errlen)
+{
+    store_run r;
+    int e = store_sqlite_run_get(s, id, &r, err, errlen);
+    if (e)
+        return e;
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    /* conditional on the status read: a run that moved on meanwhile is
+     * looked at again below */
+    e = st__prep(s, "UPDATE training_runs SET "
+                    "status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END, "
+                    "error = CASE status WHEN 'queued' THEN 'cancelled before it started' ELSE error END, "
+                    "finished_at = CASE status WHEN 'queued' THEN ? ELSE finished_at END, "
+                    "cancel_requested = CASE status WHEN 'running' THEN 1 ELSE cancel_requested END "
+                    "WHERE id = ? AND status IN ('queued','running')", &st, err, errlen);
+    if (!e) {
+        sqlite3_bind_int64(st, 1, store_now_ms());
+        st__text(st, 2, id);
+        e = st__done(s, st, "cancelling a training run", err, errlen);
+    }
+    int changed = e ? 0 : sqlite3_changes(s->db);
+    pthread_mutex_unlock(&s->mu);
+    store_run_clear(&r);
+    if (!e)
+        e = store_sqlite_run_get(s, id, &r, err, errlen);
+    if (!e && !changed) {
+        store_set_err(err, errlen, "training run %s already ended (%s)", id, r.status);
+        e = -EINVAL;
+    }
+    if (!e && out)
+        *out = r;
+    else
+        store_run_clear(&r);
+    return e;
+}
+
 /* ---- adapters -------------------------------------------------------------- */
-
-void store_adapter_clear(store_adapter *a)
-{
-    if (!a)
-        return;
-    free(a->id), free(a->model), free(a->parent_id), free(a->run_id), free(a->status);
-    free(a->metrics), free(a->path), free(a->sha256), free(a->reason);
-    memset(a, 0, sizeof *a);
-}
-
-void store_adapter_list_free(store_adapter *rows, size_t n)
-{
-    for (size_t i = 0; rows && i < n; i++)
-        store_adapter_clear(&rows[i]);
-    free(rows);
-}
 
 static void st__ad_row(sqlite3_stmt *st, store_adapter *a)
 {
@@ -315,26 +356,6 @@ static void st__ad_row(sqlite3_stmt *st, store_adapter *a)
     a->metrics = st__dup(st, 6), a->path = st__dup(st, 7), a->sha256 = st__dup(st, 8);
     a->created_at = sqlite3_column_int64(st, 9);
     a->reason = st__dup(st, 10);
-}
-
-static int st__begin(store *s, char *err, size_t errlen)
-{
-    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : st__fail(s, rc, "BEGIN IMMEDIATE", err, errlen);
-}
-
-/* COMMIT when e is 0, else ROLLBACK; returns e or COMMIT's failure. */
-static int st__end(store *s, int e, char *err, size_t errlen)
-{
-    if (!e) {
-        int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            return 0;
-        e = st__fail(s, rc, "COMMIT", err, errlen);
-    }
-    if (!sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return e;
 }
 
 static int st__ad_insert(store *s, const store_adapter *a, const char *id, int64_t *version,
@@ -362,16 +383,16 @@ static int st__ad_insert(store *s, const store_adapter *a, const char *id, int64
     return st__done(s, st, "registering an adapter", err, errlen);
 }
 
-int store_adapter_register(store *s, store_adapter *a, char *err, size_t errlen)
+int store_sqlite_adapter_register(store *s, store_adapter *a, char *err, size_t errlen)
 {
     char id[STORE_ADAPTER_ID_LEN + 1];
     if (!a->model || !a->path || !a->sha256) {
-        st__err(err, errlen, "store: an adapter needs model, path and sha256");
+        store_set_err(err, errlen, "store: an adapter needs model, path and sha256");
         return -EINVAL;
     }
-    if (st__new_id(id, "ad_"))
+    if (store_new_id(id, "ad_"))
         return -EIO;
-    int64_t now = st__now_ms(), version = 0;
+    int64_t now = store_now_ms(), version = 0;
     pthread_mutex_lock(&s->mu);
     int e = st__begin(s, err, errlen);
     if (!e)
@@ -402,7 +423,7 @@ static int st__ad_one(store *s, const char *sql, const char *p1, const char *p2,
         if (rc == SQLITE_ROW)
             st__ad_row(st, out);
         else if (rc == SQLITE_DONE)
-            st__err(err, errlen, "%s", what), e = -ENOENT;
+            store_set_err(err, errlen, "%s", what), e = -ENOENT;
         else
             e = st__fail(s, rc, "reading an adapter", err, errlen);
         sqlite3_finalize(st);
@@ -411,7 +432,7 @@ static int st__ad_one(store *s, const char *sql, const char *p1, const char *p2,
     return e;
 }
 
-int store_adapter_get(store *s, const char *id, store_adapter *out, char *err, size_t errlen)
+int store_sqlite_adapter_get(store *s, const char *id, store_adapter *out, char *err, size_t errlen)
 {
     char what[128];
     snprintf(what, sizeof what, "no adapter with id '%.60s'", id);
@@ -419,7 +440,7 @@ int store_adapter_get(store *s, const char *id, store_adapter *out, char *err, s
                       err, errlen);
 }
 
-int store_adapter_active(store *s, const char *model, store_adapter *out, char *err,
+int store_sqlite_adapter_active(store *s, const char *model, store_adapter *out, char *err,
                          size_t errlen)
 {
     char what[128];
@@ -428,7 +449,7 @@ int store_adapter_active(store *s, const char *model, store_adapter *out, char *
                       model, NULL, out, what, err, errlen);
 }
 
-int store_adapter_list(store *s, const char *model, store_adapter **rows, size_t *n, char *err,
+int store_sqlite_adapter_list(store *s, const char *model, store_adapter **rows, size_t *n, char *err,
                        size_t errlen)
 {
     *rows = NULL, *n = 0;
@@ -485,13 +506,13 @@ static int st__activate(store *s, const char *model, const char *id, char *err, 
     if ((e = st__done(s, st, "activating an adapter", err, errlen)))
         return e;
     if (sqlite3_changes(s->db) != 1) {
-        st__err(err, errlen, "model '%s' has no adapter with id '%s'", model, id);
+        store_set_err(err, errlen, "model '%s' has no adapter with id '%s'", model, id);
         return -ENOENT;
     }
     return 0;
 }
 
-int store_adapter_activate(store *s, const char *model, const char *id, char *err,
+int store_sqlite_adapter_activate(store *s, const char *model, const char *id, char *err,
                            size_t errlen)
 {
     pthread_mutex_lock(&s->mu);
@@ -502,7 +523,7 @@ int store_adapter_activate(store *s, const char *model, const char *id, char *er
     return e;
 }
 
-int store_adapter_set_reason(store *s, const char *id, const char *reason, const char *metrics,
+int store_sqlite_adapter_set_reason(store *s, const char *id, const char *reason, const char *metrics,
                              char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
@@ -520,14 +541,6 @@ int store_adapter_set_reason(store *s, const char *id, const char *reason, const
 /* ---- reward models --------------------------------------------------------- */
 
 #define RM_COLS "id, model, run_id, path, status, created_at"
-
-void store_reward_model_clear(store_reward_model *r)
-{
-    if (!r)
-        return;
-    free(r->id), free(r->model), free(r->run_id), free(r->path), free(r->status);
-    memset(r, 0, sizeof *r);
-}
 
 static int st__rm_add(store *s, const store_reward_model *r, const char *id, int64_t now,
                       char *err, size_t errlen)
@@ -548,16 +561,16 @@ static int st__rm_add(store *s, const store_reward_model *r, const char *id, int
     return st__done(s, st, "recording a reward model", err, errlen);
 }
 
-int store_reward_model_add(store *s, store_reward_model *r, char *err, size_t errlen)
+int store_sqlite_reward_model_add(store *s, store_reward_model *r, char *err, size_t errlen)
 {
     char id[STORE_REWARD_ID_LEN + 1];
     if (!r->model || !r->path) {
-        st__err(err, errlen, "store: a reward model needs model and path");
+        store_set_err(err, errlen, "store: a reward model needs model and path");
         return -EINVAL;
     }
-    if (st__new_id(id, "rm_"))
+    if (store_new_id(id, "rm_"))
         return -EIO;
-    int64_t now = st__now_ms();
+    int64_t now = store_now_ms();
     pthread_mutex_lock(&s->mu);
     int e = st__begin(s, err, errlen);
     if (!e)
@@ -570,7 +583,7 @@ int store_reward_model_add(store *s, store_reward_model *r, char *err, size_t er
     return r->id && r->status ? 0 : -ENOMEM;
 }
 
-int store_reward_model_active(store *s, const char *model, store_reward_model *out, char *err,
+int store_sqlite_reward_model_active(store *s, const char *model, store_reward_model *out, char *err,
                               size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -587,7 +600,7 @@ int store_reward_model_active(store *s, const char *model, store_reward_model *o
             out->path = st__dup(st, 3), out->status = st__dup(st, 4);
             out->created_at = sqlite3_column_int64(st, 5);
         } else if (rc == SQLITE_DONE) {
-            st__err(err, errlen, "model '%.60s' has no reward model from training", model);
+            store_set_err(err, errlen, "model '%.60s' has no reward model from training", model);
             e = -ENOENT;
         } else {
             e = st__fail(s, rc, "reading a reward model", err, errlen);

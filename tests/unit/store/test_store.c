@@ -1,5 +1,6 @@
-/* test_store.c - the SQLite feedback store: round trips, transactions,
- * idempotency, pagination, filters, split, stats, reopen, schema versions. */
+/* test_store.c - the feedback store, on SQLite and on PostgreSQL
+ * (tu_store.h): round trips, transactions, idempotency, pagination,
+ * filters, split, stats, reopen, schema versions, the trainer lock. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,43 +10,10 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "tu_store.h"
 #include "tu_util.h"
 
-typedef struct fx {
-    char path[64];
-    store *s;
-} fx;
-
-static void fx_rm(const char *path) {
-    char p[96];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path); unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path); unlink(p);
-}
-
-static int setup(void **st) {
-    fx *f = calloc(1, sizeof *f);
-    strcpy(f->path, "/tmp/alignd_store_XXXXXX");
-    int fd = mkstemp(f->path);
-    if (fd < 0) return -1;
-    close(fd);
-    unlink(f->path); /* let SQLite create it */
-    char err[256] = "";
-    if (store_open(&f->s, f->path, err, sizeof err) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
-        return -1;
-    }
-    *st = f;
-    return 0;
-}
-
-static int teardown(void **st) {
-    fx *f = *st;
-    store_close(f->s);
-    fx_rm(f->path);
-    free(f);
-    return 0;
-}
+typedef tu_store fx;
 
 static store_feedback mk(const char *kind, const char *annotator, int64_t at) {
     store_feedback r = {0};
@@ -425,6 +393,8 @@ static void test_reopen_integrity(void **st) {
     store_ids_free(ids2);
     store_feedback_clear(&r);
 
+    if (f->pg)
+        return; /* the rest reads SQLite's own pragmas */
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_stmt *q = NULL;
@@ -444,10 +414,7 @@ static void test_newer_schema_refused(void **st) {
     char err[256] = "";
     store_close(f->s);
     f->s = NULL;
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_version VALUES (99, 0)", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    assert_int_equal(tu_store_sql(f, "INSERT INTO schema_version VALUES (99, 0)"), 0);
     assert_int_equal(store_open(&f->s, f->path, err, sizeof err), -ENOTSUP);
     assert_null(f->s);
     assert_non_null(strstr(err, "schema version 99 is newer"));
@@ -470,16 +437,16 @@ static void test_memory(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batch_all_or_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pagination, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_filters_and_each, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_split, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_integrity, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_trip, tu_store_cm_setup, tu_store_cm_teardown),
+        cmocka_unit_test_setup_teardown(test_validation, tu_store_cm_setup, tu_store_cm_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_all_or_nothing, tu_store_cm_setup, tu_store_cm_teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency, tu_store_cm_setup, tu_store_cm_teardown),
+        cmocka_unit_test_setup_teardown(test_pagination, tu_store_cm_setup, tu_store_cm_teardown),
+        cmocka_unit_test_setup_teardown(test_filters_and_each, tu_store_cm_setup, tu_store_cm_teardown),
+        cmocka_unit_test_setup_teardown(test_stats, tu_store_cm_setup, tu_store_cm_teardown),
+        cmocka_unit_test_setup_teardown(test_split, tu_store_cm_setup, tu_store_cm_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_integrity, tu_store_cm_setup, tu_store_cm_teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, tu_store_cm_setup, tu_store_cm_teardown),
         cmocka_unit_test(test_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
