@@ -1,5 +1,7 @@
 /* test_openapi.c - openapi.yaml and the route table (api/routes.c) must
- * describe the same routes: every (method, path) in one is in the other.
+ * describe the same routes: every (method, path) in one is in the other;
+ * and its error table (a row "| `code` | status | type | ...") and the
+ * Error schema's type/code enums must list exactly api/api_error.h's errors.
  * The reader understands the layout of our own file: path keys indented two
  * spaces under `paths:`, method keys four spaces under a path. */
 #include <ctype.h>
@@ -7,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_error.h"
 #include "routes.h"
 #include "tu_util.h"
 
@@ -71,6 +74,80 @@ static void test_spec_equals_table(void **st) {
     free(path);
 }
 
+/* The error table row of code in text: its status and type, 0 when absent. */
+static int table_row(const char *text, const char *code, unsigned *status, char *type, size_t tl) {
+    char key[64];
+    snprintf(key, sizeof key, "| `%s` | ", code);
+    const char *p = strstr(text, key);
+    if (!p) return 0;
+    char t[64];
+    if (sscanf(p + strlen(key), "%u | %63[a-z_] |", status, t) != 2) return 0;
+    snprintf(type, tl, "%s", t);
+    return 1;
+}
+
+/* Whether the enum list after `marker` (one line "enum: [a, b, ...]")
+ * holds exactly the n words. */
+static int enum_equals(const char *text, const char *marker, const char *const *words, size_t n) {
+    const char *p = strstr(text, marker);
+    if (!p || !(p = strstr(p, "enum: ["))) return 0;
+    const char *end = strchr(p, ']');
+    size_t count = 0;
+    for (const char *q = p + 7; q < end;) {
+        while (q < end && (*q == ' ' || *q == ',')) q++;
+        const char *w = q;
+        while (q < end && *q != ',' && *q != ' ') q++;
+        if (q == w) break;
+        int found = 0;
+        for (size_t i = 0; i < n; i++)
+            found |= strlen(words[i]) == (size_t)(q - w) && !strncmp(words[i], w, (size_t)(q - w));
+        if (!found) { print_error("%s enum has %.*s, which api_error.h lacks\n", marker, (int)(q - w), w); return 0; }
+        count++;
+    }
+    if (count != n) print_error("%s enum lists %zu values, api_error.h has %zu\n", marker, count, n);
+    return count == n;
+}
+
+static void test_error_table(void **st) {
+    (void)st;
+    char *path = tu_source_path("openapi.yaml");
+    char *text = tu_read_file(path, NULL);
+    assert_non_null(text);
+    const char *codes[API_ERR__COUNT], *types[API_ERR__COUNT];
+    size_t n_types = 0;
+    int bad = 0;
+    for (int c = 0; c < API_ERR__COUNT; c++) {
+        codes[c] = api_error_code_str((api_error_code)c);
+        int seen = 0;
+        for (size_t k = 0; k < n_types; k++) seen |= !strcmp(types[k], api_error_type((api_error_code)c));
+        if (!seen) types[n_types++] = api_error_type((api_error_code)c);
+        unsigned status = 0;
+        char type[64];
+        if (!table_row(text, codes[c], &status, type, sizeof type)) {
+            print_error("openapi.yaml's error table has no row for `%s`\n", codes[c]);
+            bad++;
+        } else if (status != api_error_status((api_error_code)c) ||
+                   strcmp(type, api_error_type((api_error_code)c))) {
+            print_error("`%s`: table says %u %s, api_error.h %u %s\n", codes[c], status, type,
+                        api_error_status((api_error_code)c), api_error_type((api_error_code)c));
+            bad++;
+        }
+    }
+    /* no row for a code the daemon does not have */
+    for (const char *p = text; (p = strstr(p, "\n    | `")); p++) {
+        char code[64];
+        if (sscanf(p + 8, "%63[a-z_]`", code) != 1) continue;
+        int known = 0;
+        for (int c = 0; c < API_ERR__COUNT; c++) known |= !strcmp(code, codes[c]);
+        if (!known) { print_error("the error table has `%s`, which api_error.h lacks\n", code); bad++; }
+    }
+    bad += !enum_equals(text, "description: What is wrong", types, n_types);
+    bad += !enum_equals(text, "description: The request field at fault", codes, API_ERR__COUNT);
+    assert_int_equal(bad, 0);
+    free(text);
+    free(path);
+}
+
 /* The reader itself must notice a difference (so the test can fail). */
 static void test_reader(void **st) {
     (void)st;
@@ -87,6 +164,7 @@ static void test_reader(void **st) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_reader), cmocka_unit_test(test_spec_equals_table)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_reader), cmocka_unit_test(test_spec_equals_table),
+                                       cmocka_unit_test(test_error_table)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
