@@ -833,7 +833,7 @@ static int pg_feedback_list(store *s, const store_filter *f, store_feedback **ro
     return 0;
 }
 
-#define PG__FETCH "500" /* rows per round trip of each */
+#define PG__FETCH 500 /* rows per round trip of each */
 
 /* Streams through a server-side cursor in a read-only transaction, so
  * memory stays bounded by one batch whatever the table's size. */
@@ -853,11 +853,12 @@ static int pg_feedback_each(store *s, const store_filter *f,
     bool more = !e;
     while (more) {
         PGresult *r = NULL;
-        if ((e = store_pg_exec(s, "exporting feedback", "FETCH " PG__FETCH " FROM store_each",
-                               0, NULL, &r, err, errlen)))
+        if ((e = store_pg_exec(s, "exporting feedback",
+                               "FETCH " PG__STR(PG__FETCH) " FROM store_each", 0, NULL, &r,
+                               err, errlen)))
             break;
         int got = PQntuples(r);
-        more = got == atoi(PG__FETCH);
+        more = got == PG__FETCH;
         for (int i = 0; i < got && !e; i++) {
             store_feedback row;
             if ((e = pg__row(r, i, &row))) {
@@ -937,7 +938,6 @@ static bool pg__alive(PGconn *c) {
     return PQstatus(c) == CONNECTION_OK;
 }
 
-
 /* While held, only checks that the connection still stands (pg__alive). A
  * reset (store_pg_exec) or a closed connection means the server released
  * the session lock: take it again if nobody else has. */
@@ -977,9 +977,9 @@ static int pg_listen_fd(store *s, int *fd, char *err, size_t errlen) {
         PQfinish(s->pg_listen);
         s->pg_listen = NULL;
     }
-    bool open = s->pg_listen != NULL;
+    bool connected = s->pg_listen != NULL;
     pthread_mutex_unlock(&s->mu);
-    if (!open) {
+    if (!connected) {
         PGconn *c = PQconnectdb(s->url);
         char m[256];
         if (!c || PQstatus(c) != CONNECTION_OK) {
