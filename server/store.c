@@ -102,7 +102,23 @@ int store_feedback_stats(store *s, json_t **out, char *err, size_t errlen)
 
 int store_run_create(store *s, store_run *r, char *err, size_t errlen)
 {
-    return s->ops->run_create(s, r, err, errlen);
+    char id[STORE_RUN_ID_LEN + 1];
+    if (!r->model || !r->kind || !r->trigger) {
+        store_set_err(err, errlen, "store: a run needs model, kind and trigger");
+        return -EINVAL;
+    }
+    if (store_new_id(id, "run_"))
+        return -EIO;
+    int64_t now = store_now_ms();
+    int e = s->ops->run_insert(s, r, id, now, err, errlen);
+    if (e)
+        return e;
+    free(r->id), free(r->status);
+    r->id = strdup(id);
+    r->status = strdup("queued");
+    r->created_at = now;
+    r->cancel_requested = false;
+    return r->id && r->status ? 0 : -ENOMEM;
 }
 
 int store_run_update(store *s, const store_run *r, char *err, size_t errlen)
@@ -147,7 +163,22 @@ int store_run_request_cancel(store *s, const char *id, store_run *out, char *err
 
 int store_adapter_register(store *s, store_adapter *a, char *err, size_t errlen)
 {
-    return s->ops->adapter_register(s, a, err, errlen);
+    char id[STORE_ADAPTER_ID_LEN + 1];
+    if (!a->model || !a->path || !a->sha256) {
+        store_set_err(err, errlen, "store: an adapter needs model, path and sha256");
+        return -EINVAL;
+    }
+    if (store_new_id(id, "ad_"))
+        return -EIO;
+    int64_t now = store_now_ms(), version = 0;
+    int e = s->ops->adapter_insert(s, a, id, now, &version, err, errlen);
+    if (e)
+        return e;
+    free(a->id);
+    if (!a->status)
+        a->status = strdup("candidate");
+    a->id = strdup(id), a->version = version, a->created_at = now;
+    return a->id && a->status ? 0 : -ENOMEM;
 }
 
 int store_adapter_get(store *s, const char *id, store_adapter *out, char *err, size_t errlen)
@@ -181,7 +212,20 @@ int store_adapter_set_reason(store *s, const char *id, const char *reason, const
 
 int store_reward_model_add(store *s, store_reward_model *r, char *err, size_t errlen)
 {
-    return s->ops->reward_model_add(s, r, err, errlen);
+    char id[STORE_REWARD_ID_LEN + 1];
+    if (!r->model || !r->path) {
+        store_set_err(err, errlen, "store: a reward model needs model and path");
+        return -EINVAL;
+    }
+    if (store_new_id(id, "rm_"))
+        return -EIO;
+    int64_t now = store_now_ms();
+    int e = s->ops->reward_model_insert(s, r, id, now, err, errlen);
+    if (e)
+        return e;
+    free(r->id), free(r->status);
+    r->id = strdup(id), r->status = strdup("active"), r->created_at = now;
+    return r->id && r->status ? 0 : -ENOMEM;
 }
 
 int store_reward_model_active(store *s, const char *model, store_reward_model *out, char *err,

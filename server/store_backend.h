@@ -20,7 +20,7 @@ struct sqlite3;
 struct pg_conn;
 
 /* One entry per backend function of store.h / store_train.h (same
- * arguments and contract), plus open and close. */
+ * arguments and contract, except the three inserts), plus open and close. */
 typedef struct store_ops {
     const char *name; /* "sqlite" | "postgresql" */
     void (*close)(store *s);
@@ -36,7 +36,10 @@ typedef struct store_ops {
                          size_t errlen);
     int (*feedback_stats)(store *s, json_t **out, char *err, size_t errlen);
 
-    int (*run_create)(store *s, store_run *r, char *err, size_t errlen);
+    /* the front (store.c) checks the fields, makes id and now, and hands
+     * the assigned values back to the caller's struct */
+    int (*run_insert)(store *s, const store_run *r, const char *id, int64_t now, char *err,
+                      size_t errlen);
     int (*run_update)(store *s, const store_run *r, char *err, size_t errlen);
     int (*run_get)(store *s, const char *id, store_run *out, char *err, size_t errlen);
     int (*run_list)(store *s, int limit, store_run **rows, size_t *n, char *err, size_t errlen);
@@ -47,7 +50,8 @@ typedef struct store_ops {
     int (*run_request_cancel)(store *s, const char *id, store_run *out, char *err,
                               size_t errlen);
 
-    int (*adapter_register)(store *s, store_adapter *a, char *err, size_t errlen);
+    int (*adapter_insert)(store *s, const store_adapter *a, const char *id, int64_t now,
+                          int64_t *version, char *err, size_t errlen);
     int (*adapter_get)(store *s, const char *id, store_adapter *out, char *err, size_t errlen);
     int (*adapter_active)(store *s, const char *model, store_adapter *out, char *err,
                           size_t errlen);
@@ -57,7 +61,8 @@ typedef struct store_ops {
                             size_t errlen);
     int (*adapter_set_reason)(store *s, const char *id, const char *reason, const char *metrics,
                               char *err, size_t errlen);
-    int (*reward_model_add)(store *s, store_reward_model *r, char *err, size_t errlen);
+    int (*reward_model_insert)(store *s, const store_reward_model *r, const char *id,
+                               int64_t now, char *err, size_t errlen);
     int (*reward_model_active)(store *s, const char *model, store_reward_model *out, char *err,
                                size_t errlen);
 

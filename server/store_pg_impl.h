@@ -43,7 +43,8 @@ const char *store_pg_i64_or_null(char buf[24], int64_t v);
 
 /* store_pg_train.c: the store_train.h functions (the ops table in
  * store_pg.c points at them). */
-int store_pg_run_create(store *s, store_run *r, char *err, size_t errlen);
+int store_pg_run_insert(store *s, const store_run *r, const char *id, int64_t now, char *err,
+                      size_t errlen);
 int store_pg_run_update(store *s, const store_run *r, char *err, size_t errlen);
 int store_pg_run_get(store *s, const char *id, store_run *out, char *err, size_t errlen);
 int store_pg_run_list(store *s, int limit, store_run **rows, size_t *n, char *err,
@@ -55,7 +56,8 @@ int store_pg_pairs_since(store *s, int64_t since_ms, int64_t *n, char *err, size
 int store_pg_run_claim(store *s, store_run *out, char *err, size_t errlen);
 int store_pg_run_request_cancel(store *s, const char *id, store_run *out, char *err,
                                 size_t errlen);
-int store_pg_adapter_register(store *s, store_adapter *a, char *err, size_t errlen);
+int store_pg_adapter_insert(store *s, const store_adapter *a, const char *id, int64_t now,
+                      int64_t *version, char *err, size_t errlen);
 int store_pg_adapter_get(store *s, const char *id, store_adapter *out, char *err,
                          size_t errlen);
 int store_pg_adapter_active(store *s, const char *model, store_adapter *out, char *err,
@@ -66,7 +68,8 @@ int store_pg_adapter_activate(store *s, const char *model, const char *id, char 
                               size_t errlen);
 int store_pg_adapter_set_reason(store *s, const char *id, const char *reason,
                                 const char *metrics, char *err, size_t errlen);
-int store_pg_reward_model_add(store *s, store_reward_model *r, char *err, size_t errlen);
+int store_pg_reward_model_insert(store *s, const store_reward_model *r, const char *id,
+                      int64_t now, char *err, size_t errlen);
 int store_pg_reward_model_active(store *s, const char *model, store_reward_model *out,
                                  char *err, size_t errlen);
 

@@ -114,29 +114,15 @@ static int pgt__run_insert(store *s, const store_run *r, const char *id, int64_t
                          6, p, NULL, err, errlen);
 }
 
-int store_pg_run_create(store *s, store_run *r, char *err, size_t errlen)
+int store_pg_run_insert(store *s, const store_run *r, const char *id, int64_t now, char *err,
+                        size_t errlen)
 {
-    char id[STORE_RUN_ID_LEN + 1];
-    if (!r->model || !r->kind || !r->trigger) {
-        store_set_err(err, errlen, "store: a run needs model, kind and trigger");
-        return -EINVAL;
-    }
-    if (store_new_id(id, "run_"))
-        return -EIO;
-    int64_t now = store_now_ms();
     pthread_mutex_lock(&s->mu);
     int e = store_pg_begin(s, err, errlen);
     if (!e)
         e = pgt__end(s, pgt__run_insert(s, r, id, now, err, errlen), err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (e)
-        return e;
-    free(r->id), free(r->status);
-    r->id = strdup(id);
-    r->status = strdup("queued");
-    r->created_at = now;
-    r->cancel_requested = false;
-    return r->id && r->status ? 0 : -ENOMEM;
+    return e;
 }
 
 int store_pg_run_update(store *s, const store_run *r, char *err, size_t errlen)
@@ -365,28 +351,15 @@ static int pgt__ad_insert(store *s, const store_adapter *a, const char *id, int6
                          11, p, NULL, err, errlen);
 }
 
-int store_pg_adapter_register(store *s, store_adapter *a, char *err, size_t errlen)
+int store_pg_adapter_insert(store *s, const store_adapter *a, const char *id, int64_t now,
+                            int64_t *version, char *err, size_t errlen)
 {
-    char id[STORE_ADAPTER_ID_LEN + 1];
-    if (!a->model || !a->path || !a->sha256) {
-        store_set_err(err, errlen, "store: an adapter needs model, path and sha256");
-        return -EINVAL;
-    }
-    if (store_new_id(id, "ad_"))
-        return -EIO;
-    int64_t now = store_now_ms(), version = 0;
     pthread_mutex_lock(&s->mu);
     int e = store_pg_begin(s, err, errlen);
     if (!e)
-        e = pgt__end(s, pgt__ad_insert(s, a, id, &version, now, err, errlen), err, errlen);
+        e = pgt__end(s, pgt__ad_insert(s, a, id, version, now, err, errlen), err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (e)
-        return e;
-    free(a->id);
-    if (!a->status)
-        a->status = strdup("candidate");
-    a->id = strdup(id), a->version = version, a->created_at = now;
-    return a->id && a->status ? 0 : -ENOMEM;
+    return e;
 }
 
 /* One adapter row from sql with one text parameter; what: the -ENOENT
@@ -525,26 +498,15 @@ static int pgt__rm_add(store *s, const store_reward_model *r, const char *id, in
                          "($1, $2, $3, $4, 'active', $5)", 5, p, NULL, err, errlen);
 }
 
-int store_pg_reward_model_add(store *s, store_reward_model *r, char *err, size_t errlen)
+int store_pg_reward_model_insert(store *s, const store_reward_model *r, const char *id,
+                                 int64_t now, char *err, size_t errlen)
 {
-    char id[STORE_REWARD_ID_LEN + 1];
-    if (!r->model || !r->path) {
-        store_set_err(err, errlen, "store: a reward model needs model and path");
-        return -EINVAL;
-    }
-    if (store_new_id(id, "rm_"))
-        return -EIO;
-    int64_t now = store_now_ms();
     pthread_mutex_lock(&s->mu);
     int e = store_pg_begin(s, err, errlen);
     if (!e)
         e = pgt__end(s, pgt__rm_add(s, r, id, now, err, errlen), err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (e)
-        return e;
-    free(r->id), free(r->status);
-    r->id = strdup(id), r->status = strdup("active"), r->created_at = now;
-    return r->id && r->status ? 0 : -ENOMEM;
+    return e;
 }
 
 int store_pg_reward_model_active(store *s, const char *model, store_reward_model *out,

@@ -107,16 +107,9 @@ static void st__run_row(sqlite3_stmt *st, store_run *r)
     r->cancel_requested = sqlite3_column_int(st, 14) != 0;
 }
 
-int store_sqlite_run_create(store *s, store_run *r, char *err, size_t errlen)
+int store_sqlite_run_insert(store *s, const store_run *r, const char *id, int64_t now,
+                            char *err, size_t errlen)
 {
-    char id[STORE_RUN_ID_LEN + 1];
-    if (!r->model || !r->kind || !r->trigger) {
-        store_set_err(err, errlen, "store: a run needs model, kind and trigger");
-        return -EINVAL;
-    }
-    if (store_new_id(id, "run_"))
-        return -EIO;
-    int64_t now = store_now_ms();
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&s->mu);
     /* check and insert in one write transaction: one open run at a time */
@@ -146,13 +139,7 @@ int store_sqlite_run_create(store *s, store_run *r, char *err, size_t errlen)
     }
     e = st__end(s, e, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (e)
-        return e;
-    free(r->id), free(r->status);
-    r->id = strdup(id);
-    r->status = strdup("queued");
-    r->created_at = now;
-    return r->id && r->status ? 0 : -ENOMEM;
+    return e;
 }
 
 int store_sqlite_run_update(store *s, const store_run *r, char *err, size_t errlen)
@@ -383,28 +370,15 @@ static int st__ad_insert(store *s, const store_adapter *a, const char *id, int64
     return st__done(s, st, "registering an adapter", err, errlen);
 }
 
-int store_sqlite_adapter_register(store *s, store_adapter *a, char *err, size_t errlen)
+int store_sqlite_adapter_insert(store *s, const store_adapter *a, const char *id, int64_t now,
+                                int64_t *version, char *err, size_t errlen)
 {
-    char id[STORE_ADAPTER_ID_LEN + 1];
-    if (!a->model || !a->path || !a->sha256) {
-        store_set_err(err, errlen, "store: an adapter needs model, path and sha256");
-        return -EINVAL;
-    }
-    if (store_new_id(id, "ad_"))
-        return -EIO;
-    int64_t now = store_now_ms(), version = 0;
     pthread_mutex_lock(&s->mu);
     int e = st__begin(s, err, errlen);
     if (!e)
-        e = st__end(s, st__ad_insert(s, a, id, &version, now, err, errlen), err, errlen);
+        e = st__end(s, st__ad_insert(s, a, id, version, now, err, errlen), err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (e)
-        return e;
-    free(a->id);
-    if (!a->status)
-        a->status = strdup("candidate");
-    a->id = strdup(id), a->version = version, a->created_at = now;
-    return a->id && a->status ? 0 : -ENOMEM;
+    return e;
 }
 
 /* One adapter row from sql with up to two text parameters. */
@@ -561,26 +535,15 @@ static int st__rm_add(store *s, const store_reward_model *r, const char *id, int
     return st__done(s, st, "recording a reward model", err, errlen);
 }
 
-int store_sqlite_reward_model_add(store *s, store_reward_model *r, char *err, size_t errlen)
+int store_sqlite_reward_model_insert(store *s, const store_reward_model *r, const char *id,
+                                     int64_t now, char *err, size_t errlen)
 {
-    char id[STORE_REWARD_ID_LEN + 1];
-    if (!r->model || !r->path) {
-        store_set_err(err, errlen, "store: a reward model needs model and path");
-        return -EINVAL;
-    }
-    if (store_new_id(id, "rm_"))
-        return -EIO;
-    int64_t now = store_now_ms();
     pthread_mutex_lock(&s->mu);
     int e = st__begin(s, err, errlen);
     if (!e)
         e = st__end(s, st__rm_add(s, r, id, now, err, errlen), err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (e)
-        return e;
-    free(r->id), free(r->status);
-    r->id = strdup(id), r->status = strdup("active"), r->created_at = now;
-    return r->id && r->status ? 0 : -ENOMEM;
+    return e;
 }
 
 int store_sqlite_reward_model_active(store *s, const char *model, store_reward_model *out, char *err,
