@@ -134,7 +134,7 @@ class Replicas(unittest.TestCase):
         self.assertEqual(metric(b, "alignd_trainer_leader"), 0)
 
         # -- feedback through either is seen by both ---------------------------
-        pairs = P.on_policy_pairs(a, "stories", per_prompt=8)
+        pairs = P.on_policy_pairs(a, "stories", per_prompt=4)  # enough to promote; light under ASan
         half = len(pairs) // 2
         ids_a = P.post_feedback(a, pairs[:half], model="stories")
         ids_b = P.post_feedback(b, pairs[half:], model="stories")
