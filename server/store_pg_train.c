@@ -205,7 +205,10 @@ int store_pg_runs_fail_interrupted(store *s, int *n, char *err, size_t errlen)
     pthread_mutex_lock(&s->mu);
     int e = store_pg_exec(s, "failing interrupted runs",
                           "UPDATE training_runs SET status = 'failed', finished_at = $1, "
-                          "error = 'interrupted by a restart' WHERE status = 'running'",
+                          "error = 'interrupted by a restart', adapter_id = coalesce("
+                          "adapter_id, (SELECT a.id FROM adapters a WHERE a.run_id = "
+                          "training_runs.id ORDER BY a.version DESC LIMIT 1)) "
+                          "WHERE status = 'running'",
                           1, p, &res, err, errlen);
     if (!e) {
         if (n)

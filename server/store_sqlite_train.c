@@ -219,8 +219,11 @@ int store_sqlite_runs_fail_interrupted(store *s, int *n, char *err, size_t errle
 {
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&s->mu);
+    /* a run cut short after registering its adapter keeps the link */
     int e = st__prep(s, "UPDATE training_runs SET status = 'failed', finished_at = ?, "
-                        "error = 'interrupted by a restart' WHERE status = 'running'",
+                        "error = 'interrupted by a restart', adapter_id = coalesce(adapter_id, "
+                        "(SELECT a.id FROM adapters a WHERE a.run_id = training_runs.id "
+                        "ORDER BY a.version DESC LIMIT 1)) WHERE status = 'running'",
                      &st, err, errlen);
     if (!e) {
         sqlite3_bind_int64(st, 1, store_now_ms());

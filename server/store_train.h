@@ -59,8 +59,9 @@ int store_run_list(store *s, int limit, store_run **rows, size_t *n, char *err,
 void store_run_list_free(store_run *rows, size_t n);
 /* For a daemon that just took the trainer lock: every run still
  * "running" was cut short (its trainer died or restarted): marks it failed
- * ("interrupted by a restart"); *n (may be NULL) gets the count. Queued runs
- * stay queued for the new holder. */
+ * ("interrupted by a restart"), linked to the adapter it registered if it
+ * got that far; *n (may be NULL) gets the count. Queued runs stay queued
+ * for the new holder. */
 int store_runs_fail_interrupted(store *s, int *n, char *err, size_t errlen);
 /* created_at of model's newest run, 0 when none. */
 int store_run_last_created(store *s, const char *model, int64_t *ms, char *err, size_t errlen);

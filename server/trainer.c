@@ -186,13 +186,16 @@ void trainer_sync(const cfg *c, models_registry *models, store *st)
             continue;
         store_adapter ad = {0};
         char msg[1024];
+        /* read under the activation mutex: a promotion between the read and
+         * the install would otherwise be undone until the next sync */
+        pthread_mutex_lock(&trainer__activate_mu);
         int rc = store_adapter_active(st, sm->cfg->name, &ad, msg, sizeof msg);
         if (rc && rc != -ENOENT) {
+            pthread_mutex_unlock(&trainer__activate_mu);
             LOG_WRN("trainer", "model '%s': cannot read its active adapter: %s", sm->cfg->name, msg);
             continue;
         }
         const char *want = rc ? "" : ad.id;
-        pthread_mutex_lock(&trainer__activate_mu);
         if (strcmp(sm->loop_adapter_id, want)) {
             snprintf(sm->loop_adapter_id, sizeof sm->loop_adapter_id, "%s", want);
             if (!*want) {
@@ -314,15 +317,20 @@ static void trainer__record_reward(trainer *t, const store_run *r, served_model 
     json_decref(m);
 }
 
-static void trainer__one(trainer *t, store_run *r, served_model *sm)
+static void trainer__count(void *ud, int status)
 {
-    trainer_job job = {.c = t->c, .st = t->st, .sm = sm, .run = r, .cancel = &t->cancel,
-                       .step = &t->step};
-    int status = trainer_run(&job);
-    trainer__record_reward(t, r, sm);
+    trainer *t = ud;
     atomic_fetch_add(&t->runs[status], 1);
     atomic_store(&t->last_status, status);
     atomic_store(&t->step, 0);
+}
+
+static void trainer__one(trainer *t, store_run *r, served_model *sm)
+{
+    trainer_job job = {.c = t->c, .st = t->st, .sm = sm, .run = r, .cancel = &t->cancel,
+                       .step = &t->step, .finished = trainer__count, .finished_ud = t};
+    trainer_run(&job);
+    trainer__record_reward(t, r, sm);
 }
 
 /* The election: takes or keeps the store's trainer lock. A daemon that

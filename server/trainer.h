@@ -94,6 +94,9 @@ typedef struct trainer_job {
     store_run *run;             /* updated as the run goes */
     const _Atomic int *cancel;  /* non-zero: stop at the next step */
     _Atomic long long *step;    /* the current optimizer step, for metrics */
+    /* called with the final status index just before it is stored */
+    void (*finished)(void *ud, int status);
+    void *finished_ud;
 } trainer_job;
 
 /* Runs job->run to its end; returns its final status index. */

@@ -625,6 +625,8 @@ int trainer_run(trainer_job *job)
     if (rc)
         run__set(&r->error, rc == -ECANCELED ? "cancelled" : x.err);
     r->finished_at = run__now_ms();
+    if (job->finished) /* counted before the store says so: /metrics never lags the API */
+        job->finished(job->finished_ud, status);
     run__save(&x);
     LOG_INF("trainer", "run %s: %s%s%s", r->id, r->status, rc ? ": " : "", rc ? r->error : "");
     pref_set_free(&x.s);

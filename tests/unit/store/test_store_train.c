@@ -79,6 +79,10 @@ static void test_interrupted(void **st)
     fx *f = *st;
     char err[256];
     char *done = run_in(f->s, "succeeded"), *running = run_in(f->s, "running");
+    /* it registered its adapter before the kill */
+    store_adapter ad = {.model = strdup("m"), .path = strdup("/x"), .sha256 = strdup("00"),
+                        .run_id = strdup(running)};
+    assert_int_equal(store_adapter_register(f->s, &ad, err, sizeof err), 0);
     store_close(f->s); /* as after kill -9: reopen, then the new trainer's sweep */
     assert_int_equal(store_open(&f->s, f->path, err, sizeof err), 0);
     int n = 0;
@@ -90,7 +94,9 @@ static void test_interrupted(void **st)
     assert_string_equal(g.status, "failed");
     assert_string_equal(g.error, "interrupted by a restart");
     assert_true(g.finished_at > 0);
+    assert_string_equal(g.adapter_id, ad.id);
     store_run_clear(&g);
+    store_adapter_clear(&ad);
     /* a queued run waits for the new trainer */
     char *queued = run_in(f->s, "queued");
     assert_int_equal(store_runs_fail_interrupted(f->s, &n, err, sizeof err), 0);
