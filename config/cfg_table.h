@@ -24,7 +24,7 @@
     X(server, max_connections, INT, "512", 1, 100000, NULL, 0, \
       "Most client connections open at once; further connections wait until one closes") \
     X(server, connection_timeout, INT, "30", 1, 3600, NULL, 0, \
-      "Seconds a connection may stay idle (or send nothing) before it is dropped") \
+      "Seconds a connection may stay idle, or take to send a request's headers and body (+1 s per 64 KiB), before it is dropped") \
     X(server, max_body_size, SIZE, "1M", 1024, 1073741824, NULL, 0, \
       "Largest request body accepted by default (routes may set their own limit); larger gets 413") \
     X(server, shutdown_grace, INT, "30", 0, 3600, NULL, 0, \

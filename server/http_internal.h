@@ -11,6 +11,25 @@
 #include "http.h"
 
 #define HTTP__MAX_EXTRA_HEADERS 12
+/* Least average rate (bytes/s) a request body must arrive at once
+ * server.connection_timeout has passed (see http_conn). */
+#define HTTP__BODY_MIN_RATE (64 * 1024)
+
+/* One client connection (MHD's socket context), for the receive deadline:
+ * MHD's own timeout counts idle time only, so a client sending a byte now
+ * and then (slowloris) would hold its connection for ever. A request's
+ * headers and body must arrive within server.connection_timeout seconds of
+ * the connection opening (or of the previous answer on it being sent),
+ * plus one second per HTTP__BODY_MIN_RATE body bytes received; else the
+ * connection is shut down. Loop thread only. */
+typedef struct http_conn {
+    struct MHD_Connection *conn;
+    uint64_t since_ns;        /* when the request being received began */
+    uint64_t body_bytes;      /* body bytes of that request received so far */
+    bool receiving;           /* headers or body not complete yet */
+    bool dropped;             /* shut down by the deadline */
+    struct http_conn *prev, *next;
+} http_conn;
 
 struct http_req {
     http_server *srv;
@@ -31,6 +50,8 @@ struct http_req {
     bool dispatched;          /* the handler has run */
     bool responded;           /* a response is queued */
     bool suspended;           /* connection suspended by us */
+    uv_poll_t *watch;         /* while a deferred reply is awaited: sees the client leave */
+    bool client_gone;         /* it left meanwhile: close, answer nobody */
     unsigned status;          /* status queued (499 when the client left first) */
     uint64_t bytes_out;       /* response body bytes handed to MHD */
     http_pending *pending;    /* asynchronous answer; the request holds a ref */
@@ -76,6 +97,7 @@ struct http_server {
     http_pending *wake_head;  /* pendings with news, guarded by wake_mu */
 
     unsigned n_connections;   /* open client connections */
+    http_conn *conns;         /* their receive deadlines (list head) */
     bool closed_in_run;       /* a connection closed during the last MHD_run */
     http_req *in_flight;      /* list head */
     unsigned n_in_flight;
@@ -86,6 +108,10 @@ struct http_server {
 
 /* http_server.c */
 void http__run(http_server *srv);
+/* Resumes a connection suspended by us (stopping its watch); no-op if not. */
+void http__resume(http_req *req);
+/* Stops watching a suspended connection for the client leaving. */
+void http__watch_stop(http_req *req);
 
 /* http_req.c */
 http_req *http__req_new(http_server *srv, struct MHD_Connection *conn, const char *method,
@@ -104,6 +130,8 @@ http_pending *http__pending_new(http_req *req, bool sse);
 void http__pending_detach(http_pending *p);
 /* Loop thread: the server gives up on this request (shutdown). */
 void http__pending_abort(http_pending *p);
+/* Loop thread: the client left; producers see http_pending_cancelled. */
+void http__pending_cancel(http_pending *p);
 /* Loop thread: the async callback; resumes connections with news. */
 void http__pending_wake_all(uv_async_t *async);
 /* Loop thread, after resume of a deferred request: queues the reply if it

@@ -78,10 +78,7 @@ void http__pending_wake_all(uv_async_t *async) {
         p->queued = false;
         pthread_mutex_unlock(&p->mu);
         http_req *req = p->req; /* loop-thread field */
-        if (req && req->suspended) {
-            req->suspended = false;
-            MHD_resume_connection(req->conn);
-        }
+        if (req) http__resume(req);
         http_pending_release(p);
     }
     http__run(srv);
@@ -100,6 +97,12 @@ void http__pending_detach(http_pending *p) {
 void http__pending_abort(http_pending *p) {
     pthread_mutex_lock(&p->mu);
     p->aborted = p->cancelled = true;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void http__pending_cancel(http_pending *p) {
+    pthread_mutex_lock(&p->mu);
+    p->cancelled = true;
     pthread_mutex_unlock(&p->mu);
 }
 

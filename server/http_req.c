@@ -54,6 +54,7 @@ void http__req_free(http_req *req) {
     else srv->in_flight = req->next;
     if (req->next) req->next->prev = req->prev;
     srv->n_in_flight--;
+    http__watch_stop(req);
     if (req->pending) http__pending_detach(req->pending);
     for (int i = 0; i < ROUTER_MAX_PARAMS; i++) free(req->params[i]);
     for (int i = 0; i < req->n_hdr; i++) {

@@ -21,7 +21,32 @@
 #include "http_internal.h"
 #include "log.h"
 
-static void http__arm_timer(http_server *srv);
+static void http__arm_timer(http_server *srv, uint64_t deadline_ms);
+
+/* Shuts down the connections whose request is late (http_conn); MHD closes
+ * them on its next run (the socket reads EOF). Returns the milliseconds to
+ * the next deadline, UINT64_MAX when none. */
+static uint64_t http__sweep(http_server *srv) {
+    uint64_t now = uv_hrtime(), next = UINT64_MAX;
+    uint64_t limit = (uint64_t)srv->opts.connection_timeout * 1000000000ull;
+    for (http_conn *c = srv->conns; c; c = c->next) {
+        if (!c->receiving || c->dropped) continue;
+        uint64_t deadline =
+            c->since_ns + limit + c->body_bytes * 1000000000ull / HTTP__BODY_MIN_RATE;
+        if (now < deadline) {
+            uint64_t ms = (deadline - now + 999999) / 1000000;
+            if (ms < next) next = ms;
+            continue;
+        }
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && ci->connect_fd != MHD_INVALID_SOCKET) shutdown(ci->connect_fd, SHUT_RDWR);
+        c->dropped = true;
+        LOG_DBG("http", "dropped a connection: its request did not arrive within %llds",
+                (long long)srv->opts.connection_timeout);
+    }
+    return next;
+}
 
 void http__run(http_server *srv) {
     if (!srv->mhd) return;
@@ -32,7 +57,7 @@ void http__run(http_server *srv) {
         srv->closed_in_run = false;
         MHD_run(srv->mhd);
     } while (srv->closed_in_run);
-    http__arm_timer(srv);
+    http__arm_timer(srv, http__sweep(srv));
 }
 
 static void http__on_timer(uv_timer_t *t) { http__run(t->data); }
@@ -43,12 +68,72 @@ static void http__on_poll(uv_poll_t *p, int status, int events) {
     http__run(p->data);
 }
 
-static void http__arm_timer(http_server *srv) {
+/* Wakes the loop at MHD's next timeout or our next receive deadline. */
+static void http__arm_timer(http_server *srv, uint64_t deadline_ms) {
     MHD_UNSIGNED_LONG_LONG ms;
-    if (srv->mhd && MHD_get_timeout(srv->mhd, &ms) == MHD_YES)
-        uv_timer_start(&srv->timer, http__on_timer, ms, 0);
+    uint64_t wait = deadline_ms;
+    if (srv->mhd && MHD_get_timeout(srv->mhd, &ms) == MHD_YES && ms < wait) wait = ms;
+    if (srv->mhd && wait != UINT64_MAX)
+        uv_timer_start(&srv->timer, http__on_timer, wait, 0);
     else
         uv_timer_stop(&srv->timer);
+}
+
+/* A deferred reply's connection is suspended, and MHD does not look at a
+ * suspended socket: a client that leaves while its answer is being computed
+ * would go unnoticed until the answer is ready (a non-streamed completion
+ * runs to its end for nobody). So watch the socket for the peer's close
+ * (EPOLLRDHUP) while suspended: then cancel the request (producers see
+ * http_pending_cancelled) and close the connection. */
+static void http__watch_closed(uv_handle_t *h) { free(h); }
+
+void http__watch_stop(http_req *req) {
+    if (!req->watch) return;
+    uv_poll_stop(req->watch);
+    uv_close((uv_handle_t *)req->watch, http__watch_closed);
+    req->watch = NULL;
+}
+
+void http__resume(http_req *req) {
+    http__watch_stop(req);
+    if (req->suspended) {
+        req->suspended = false;
+        MHD_resume_connection(req->conn);
+    }
+}
+
+static void http__on_client_gone(uv_poll_t *w, int status, int events) {
+    http_req *req = w->data;
+    (void)status, (void)events; /* only the peer's close or an error wake us */
+    LOG_DBG("http", "request %s: the client left before its answer; cancelling it", req->id);
+    req->client_gone = true;
+    if (req->pending) http__pending_cancel(req->pending);
+    http__resume(req); /* MHD calls the handler again, which closes the connection */
+    http__run(req->srv);
+}
+
+static void http__watch_start(http_req *req) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    uv_poll_t *w = ci && !req->watch ? malloc(sizeof *w) : NULL;
+    if (!w) return;
+    if (uv_poll_init_socket(req->srv->loop, w, ci->connect_fd) != 0) {
+        free(w);
+        return;
+    }
+    w->data = req;
+    if (uv_poll_start(w, UV_DISCONNECT, http__on_client_gone) != 0) {
+        uv_close((uv_handle_t *)w, http__watch_closed);
+        return;
+    }
+    req->watch = w;
+}
+
+/* The connection's receive-deadline record, or NULL. */
+static http_conn *http__conn_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -291,12 +376,16 @@ static enum MHD_Result http__on_request(void *cls, struct MHD_Connection *conn, 
         http__check_headers(req);
         return MHD_YES;
     }
+    http_conn *hc = http__conn_of(conn);
     if (*upload_data_size) {
+        if (hc) hc->body_bytes += *upload_data_size;
         if (!req->responded) http__append_body(req, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (hc) hc->receiving = false; /* the whole request is in */
     if (req->responded) return MHD_YES;
+    if (req->client_gone) return MHD_NO; /* nobody to answer: close */
     if (!req->dispatched) http__dispatch(req);
     else if (req->pending && http__pending_deliver(req)) return MHD_YES;
 
@@ -304,6 +393,7 @@ static enum MHD_Result http__on_request(void *cls, struct MHD_Connection *conn, 
         if (req->pending && !req->pending->sse) {
             req->suspended = true; /* the answer comes later (http_pending.c) */
             MHD_suspend_connection(conn);
+            http__watch_start(req);
         } else {
             LOG_ERR("http", "request %s: handler for %s %s gave no answer", req->id,
                     req->route ? req->route->method : "?", req->path);
@@ -341,7 +431,12 @@ static void http__on_completed(void *cls, struct MHD_Connection *conn, void **co
                                enum MHD_RequestTerminationCode toe) {
     http_server *srv = cls;
     http_req *req = *con_cls;
-    (void)conn;
+    http_conn *hc = http__conn_of(conn);
+    if (hc) { /* the answer is sent: the clock starts for the next request */
+        hc->receiving = true;
+        hc->since_ns = uv_hrtime();
+        hc->body_bytes = 0;
+    }
     if (!req) return;
     *con_cls = NULL;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status < 400 && req->pending)
@@ -358,12 +453,29 @@ static void http__on_completed(void *cls, struct MHD_Connection *conn, void **co
 static void http__on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
                                 enum MHD_ConnectionNotificationCode code) {
     http_server *srv = cls;
-    (void)conn, (void)socket_ctx;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         srv->n_connections++;
+        http_conn *c = calloc(1, sizeof *c); /* none: no receive deadline */
+        if (c) {
+            c->conn = conn;
+            c->since_ns = uv_hrtime();
+            c->receiving = true;
+            c->next = srv->conns;
+            if (srv->conns) srv->conns->prev = c;
+            srv->conns = c;
+        }
+        *socket_ctx = c;
     } else {
         srv->n_connections--;
         srv->closed_in_run = true;
+        http_conn *c = *socket_ctx;
+        if (c) {
+            if (c->prev) c->prev->next = c->next;
+            else srv->conns = c->next;
+            if (c->next) c->next->prev = c->prev;
+            free(c);
+            *socket_ctx = NULL;
+        }
     }
 }
 
@@ -456,7 +568,7 @@ http_server *http_server_start(uv_loop_t *loop, const http_server_opts *opts, ch
     srv->poll.data = srv->timer.data = srv->async.data = srv;
     srv->handles_open = 3;
     uv_poll_start(&srv->poll, UV_READABLE, http__on_poll);
-    http__arm_timer(srv);
+    http__arm_timer(srv, UINT64_MAX);
     return srv;
 }
 
@@ -483,10 +595,7 @@ void http_server_stop(http_server *srv, void (*done)(void *arg), void *arg) {
      * MHD refuses to stop while a connection is suspended, so resume all. */
     for (http_req *r = srv->in_flight; r; r = r->next) {
         if (r->pending) http__pending_abort(r->pending);
-        if (r->suspended) {
-            r->suspended = false;
-            MHD_resume_connection(r->conn);
-        }
+        http__resume(r);
     }
     MHD_run(srv->mhd); /* lets the resumed requests queue their last answers */
     uv_close((uv_handle_t *)&srv->poll, http__on_handle_closed); /* before MHD closes the fd */
