@@ -13,6 +13,10 @@ int cli_generate(int argc, char **argv);
 /* alignd pretrain --corpus FILE -o OUT.gguf [shape and training options] */
 int cli_pretrain(int argc, char **argv);
 
+/* alignd pretrain clip --data DIR -o OUT_DIR [shape and training options]
+ * (server/cli_pretrain_clip.c; argv[0] is "clip") */
+int cli_pretrain_clip(int argc, char **argv);
+
 /* alignd train dpo|reward ... (server/cli_train.c; see cli_train.h) */
 int cli_train(int argc, char **argv);
 

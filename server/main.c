@@ -19,6 +19,8 @@ static void main__usage(FILE *out) {
             "       alignd tokenize -m MODEL [--pieces] TEXT      print a model's token ids\n"
             "       alignd pretrain --corpus FILE -o OUT.gguf     train a small model from text\n"
             "                                                    (see pretrain --help)\n"
+            "       alignd pretrain clip --data DIR -o OUT_DIR    train a small CLIP model from\n"
+            "                                                    images (see pretrain clip --help)\n"
             "       alignd train dpo -m MODEL --data PAIRS.jsonl -o ADAPTER\n"
             "                                                    DPO on a LoRA adapter\n"
             "       alignd train reward -m MODEL --data PAIRS.jsonl -o DIR\n"
@@ -68,7 +70,10 @@ int main(int argc, char **argv) {
     if (cli.n_args > 0) {
         if (strcmp(cli.args[0], "tokenize") == 0) rc = cli_tokenize(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "generate") == 0) rc = cli_generate(cli.n_args, cli.args);
-        else if (strcmp(cli.args[0], "pretrain") == 0) rc = cli_pretrain(cli.n_args, cli.args);
+        else if (strcmp(cli.args[0], "pretrain") == 0)
+            rc = cli.n_args > 1 && strcmp(cli.args[1], "clip") == 0
+                     ? cli_pretrain_clip(cli.n_args - 1, cli.args + 1)
+                     : cli_pretrain(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "train") == 0) rc = cli_train(cli.n_args, cli.args);
         else fprintf(stderr, "alignd: unknown command '%s' (see alignd --help)\n", cli.args[0]);
         goto out;
