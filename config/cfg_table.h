@@ -39,6 +39,8 @@
       "Serve /health and /ready without an API key") \
     X(server, public_metrics, BOOL, "true", 0, 0, NULL, 0, \
       "Serve /metrics without an API key") \
+    X(server, model_pack, STR, "auto", 0, 0, NULL, 0, \
+      "Models served when none is configured: auto (models/pack.ini here, else the installed pack), none, or a pack.ini") \
     X(server, debug_routes, BOOL, "false", 0, 0, NULL, 0, \
       "Enable the /debug/* routes (asynchronous echo and SSE ticker used by tests)") \
     X(server, debug_queue_size, INT, "64", 1, 100000, NULL, 0, \

@@ -6,6 +6,7 @@
 #include "app.h"
 #include "cli.h"
 #include "cfg_args.h"
+#include "cfg_pack.h"
 #include "engine_version.h"
 #include "log.h"
 
@@ -43,7 +44,9 @@ int main(int argc, char **argv) {
     cfg_cli cli;
     char err[1024];
     int rc = 2;
-    if (cfg_load_all(&c, &cli, argc, argv, environ, err, sizeof err) != 0) {
+    if (cfg_load_all(&c, &cli, argc, argv, environ, err, sizeof err) != 0 ||
+        cfg_apply_pack(&c, ALIGND_PACK_DIR, NULL, 0, err, sizeof err) != 0 ||
+        cfg_validate(&c, err, sizeof err) != 0) {
         fprintf(stderr, "alignd: configuration error: %s\n", err);
         goto out;
     }

@@ -30,7 +30,8 @@ class Daemon:
         self.log_path = os.path.join(self.tmp, "alignd.log")
         self.args = [BINARY, f"--server.port={self.port}", f"--log.file={self.log_path}",
                      f"--store.path={os.path.join(self.tmp, 'alignd.db')}",
-                     "--log.level=debug", *flags]
+                     # tests name their models: never the default pack
+                     "--server.model_pack=none", "--log.level=debug", *flags]
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
 

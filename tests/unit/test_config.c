@@ -3,11 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
 
 #include "cfg_args.h"
+#include "cfg_pack.h"
 #include "tu_util.h"
 
 static char *write_tmp(const char *text) {
@@ -241,6 +243,101 @@ static void test_model_sections(void **st) {
 }
 
 /* config/alignd.ini documents every key: it must equal the generated text. */
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Loads argv (NULL-terminated) and applies the pack; the error or "". */
+static int load_with_pack(cfg *c, char **argv, const char *installed, char *used, char *err,
+                          size_t errlen) {
+    int argc = 0;
+    while (argv[argc]) argc++;
+    char *env[] = {NULL};
+    cfg_cli cli;
+    int rc = cfg_load_all(c, &cli, argc, argv, env, err, errlen);
+    cfg_cli_free(&cli);
+    if (!rc) rc = cfg_apply_pack(c, installed, used, 512, err, errlen);
+    return rc;
+}
+
+/* The default model pack: served only when no model is configured, paths
+ * relative to the pack's folder, only [model.*] sections, "none" and a
+ * named pack, the working directory's models/pack.ini before the
+ * installed one. */
+static void test_model_pack(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir("pack");
+    char pack[512], bad[512], cwd_models[512], used[512], err[512];
+    tu_join(pack, sizeof pack, dir, "pack.ini");
+    write_file(pack, "[model.lm]\npath = lm.gguf\nembed_pooling = mean\n"
+                     "[model.abs]\npath = /elsewhere/clip\n");
+    cfg c;
+    char flag[600];
+    snprintf(flag, sizeof flag, "--server.model_pack=%s", pack);
+    char *named[] = {"alignd", flag, NULL};
+    assert_int_equal(load_with_pack(&c, named, NULL, used, err, sizeof err), 0);
+    assert_int_equal(c.n_models, 2);
+    char want[600];
+    snprintf(want, sizeof want, "%s/lm.gguf", dir);
+    assert_string_equal(c.models[0].path, want);
+    assert_string_equal(c.models[0].embed_pooling, "mean");
+    assert_string_equal(c.models[1].path, "/elsewhere/clip");
+    assert_string_equal(used, pack);
+    cfg_free(&c);
+
+    /* a configured model wins: no pack */
+    char *configured[] = {"alignd", flag, "--model", "mine=/m/x.gguf", NULL};
+    assert_int_equal(load_with_pack(&c, configured, NULL, used, err, sizeof err), 0);
+    assert_int_equal(c.n_models, 1);
+    assert_string_equal(used, "");
+    cfg_free(&c);
+
+    char *none[] = {"alignd", "--server.model_pack=none", NULL};
+    assert_int_equal(load_with_pack(&c, none, dir, used, err, sizeof err), 0);
+    assert_int_equal(c.n_models, 0);
+    cfg_free(&c);
+
+    /* auto: the installed pack when the working directory has none ... */
+    char *autoargv[] = {"alignd", NULL};
+    char old[512];
+    assert_non_null(getcwd(old, sizeof old));
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(load_with_pack(&c, autoargv, dir, used, err, sizeof err), 0);
+    assert_int_equal(c.n_models, 2);
+    cfg_free(&c);
+    /* ... and the working directory's models/pack.ini before it */
+    tu_join(cwd_models, sizeof cwd_models, dir, "models");
+    assert_int_equal(mkdir(cwd_models, 0700), 0);
+    write_file("models/pack.ini", "[model.here]\npath = here.gguf\n");
+    assert_int_equal(load_with_pack(&c, autoargv, dir, used, err, sizeof err), 0);
+    assert_int_equal(c.n_models, 1);
+    assert_string_equal(c.models[0].path, "models/here.gguf");
+    assert_string_equal(used, "models/pack.ini");
+    cfg_free(&c);
+    unlink("models/pack.ini");
+    rmdir("models");
+    assert_int_equal(chdir(old), 0);
+
+    /* a pack may not set other keys; a named pack must exist */
+    tu_join(bad, sizeof bad, dir, "bad.ini");
+    write_file(bad, "[server]\nport = 1\n[model.x]\npath = x\n");
+    snprintf(flag, sizeof flag, "--server.model_pack=%s", bad);
+    assert_int_not_equal(load_with_pack(&c, named, NULL, used, err, sizeof err), 0);
+    assert_non_null(strstr(err, "sets server.port"));
+    cfg_free(&c);
+    snprintf(flag, sizeof flag, "--server.model_pack=%s/missing.ini", dir);
+    assert_int_not_equal(load_with_pack(&c, named, NULL, used, err, sizeof err), 0);
+    assert_non_null(strstr(err, "missing.ini"));
+    cfg_free(&c);
+    unlink(pack);
+    unlink(bad);
+    rmdir(dir);
+    free(dir);
+}
+
 static void test_example_file_in_sync(void **st) {
     (void)st;
     char *path = tu_source_path("config/alignd.ini");
@@ -283,6 +380,7 @@ int main(void) {
         cmocka_unit_test(test_secret_masked),        cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_missing_file),         cmocka_unit_test(test_cli_words),
         cmocka_unit_test(test_example_file_in_sync), cmocka_unit_test(test_model_sections),
+        cmocka_unit_test(test_model_pack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
