@@ -97,11 +97,13 @@ class Install(unittest.TestCase):
         # the unit names the installed paths of this prefix
         self.assertIn(f"ExecStart={self.prefix}/bin/alignd --config {self.etc}/alignd/alignd.ini",
                       unit)
-        models = [n for n in os.listdir(os.path.join(ROOT, "models"))] \
+        # the pack is installed, its generators (models/gen) are not
+        models = [n for n in os.listdir(os.path.join(ROOT, "models")) if n != "gen"] \
             if os.path.isdir(os.path.join(ROOT, "models")) else []
         shared = os.path.join(self.dest + self.prefix, "share", "alignd", "models")
         for n in models:
             self.assertTrue(os.path.exists(os.path.join(shared, n)), n)
+        self.assertFalse(os.path.exists(os.path.join(shared, "gen")))
 
     def test_installed_binary_runs_like_the_container(self):
         # the runtime stage's start: installed binary and config, ALIGND_* env,
