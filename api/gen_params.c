@@ -173,7 +173,7 @@ int api_gen_params_parse(http_req *req, json_t *body, gen_kind kind, api_gen_par
     p->samp.min_p = (float)mc->min_p;
     p->samp.repetition_penalty = (float)mc->repetition_penalty;
     p->samp.repeat_last_n = -1; /* OpenAI: penalties see the generated text */
-    p->max_tokens = kind == GEN_CHAT ? p->sm->n_ctx : mc->max_tokens; /* chat: until the context ends */
+    p->max_tokens = kind == GEN_CHAT ? 0 : mc->max_tokens; /* chat: 0 = until the context ends (api_gen_start) */
     p->n = 1;
     double d;
     long long i;
@@ -301,6 +301,8 @@ void api_gen_start(http_req *req, api_gen_params *p, gen_kind kind, int32_t **pr
             api__free_texts(prompt_texts, n_prompts);
             return;
         }
+        if (p->max_tokens == 0) /* chat's default (one prompt): the rest of the context, at least 1 */
+            p->max_tokens = sm->n_ctx - n_tokens[i] > 0 ? sm->n_ctx - n_tokens[i] : 1;
         if ((long long)n_tokens[i] + p->max_tokens > sm->n_ctx) {
             http_reply_error(req, API_ERR_CONTEXT_LENGTH, kind == GEN_CHAT ? "messages" : "max_tokens",
                              "this model's context is %d tokens; the prompt has %d and max_tokens asks "

@@ -180,6 +180,16 @@ class Serving(unittest.TestCase):
         self.assertEqual(ev[0]["choices"][0]["delta"]["role"], "assistant")
         self.assertEqual("".join(e["choices"][0]["delta"].get("content", "") for e in ev[:-1]), msg["content"])
         self.assertEqual(ev[-1], "[DONE]")
+        # no max_tokens: until the context ends (it was the whole context, always a 400)
+        s, _, b = self.d.json("POST", "/v1/chat/completions", {
+            "model": "stories", "temperature": 0,
+            "messages": [{"role": "user", "content": "Once upon a time"}]}, timeout=60)
+        self.assertEqual(s, 200, b)
+        u = b["usage"]
+        self.assertGreaterEqual(u["completion_tokens"], 1)
+        s, _, m = self.d.json("GET", "/v1/models")
+        ctx = next(x for x in m["data"] if x["id"] == "stories")["meta"]["n_ctx"]
+        self.assertLessEqual(u["prompt_tokens"] + u["completion_tokens"], ctx, b)
 
     def test_tokenize_detokenize(self):
         s, _, b = self.d.json("POST", "/tokenize", {"content": "Once upon a time", "add_special": True})
