@@ -328,16 +328,9 @@ fail:
     return rc;
 }
 
-static int clip__act_from(const hf_config *c, const char *key, clip__act *act, const char *dir,
+static int clip__act_from(const char *s, const char *key, clip__act *act, const char *dir,
                           char *err, size_t errlen)
 {
-    const char *s = "quick_gelu";
-    st_error se = {0};
-    int rc = hf_config_str(c, key, "quick_gelu", &s, &se);
-    if (rc) {
-        snprintf(err, errlen, "%s", se.msg);
-        return rc;
-    }
     if (strcmp(s, "quick_gelu") == 0)
         *act = CLIP__QUICK_GELU;
     else if (strcmp(s, "gelu") == 0)
@@ -352,11 +345,10 @@ static int clip__act_from(const hf_config *c, const char *key, clip__act *act, c
     return 0;
 }
 
-/* The config's hyper-parameters (defaults as transformers' CLIPConfig);
- * vocab and text positions come from the embedding tensors' shapes. */
-static int clip__hparams(const hf_dir *d, clip_hparams *hp, clip__act *act_t, clip__act *act_v,
-                         float *eps_t, float *eps_v, char *err, size_t errlen)
+int clip_folder_cfg_read(const hf_dir *d, clip_folder_cfg *out, char *err, size_t errlen)
 {
+    memset(out, 0, sizeof *out);
+    clip_hparams *hp = &out->hp;
     const hf_config *c = hf_dir_config(d);
     const char *dir = hf_dir_path(d);
     const char *mt = hf_config_model_type(c);
@@ -401,11 +393,11 @@ static int clip__hparams(const hf_dir *d, clip_hparams *hp, clip__act *act_t, cl
         (rc = hf_config_float(c, "text_config.layer_norm_eps", 1e-5, &e1, &se)) ||
         (rc = hf_config_float(c, "vision_config.layer_norm_eps", 1e-5, &e2, &se)))
         goto cfg_fail;
-    *eps_t = (float)e1;
-    *eps_v = (float)e2;
-    if ((rc = clip__act_from(c, "text_config.hidden_act", act_t, dir, err, errlen)) ||
-        (rc = clip__act_from(c, "vision_config.hidden_act", act_v, dir, err, errlen)))
-        return rc;
+    out->eps_text = (float)e1;
+    out->eps_vision = (float)e2;
+    if ((rc = hf_config_str(c, "text_config.hidden_act", "quick_gelu", &out->act_text, &se)) ||
+        (rc = hf_config_str(c, "vision_config.hidden_act", "quick_gelu", &out->act_vision, &se)))
+        goto cfg_fail;
     const st_tensor *tok = hf_dir_find(d, "text_model.embeddings.token_embedding.weight");
     const st_tensor *pos = hf_dir_find(d, "text_model.embeddings.position_embedding.weight");
     if (!tok || !pos || tok->n_dims != 2 || pos->n_dims != 2 || tok->shape[0] < 1 ||
@@ -442,11 +434,13 @@ int clip_load(clip_model **out, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s", se.msg);
         return rc;
     }
-    clip_hparams hp = {0};
+    clip_folder_cfg fc;
     clip__act at = CLIP__QUICK_GELU, av = CLIP__QUICK_GELU;
-    float et = 1e-5f, ev = 1e-5f;
-    if (!(rc = clip__hparams(d, &hp, &at, &av, &et, &ev, err, errlen)))
-        rc = clip__build(out, &hp, at, av, et, ev, d, 0, path, err, errlen);
+    if (!(rc = clip_folder_cfg_read(d, &fc, err, errlen)) &&
+        !(rc = clip__act_from(fc.act_text, "text_config.hidden_act", &at, path, err, errlen)) &&
+        !(rc = clip__act_from(fc.act_vision, "vision_config.hidden_act", &av, path, err, errlen)))
+        rc = clip__build(out, &fc.hp, at, av, fc.eps_text, fc.eps_vision, d, 0, path, err,
+                         errlen);
     hf_dir_close(d);
     return rc;
 }

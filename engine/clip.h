@@ -47,6 +47,21 @@ typedef struct clip_hparams {
     int vision_layers, vision_heads, vision_ff;
 } clip_hparams;
 
+/* What a transformers CLIPModel folder describes: config.json's keys
+ * (CLIPConfig's defaults), the vocabulary and text positions from the
+ * embedding tables' shapes, eot_id from text_config.eos_token_id (the old
+ * default 2 means the highest id). The activations are the hidden_act
+ * strings as written (borrowed from d; each reader checks its own list).
+ * Shared by clip_load and the trainer (trn_clip_load). 0, or -ENOTSUP /
+ * -EINVAL with err naming the file and key. */
+struct hf_dir;
+typedef struct clip_folder_cfg {
+    clip_hparams hp;
+    float eps_text, eps_vision;
+    const char *act_text, *act_vision;
+} clip_folder_cfg;
+int clip_folder_cfg_read(const struct hf_dir *d, clip_folder_cfg *out, char *err, size_t errlen);
+
 /* Loads a CLIPModel folder (config.json + model.safetensors or a sharded
  * index). hidden_act quick_gelu, gelu, gelu_new / gelu_pytorch_tanh per
  * tower; layer_norm_eps per tower (default 1e-5). eot_id is

@@ -21,104 +21,27 @@
 /* A tokenizer file copied by trn_clip_save is at most this big. */
 #define TRN_CLIP__MAX_TOK_FILE (256u << 20)
 
-/* ---- load ------------------------------------------------------------------------ */
-
-static int trn_clip__act_key(const hf_config *c, const char *key, trn_clip_act *act,
-                             const char *dir, char *err, size_t errlen)
-{
-    const char *s = "quick_gelu";
-    st_error se = {0};
-    int rc = hf_config_str(c, key, "quick_gelu", &s, &se);
-    if (rc) {
-        snprintf(err, errlen, "%s", se.msg);
-        return rc;
-    }
-    if (trn_clip_act_parse(s, act)) {
-        snprintf(err, errlen, "%s/config.json: %s '%s' is not supported (quick_gelu, gelu, "
-                 "gelu_new)", dir, key, s);
-        return -ENOTSUP;
-    }
-    return 0;
-}
-
-/* The configuration of the folder d (clip.c's rules: vocab and context from
- * the embedding tables, eos 2 means the highest id). */
+/* The configuration of the folder d: clip.c's reading (clip_folder_cfg_read),
+ * the activations checked against the trainer's list. */
 static int trn_clip__read_cfg(const hf_dir *d, trn_clip_cfg *cfg, char *err, size_t errlen)
 {
-    const hf_config *c = hf_dir_config(d);
-    const char *dir = hf_dir_path(d);
-    const char *mt = hf_config_model_type(c);
-    if (!mt || strcmp(mt, "clip") != 0) {
-        snprintf(err, errlen, "%s/config.json: model_type '%s' is not clip", dir,
-                 mt ? mt : "(absent)");
-        return -ENOTSUP;
-    }
-    static const struct {
-        const char *key;
-        int64_t def;
-        size_t off;
-    } ints[] = {
-        {"text_config.hidden_size", 512, offsetof(clip_hparams, text_width)},
-        {"text_config.num_hidden_layers", 12, offsetof(clip_hparams, text_layers)},
-        {"text_config.num_attention_heads", 8, offsetof(clip_hparams, text_heads)},
-        {"text_config.intermediate_size", 2048, offsetof(clip_hparams, text_ff)},
-        {"vision_config.hidden_size", 768, offsetof(clip_hparams, vision_width)},
-        {"vision_config.num_hidden_layers", 12, offsetof(clip_hparams, vision_layers)},
-        {"vision_config.num_attention_heads", 12, offsetof(clip_hparams, vision_heads)},
-        {"vision_config.intermediate_size", 3072, offsetof(clip_hparams, vision_ff)},
-        {"vision_config.image_size", 224, offsetof(clip_hparams, image_size)},
-        {"vision_config.patch_size", 32, offsetof(clip_hparams, patch_size)},
-        {"projection_dim", 512, offsetof(clip_hparams, proj_dim)},
-    };
-    st_error se = {0};
-    int rc;
-    memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-        int64_t v;
-        if ((rc = hf_config_int(c, ints[i].key, ints[i].def, &v, &se)))
-            goto cfg_fail;
-        if (v < 0 || v > INT32_MAX) {
-            snprintf(err, errlen, "%s/config.json: %s = %lld is out of range", dir, ints[i].key,
-                     (long long)v);
-            return -EINVAL;
-        }
-        *(int *)((char *)&cfg->hp + ints[i].off) = (int)v;
-    }
-    int64_t eos;
-    double e1, e2;
-    if ((rc = hf_config_int(c, "text_config.eos_token_id", 49407, &eos, &se)) ||
-        (rc = hf_config_float(c, "text_config.layer_norm_eps", 1e-5, &e1, &se)) ||
-        (rc = hf_config_float(c, "vision_config.layer_norm_eps", 1e-5, &e2, &se)))
-        goto cfg_fail;
-    cfg->eps_text = (float)e1;
-    cfg->eps_vision = (float)e2;
-    if ((rc = trn_clip__act_key(c, "text_config.hidden_act", &cfg->act_text, dir, err,
-                                errlen)) ||
-        (rc = trn_clip__act_key(c, "vision_config.hidden_act", &cfg->act_vision, dir, err,
-                                errlen)))
+    clip_folder_cfg fc;
+    int rc = clip_folder_cfg_read(d, &fc, err, errlen);
+    if (rc)
         return rc;
-    const st_tensor *tok = hf_dir_find(d, "text_model.embeddings.token_embedding.weight");
-    const st_tensor *pos = hf_dir_find(d, "text_model.embeddings.position_embedding.weight");
-    if (!tok || !pos || tok->n_dims != 2 || pos->n_dims != 2 || tok->shape[0] < 1 ||
-        tok->shape[0] > INT32_MAX || pos->shape[0] < 1 || pos->shape[0] > INT32_MAX) {
-        snprintf(err, errlen, "%s: text_model.embeddings token_embedding / position_embedding "
-                 "weights are missing or not [rows, C]", dir);
-        return -EINVAL;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->hp = fc.hp;
+    cfg->eps_text = fc.eps_text;
+    cfg->eps_vision = fc.eps_vision;
+    const char *key = "text_config.hidden_act", *val = fc.act_text;
+    if (!trn_clip_act_parse(fc.act_text, &cfg->act_text)) {
+        key = "vision_config.hidden_act", val = fc.act_vision;
+        if (!trn_clip_act_parse(fc.act_vision, &cfg->act_vision))
+            return 0;
     }
-    cfg->hp.text_vocab = (int)tok->shape[0];
-    cfg->hp.text_ctx = (int)pos->shape[0];
-    if (eos == 2)
-        eos = cfg->hp.text_vocab - 1;
-    if (eos < 0 || eos >= cfg->hp.text_vocab) {
-        snprintf(err, errlen, "%s/config.json: text_config.eos_token_id %lld is outside the "
-                 "vocabulary (%d)", dir, (long long)eos, cfg->hp.text_vocab);
-        return -EINVAL;
-    }
-    cfg->hp.eot_id = (int32_t)eos;
-    return 0;
-cfg_fail:
-    snprintf(err, errlen, "%s", se.msg);
-    return rc;
+    snprintf(err, errlen, "%s/config.json: %s '%s' is not supported (quick_gelu, gelu, "
+             "gelu_new)", hf_dir_path(d), key, val);
+    return -ENOTSUP;
 }
 
 /* Every tensor of m's table from d, shapes checked. */
