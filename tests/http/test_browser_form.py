@@ -34,11 +34,15 @@ def tools_dir():
     playwright-core there once (like tests/openapi/lint.sh does)."""
     build = os.path.dirname(H.BINARY)
     tools = os.path.join(build, "npm-browser-tools")
-    if not os.path.isdir(os.path.join(tools, "node_modules", "playwright-core")):
+    # a marker written after npm finished: a half-done install (another test
+    # installing at the same time, an interrupted run) is done again
+    done = os.path.join(tools, ".installed")
+    if not os.path.exists(done):
         os.makedirs(tools, exist_ok=True)
         shutil.copy(os.path.join(BROWSER_DIR, "package.json"), os.path.join(tools, "package.json"))
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=tools,
                        check=True, stdout=subprocess.DEVNULL, timeout=600)
+        open(done, "w").close()
     # ES modules resolve imports from their own folder: run copies from there
     for name in ("launch.mjs", "form.mjs", "dashboard.mjs"):
         shutil.copy(os.path.join(BROWSER_DIR, name), os.path.join(tools, name))
