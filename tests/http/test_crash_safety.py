@@ -63,7 +63,6 @@ import re
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -73,6 +72,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import alignd_harness as H  # noqa: E402
 import pairs_util as P  # noqa: E402
+from pg_util import pg_url, psql, with_schema  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = os.path.join(HERE, "..", "..", "..", "shared", "models", "stories260K.gguf")
@@ -102,23 +102,6 @@ def sigkill(d):
     text = d.stderr()
     if "Sanitizer" in text or "runtime error" in text:
         raise AssertionError("alignd reported a sanitizer error:\n" + text[-20000:])
-
-
-def pg_url():
-    url = os.environ.get("ALIGND_TEST_PG_URL", "")
-    path = os.environ.get("ALIGND_TEST_PG_URL_FILE", "")
-    if not url and path and os.path.exists(path):
-        with open(path) as f:
-            url = f.readline().strip()
-    return url
-
-
-def psql(url, sql):
-    r = subprocess.run(["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                       capture_output=True, text=True, timeout=120)
-    if r.returncode:
-        raise AssertionError(f"psql: {sql[:200]}: {r.stderr}")
-    return r.stdout
 
 
 def sqlite_ro(db):
@@ -216,8 +199,7 @@ class FeedbackCrash(unittest.TestCase):
             self.skipTest("no PostgreSQL server")
         schema = f"crash_{os.getpid()}"
         psql(base, f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
-        sep = "&" if "?" in base else "?"
-        url = f"{base}{sep}options=-csearch_path%3D{schema}"
+        url = with_schema(base, schema)
         # the daemon's sessions carry the schema's name (pg_snapshot waits for them to end)
         try:
             self.crash_rounds("postgresql", [f"--store.url={url}&application_name={schema}"],

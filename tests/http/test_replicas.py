@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import alignd_harness as H  # noqa: E402
 import pairs_util as P  # noqa: E402
+from pg_util import pg_url, psql, with_schema  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = os.path.join(HERE, "..", "..", "..", "shared", "models", "stories260K.gguf")
@@ -42,20 +42,6 @@ FAST = ["--training.epochs=4", "--training.batch=8", "--training.lr=2e-3",
 SLOW = ["--training.epochs=500", "--training.batch=8", "--training.lr=2e-3",
         "--training.lora_targets=q,k,v,o"]
 WITHIN = 10  # seconds a replica may take to see what the other did
-
-
-def pg_url():
-    url = os.environ.get("ALIGND_TEST_PG_URL", "")
-    path = os.environ.get("ALIGND_TEST_PG_URL_FILE", "")
-    if not url and path and os.path.exists(path):
-        with open(path) as f:
-            url = f.readline().strip()
-    return url
-
-
-def psql(url, sql):
-    subprocess.run(["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
-                   capture_output=True, timeout=60)
 
 
 def metric(d, name):
@@ -87,8 +73,7 @@ class Replicas(unittest.TestCase):
             raise unittest.SkipTest("no PostgreSQL server or ../shared")
         cls.schema = f"replicas_{os.getpid()}"
         psql(cls.base_url, f"DROP SCHEMA IF EXISTS {cls.schema} CASCADE; CREATE SCHEMA {cls.schema}")
-        sep = "&" if "?" in cls.base_url else "?"
-        cls.url = f"{cls.base_url}{sep}options=-csearch_path%3D{cls.schema}"
+        cls.url = with_schema(cls.base_url, cls.schema)
         cls.tdir = tempfile.mkdtemp(prefix="alignd_replicas_")
 
     @classmethod
