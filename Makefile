@@ -4,7 +4,9 @@
 #               whole suite, then again under ASan+UBSan, then every fuzz
 #               target for TEST_FUZZ_SECONDS each (libFuzzer, clang)
 # Other targets: build, asan, fuzz (build the libFuzzer targets), fuzz-run
-# (run each for FUZZ_SECONDS), bench, clean. Pass daemon flags with
+# (run each for FUZZ_SECONDS), models (regenerate the default model pack in
+# models/ from scratch and print its metrics; ~30 min on 2 cores), bench,
+# clean. Pass daemon flags with
 #   make run ARGS="--server.port=9000 --server.api_keys=secret"
 BUILD      ?= build
 TEST_BUILD ?= build-test
@@ -13,10 +15,10 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 ARGS       ?=
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-# per target in `make test`: 21 targets, JOBS at a time (2 cores: ~11 x 25 s)
+# per target in `make test`: 22 targets, JOBS at a time (2 cores: 11 x 25 s)
 TEST_FUZZ_SECONDS ?= 25
 
-.PHONY: all deps test-deps build run test test-release test-asan test-fuzz asan fuzz fuzz-run clean
+.PHONY: all deps test-deps build run test test-release test-asan test-fuzz asan fuzz fuzz-run models clean
 
 all: build
 
@@ -32,6 +34,10 @@ build: deps
 
 run: build
 	$(BUILD)/alignd $(ARGS)
+
+# The default model pack, made again from generated data (models/README.md).
+models: build
+	models/gen/build_pack.sh $(BUILD)/alignd $(BUILD)/pack-work
 
 test: test-deps test-release test-asan test-fuzz
 

@@ -276,6 +276,48 @@ int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *
     return gguf_writer__kv_end(w, key, &b);
 }
 
+/* Bytes of one fixed-size value of type t; 0 for strings and arrays. */
+static size_t gguf_writer__type_size(gguf_type t) {
+    switch (t) {
+    case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
+    case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
+    case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
+    case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: case GGUF_TYPE_FLOAT64: return 8;
+    default: return 0;
+    }
+}
+
+static void gguf_writer__put_gstr(gguf_writer__buf *b, const gguf_str *s) {
+    gguf_writer__put_u64(b, s->len);
+    gguf_writer__put(b, s->s, s->len);
+}
+
+int gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f, const char *key) {
+    if (!w) return -EINVAL;
+    const gguf_value *v = f ? gguf_find_value(f, key) : NULL;
+    if (!v) return gguf_writer__fail(w, -ENOENT, "key '%s': not in the source file", key ? key : "");
+    gguf_writer__buf b;
+    int rc;
+    if (v->type == GGUF_TYPE_STRING) {
+        if ((rc = gguf_writer__kv_begin(w, key, GGUF_TYPE_STRING, &b))) return rc;
+        gguf_writer__put_gstr(&b, &v->v.str);
+        return gguf_writer__kv_end(w, key, &b);
+    }
+    if (v->type != GGUF_TYPE_ARRAY) /* bool is one byte 0/1 in the reader's copy too */
+        return gguf_writer__set(w, key, v->type, &v->v, gguf_writer__type_size(v->type));
+    size_t n = v->v.arr.n, esz = gguf_writer__type_size(v->v.arr.type);
+    if ((rc = gguf_writer__arr_begin(w, key, v->v.arr.type, v->v.arr.data, n, &b))) return rc;
+    if (v->v.arr.type == GGUF_TYPE_STRING)
+        for (size_t i = 0; i < n; i++) gguf_writer__put_gstr(&b, (const gguf_str *)v->v.arr.data + i);
+    else if (esz && sizeof(bool) == 1)
+        gguf_writer__put(&b, v->v.arr.data, n * esz);
+    else {
+        free(b.p);
+        return gguf_writer__fail(w, -ENOTSUP, "key '%s': array of type %d", key, (int)v->v.arr.type);
+    }
+    return gguf_writer__kv_end(w, key, &b);
+}
+
 /* ---- tensors ------------------------------------------------------------- */
 
 static int gguf_writer__check_name(gguf_writer *w, const char *name) {

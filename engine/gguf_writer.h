@@ -76,6 +76,11 @@ int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *
 int gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *v, size_t n);
 int gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float *v, size_t n);
 
+/* Copies the pair key of f (any type: scalars, strings with their exact
+ * bytes, arrays) into w; -ENOENT when f lacks it. For metadata a new file
+ * keeps from the model it was made from (the tokenizer). */
+int gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f, const char *key);
+
 /* ---- tensors ------------------------------------------------------------- */
 
 /* Adds tensor name (copied; 1..GGUF_MAX_NAME_LEN bytes, unique) of n_dims

@@ -10,12 +10,20 @@ int cli_tokenize(int argc, char **argv);
 /* alignd generate -m MODEL -p PROMPT [-n N] [--temp X ...] */
 int cli_generate(int argc, char **argv);
 
+/* alignd perplexity -m MODEL -f FILE [--ctx N] [--stride N] [--batch N]
+ * [--no-bos] [--json] [--dump FILE] [-t N] (server/cli_perplexity.c) */
+int cli_perplexity(int argc, char **argv);
+
 /* alignd pretrain --corpus FILE -o OUT.gguf [shape and training options] */
 int cli_pretrain(int argc, char **argv);
 
 /* alignd pretrain clip --data DIR -o OUT_DIR [shape and training options]
  * (server/cli_pretrain_clip.c; argv[0] is "clip") */
 int cli_pretrain_clip(int argc, char **argv);
+
+/* alignd pretrain embed -m LM.gguf --data ITEMS.jsonl -o OUT.gguf [options]
+ * (server/cli_pretrain_embed.c; argv[0] is "embed") */
+int cli_pretrain_embed(int argc, char **argv);
 
 /* alignd train dpo|reward ... (server/cli_train.c; see cli_train.h) */
 int cli_train(int argc, char **argv);

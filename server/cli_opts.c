@@ -2,6 +2,7 @@
 #include "cli_opts.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,4 +57,32 @@ int cli_opts_parse(const char *cmd, const cli_opt *opts, size_t n_opts, void *ba
             return 2;
     }
     return 0;
+}
+
+int cli_opts_schedule(const char *cmd, const char *name, trn_sched_kind *kind)
+{
+    if (!strcmp(name, "cosine"))
+        *kind = TRN_SCHED_COSINE;
+    else if (!strcmp(name, "linear"))
+        *kind = TRN_SCHED_LINEAR;
+    else if (!strcmp(name, "constant"))
+        *kind = TRN_SCHED_CONSTANT;
+    else {
+        fprintf(stderr, "alignd %s: --schedule must be cosine, linear or constant, not '%s'\n",
+                cmd, name);
+        return 2;
+    }
+    return 0;
+}
+
+void cli_opts_optim(trn_optim_cfg *c, trn_sched_kind kind, double lr, double min_lr,
+                    double warmup, double steps, double wd, double clip)
+{
+    c->sched.kind = kind;
+    c->sched.lr = lr;
+    c->sched.min_lr = fmin(min_lr, lr);
+    c->sched.warmup_steps = (int64_t)warmup;
+    c->sched.total_steps = (int64_t)steps;
+    c->weight_decay = wd;
+    c->max_grad_norm = clip;
 }

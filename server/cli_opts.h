@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "trn_optim.h"
+
 typedef enum cli_opt_kind {
     CLI_OPT_NUM,   /* double, in [lo, hi] */
     CLI_OPT_STR,   /* const char * (borrowed from argv) */
@@ -27,5 +29,15 @@ typedef struct cli_opt {
  * bad number) to stderr. */
 int cli_opts_parse(const char *cmd, const cli_opt *opts, size_t n_opts, void *base, int argc,
                    char **argv);
+
+/* A --schedule name (cosine, linear, constant) into *kind; 0, or 2 after
+ * printing why. */
+int cli_opts_schedule(const char *cmd, const char *name, trn_sched_kind *kind);
+
+/* The optimizer options the training commands share, applied to c: the
+ * schedule and its length, lr and min_lr (capped at lr), warm-up steps,
+ * AdamW weight decay and the gradient-norm clip. */
+void cli_opts_optim(trn_optim_cfg *c, trn_sched_kind kind, double lr, double min_lr,
+                    double warmup, double steps, double wd, double clip);
 
 #endif

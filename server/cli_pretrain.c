@@ -41,6 +41,7 @@ typedef struct pretrain_opts {
     double steps, stop_after, batch, seq, accum, warmup, eval_every, log_every, ckpt_every, seed;
     double lr, min_lr, wd, clip, heldout, threads;
     const char *schedule;
+    trn_sched_kind sched;
     bool resume, json, untied;
 } pretrain_opts;
 
@@ -115,11 +116,8 @@ static int pretrain__parse(pretrain_opts *o, int argc, char **argv)
         fprintf(stderr, "alignd pretrain: --resume needs --checkpoint FILE\n");
         return 2;
     }
-    if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "linear") &&
-        strcmp(o->schedule, "constant")) {
-        fprintf(stderr, "alignd pretrain: --schedule must be cosine, linear or constant\n");
+    if (cli_opts_schedule("pretrain", o->schedule, &o->sched))
         return 2;
-    }
     if (o->kv_heads == 0)
         o->kv_heads = o->heads;
     if (o->ff == 0) /* llama's 2/3 of 4C, rounded up to a multiple of 8 */
@@ -285,15 +283,7 @@ static void pretrain__progress(void *ctx, const trn_lm_progress *p)
 static trn_optim_cfg pretrain__optim(const pretrain_opts *o)
 {
     trn_optim_cfg c = trn_optim_cfg_default();
-    c.sched.kind = !strcmp(o->schedule, "cosine")   ? TRN_SCHED_COSINE
-                   : !strcmp(o->schedule, "linear") ? TRN_SCHED_LINEAR
-                                                    : TRN_SCHED_CONSTANT;
-    c.sched.lr = o->lr;
-    c.sched.min_lr = fmin(o->min_lr, o->lr);
-    c.sched.warmup_steps = (int64_t)o->warmup;
-    c.sched.total_steps = (int64_t)o->steps;
-    c.weight_decay = o->wd;
-    c.max_grad_norm = o->clip;
+    cli_opts_optim(&c, o->sched, o->lr, o->min_lr, o->warmup, o->steps, o->wd, o->clip);
     c.beta2 = 0.95; /* the usual choice for language-model pretraining */
     return c;
 }

@@ -62,6 +62,7 @@ typedef struct pclip_opts {
     double t_width, t_layers, t_heads, t_ff, ctx, proj, vocab;
     double steps, stop_after, batch, warmup, eval_every, log_every, ckpt_every, seed;
     double lr, min_lr, wd, clip, period_share, threads;
+    trn_sched_kind sched;
     bool resume, json;
 } pclip_opts;
 
@@ -148,11 +149,8 @@ static int pclip__parse(pclip_opts *o, int argc, char **argv)
         fprintf(stderr, PC ": --resume needs --checkpoint FILE\n");
         return 2;
     }
-    if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "linear") &&
-        strcmp(o->schedule, "constant")) {
-        fprintf(stderr, PC ": --schedule must be cosine, linear or constant\n");
+    if (cli_opts_schedule("pretrain clip", o->schedule, &o->sched))
         return 2;
-    }
     if (strcmp(o->norm, "data") && strcmp(o->norm, "clip")) {
         fprintf(stderr, PC ": --norm must be data or clip\n");
         return 2;
@@ -780,15 +778,7 @@ static double pclip__now(void)
 static trn_optim_cfg pclip__optim(const pclip_opts *o)
 {
     trn_optim_cfg c = trn_clip_train_cfg_default().optim;
-    c.sched.kind = !strcmp(o->schedule, "cosine")   ? TRN_SCHED_COSINE
-                   : !strcmp(o->schedule, "linear") ? TRN_SCHED_LINEAR
-                                                    : TRN_SCHED_CONSTANT;
-    c.sched.lr = o->lr;
-    c.sched.min_lr = fmin(o->min_lr, o->lr);
-    c.sched.warmup_steps = (int64_t)o->warmup;
-    c.sched.total_steps = (int64_t)o->steps;
-    c.weight_decay = o->wd;
-    c.max_grad_norm = o->clip;
+    cli_opts_optim(&c, o->sched, o->lr, o->min_lr, o->warmup, o->steps, o->wd, o->clip);
     return c;
 }
 

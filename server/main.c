@@ -18,10 +18,15 @@ static void main__usage(FILE *out) {
             "Usage: alignd [OPTIONS]                              run the daemon\n"
             "       alignd generate -m MODEL -p PROMPT [-n N]     continue a prompt (see generate --help)\n"
             "       alignd tokenize -m MODEL [--pieces] TEXT      print a model's token ids\n"
+            "       alignd perplexity -m MODEL -f FILE            score a text file (see\n"
+            "                                                    perplexity --help)\n"
             "       alignd pretrain --corpus FILE -o OUT.gguf     train a small model from text\n"
             "                                                    (see pretrain --help)\n"
             "       alignd pretrain clip --data DIR -o OUT_DIR    train a small CLIP model from\n"
             "                                                    images (see pretrain clip --help)\n"
+            "       alignd pretrain embed -m LM.gguf --data ITEMS.jsonl -o OUT.gguf\n"
+            "                                                    a sentence-embedding model from an\n"
+            "                                                    LM (see pretrain embed --help)\n"
             "       alignd train dpo -m MODEL --data PAIRS.jsonl -o ADAPTER\n"
             "                                                    DPO on a LoRA adapter\n"
             "       alignd train reward -m MODEL --data PAIRS.jsonl -o DIR\n"
@@ -42,10 +47,10 @@ static void main__usage(FILE *out) {
 int main(int argc, char **argv) {
     cfg c;
     cfg_cli cli;
-    char err[1024];
+    char err[1024], pack[1024] = "";
     int rc = 2;
     if (cfg_load_all(&c, &cli, argc, argv, environ, err, sizeof err) != 0 ||
-        cfg_apply_pack(&c, ALIGND_PACK_DIR, NULL, 0, err, sizeof err) != 0 ||
+        cfg_apply_pack(&c, ALIGND_PACK_DIR, pack, sizeof pack, err, sizeof err) != 0 ||
         cfg_validate(&c, err, sizeof err) != 0) {
         fprintf(stderr, "alignd: configuration error: %s\n", err);
         goto out;
@@ -73,9 +78,12 @@ int main(int argc, char **argv) {
     if (cli.n_args > 0) {
         if (strcmp(cli.args[0], "tokenize") == 0) rc = cli_tokenize(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "generate") == 0) rc = cli_generate(cli.n_args, cli.args);
+        else if (strcmp(cli.args[0], "perplexity") == 0) rc = cli_perplexity(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "pretrain") == 0)
             rc = cli.n_args > 1 && strcmp(cli.args[1], "clip") == 0
                      ? cli_pretrain_clip(cli.n_args - 1, cli.args + 1)
+                 : cli.n_args > 1 && strcmp(cli.args[1], "embed") == 0
+                     ? cli_pretrain_embed(cli.n_args - 1, cli.args + 1)
                      : cli_pretrain(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "train") == 0) rc = cli_train(cli.n_args, cli.args);
         else fprintf(stderr, "alignd: unknown command '%s' (see alignd --help)\n", cli.args[0]);
@@ -86,6 +94,8 @@ int main(int argc, char **argv) {
         rc = 1;
         goto out;
     }
+    if (pack[0])
+        LOG_INF("app", "no model configured: serving the default model pack %s", pack);
     rc = app_run(&c);
     log_close();
 out:

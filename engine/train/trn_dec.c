@@ -230,6 +230,50 @@ nomem:
     return -ENOMEM;
 }
 
+int trn_dec_copy_model(trn_dec **out, model *m, char *err, size_t errlen)
+{
+    *out = NULL;
+    const model_hparams *hp = model_hp(m);
+    if (model_arch(m) != MODEL_ARCH_LLAMA || hp->rope_layout != OPS_ROPE_ADJACENT ||
+        hp->n_rot != hp->head_dim || hp->head_dim * hp->n_head != hp->n_embd ||
+        hp->rope_freq_scale != 1.0f) {
+        snprintf(err, errlen, "a trainable copy needs a llama model with full adjacent-pair "
+                 "RoPE, unscaled, and heads that split the width (this one: %s)",
+                 model_arch_name(model_arch(m)));
+        return -ENOTSUP;
+    }
+    trn_dec_shape s = {
+        .n_vocab = hp->n_vocab, .n_ctx = model_n_ctx(m), .n_embd = hp->n_embd,
+        .n_layer = hp->n_layer, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
+        .n_ff = hp->n_ff, .norm_eps = hp->norm_eps, .rope_theta = hp->rope_theta,
+        .tied = hp->tied_output,
+    };
+    model_decoder_view v;
+    int rc = model_decoder_view_get(m, &v);
+    if (rc || (rc = trn_dec_new(out, &s, 0, err, errlen)))
+        return rc ? rc : -ENOMEM;
+    trn_dec *d = *out;
+    /* both views hold the same tensors in the same shapes: copy one by one */
+    size_t C = hp->n_embd, V = hp->n_vocab, A = (size_t)hp->n_head * hp->head_dim;
+    size_t QKV = trn__qkv(hp), FF = hp->n_ff;
+    memcpy(d->w.tok_embd, v.tok_embd, V * C * sizeof(float));
+    memcpy(d->w.norm_f_w, v.norm_f_w, C * sizeof(float));
+    if (!hp->tied_output)
+        memcpy(d->w.output, v.output, V * C * sizeof(float));
+    for (int l = 0; l < hp->n_layer; l++) {
+        model_layer_view *D = &d->w.layers[l], *S = &v.layers[l];
+        memcpy(D->norm1_w, S->norm1_w, C * sizeof(float));
+        memcpy(D->wqkv, S->wqkv, QKV * C * sizeof(float));
+        memcpy(D->wo, S->wo, C * A * sizeof(float));
+        memcpy(D->norm2_w, S->norm2_w, C * sizeof(float));
+        memcpy(D->wup, S->wup, 2 * FF * C * sizeof(float));
+        memcpy(D->wdown, S->wdown, C * FF * sizeof(float));
+    }
+    d->hp.bos_id = hp->bos_id;
+    d->hp.eos_id = hp->eos_id;
+    return 0;
+}
+
 void trn_dec_free(trn_dec *d)
 {
     if (!d)

@@ -65,6 +65,12 @@ int trn_dec_from_model(trn_dec **out, model *m, char *err, size_t errlen);
  * norms 1; every weight trainable. */
 int trn_dec_new(trn_dec **out, const trn_dec_shape *shape, uint64_t seed, char *err,
                 size_t errlen);
+/* A trainable copy of m's weights (every weight owned, with gradients, as
+ * trn_dec_new makes; m may be freed afterwards): fine-tuning a whole
+ * model, e.g. into a sentence-embedding model (trn_embed.h). Llama models
+ * with full adjacent-pair RoPE only (-ENOTSUP otherwise): the layout
+ * trn_dec_add_to_gguf writes back. */
+int trn_dec_copy_model(trn_dec **out, model *m, char *err, size_t errlen);
 void trn_dec_free(trn_dec *d);
 
 const model_hparams *trn_dec_hp(const trn_dec *d);

@@ -104,6 +104,13 @@ class Install(unittest.TestCase):
         for n in models:
             self.assertTrue(os.path.exists(os.path.join(shared, n)), n)
         self.assertFalse(os.path.exists(os.path.join(shared, "gen")))
+        if os.path.exists(os.path.join(shared, "pack.ini")):
+            # the installed pack names its models in its own folder
+            r = subprocess.run([self.bin, f"--server.model_pack={shared}/pack.ini",
+                                "--print-config"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"path = {shared}/story-lm.gguf", r.stdout)
+            self.assertIn(f"path = {shared}/shapes-clip", r.stdout)
 
     def test_installed_binary_runs_like_the_container(self):
         # the runtime stage's start: installed binary and config, ALIGND_* env,
@@ -217,6 +224,8 @@ class Dockerfile(unittest.TestCase):
         self.assertIn("cmake --install", runs)
         copies = self.of("COPY", last)
         self.assertTrue(all(c.startswith("--from=build") for c in copies), copies)
+        # the default model pack, where the installed binary looks for it
+        self.assertIn("--from=build /out/usr/share/alignd /usr/share/alignd", copies)
         # the runtime stage builds nothing
         self.assertNotIn("-dev", " ".join(self.of("RUN", last)))
         self.assertNotIn("install-deps", " ".join(self.of("RUN", last)))

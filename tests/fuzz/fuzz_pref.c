@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byte_tok.h"
 #include "pref.h"
 #include "tok.h"
 
@@ -29,37 +30,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                              \
     } while (0)
 
-static tok *fuzz_pref__tok(void)
-{
-    static tok *t;
-    if (t)
-        return t;
-    static char names[256][8];
-    const char *tokens[256];
-    /* GPT-2's byte-to-unicode spelling is what tok_create_bpe expects:
-     * build it by decoding each byte's token from a BPE with no merges */
-    for (int b = 0; b < 256; b++) {
-        unsigned cp = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE
-                          ? (unsigned)b
-                          : 0;
-        if (!cp) {
-            int n = 0;
-            for (int x = 0; x < b; x++)
-                n += !((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE);
-            cp = 256 + (unsigned)n;
-        }
-        char *o = names[b];
-        if (cp < 0x80)
-            o[0] = (char)cp, o[1] = 0;
-        else
-            o[0] = (char)(0xC0 | cp >> 6), o[1] = (char)(0x80 | (cp & 0x3F)), o[2] = 0;
-        tokens[b] = o;
-    }
-    tok_err e = {0};
-    CHECK(tok_create_bpe(&t, tokens, 256, NULL, 0, NULL, NULL, &e) == TOK_OK);
-    return t;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -68,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pref_opts_default(&o);
     o.max_prompt_len = 1 + (data[0] & 31);
     o.max_len = o.max_prompt_len + 1 + (data[0] >> 3);
-    pref_tok pt = {.t = fuzz_pref__tok(), .eos_id = 0, .has_chat = true,
+    pref_tok pt = {.t = fuzz_byte_tok(), .eos_id = 0, .has_chat = true,
                    .chat_kind = CHAT_TEMPLATE_CHATML};
     pref_set s = {0};
     char err[512] = "";

@@ -24,7 +24,7 @@ def free_port():
 class Daemon:
     """One alignd process; use as a context manager. Logs go to a file."""
 
-    def __init__(self, *flags, env=None):
+    def __init__(self, *flags, env=None, cwd=None):
         self.port = free_port()
         self.tmp = tempfile.mkdtemp(prefix="alignd_http_")
         self.log_path = os.path.join(self.tmp, "alignd.log")
@@ -33,13 +33,14 @@ class Daemon:
                      # tests name their models: never the default pack
                      "--server.model_pack=none", "--log.level=debug", *flags]
         self.env = dict(os.environ, **(env or {}))
+        self.cwd = cwd
         self.proc = None
 
     def __enter__(self):
         self.stderr_path = os.path.join(self.tmp, "stderr.log")
         self.stderr_file = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=self.stderr_file)
+                                     stderr=self.stderr_file, cwd=self.cwd)
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.proc.poll() is not None:

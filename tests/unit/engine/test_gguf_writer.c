@@ -1,5 +1,5 @@
 /* test_gguf_writer.c - the GGUF writer, checked through the reader: every
- * metadata type, F32/F16/Q8_0 tensors of 1 to 3 dims read back with gguf.h
+ * metadata type (also copied pair by pair from a file), F32/F16/Q8_0 tensors of 1 to 3 dims read back with gguf.h
  * and weights.h (exact for F32, rounding bounds for F16 and Q8_0), F16
  * rounding at its edges, argument errors (duplicates, bad shapes, Q8_0 row
  * lengths), failed writes that must leave nothing behind, and a tiny llama
@@ -144,6 +144,40 @@ static void test_metadata_roundtrip(void **state) {
     check_all_types(f);
     gguf_close(f);
     assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+    free(dir);
+}
+
+/* Every pair of a file copied key by key into a new writer reads back the
+ * same; a missing key is a sticky -ENOENT naming it. */
+static void test_copy_kv(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir("gw"), src[512], dst[512];
+    tu_join(src, sizeof src, dir, "src.gguf");
+    tu_join(dst, sizeof dst, dir, "dst.gguf");
+    gguf_writer *w = new_writer();
+    set_all_types(w);
+    write_ok(w, src);
+    gguf_writer_free(w);
+    gguf_file *f = open_ok(src);
+    w = new_writer();
+    for (size_t i = 1; i < gguf_n_kv(f); i++) /* 0: general.alignment, preset */
+        assert_int_equal(gguf_writer_copy_kv(w, f, gguf_kv_key(f, i)), 0);
+    write_ok(w, dst);
+    gguf_writer_free(w);
+    gguf_file *g = open_ok(dst);
+    assert_int_equal(gguf_n_kv(g), gguf_n_kv(f));
+    check_all_types(g);
+    gguf_close(g);
+    w = new_writer();
+    assert_int_equal(gguf_writer_copy_kv(w, f, "t.absent"), -ENOENT);
+    assert_non_null(strstr(gguf_writer_error(w), "t.absent"));
+    char err[256];
+    assert_int_equal(gguf_writer_write(w, dst, err, sizeof err), -ENOENT);
+    gguf_writer_free(w);
+    gguf_close(f);
+    assert_int_equal(unlink(src), 0);
+    assert_int_equal(unlink(dst), 0);
     assert_int_equal(rmdir(dir), 0);
     free(dir);
 }
@@ -545,6 +579,7 @@ static void test_tiny_llama_loads(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metadata_roundtrip),
+        cmocka_unit_test(test_copy_kv),
         cmocka_unit_test(test_tensor_roundtrip),
         cmocka_unit_test(test_f16_edges),
         cmocka_unit_test(test_duplicate_keys),
