@@ -4,6 +4,10 @@
  * Weights are converted to F32 at load into the model's arena, with q, k and
  * v fused into one [NH*HS + 2*NKV*HS, C] matrix and gate/up into one
  * [2*FF, C] matrix, so a layer runs four GEMMs (GEMVs when decoding).
+ * A GGUF's Q8_0 / Q4_0 matrices stay quantized instead (unless the model
+ * is loaded with f32_weights), fused the same way in a byte arena, and run
+ * through qmat.h; a quantized token embedding is dequantized row by row at
+ * lookup, and serves as the tied output matrix as it is.
  *
  * RoPE layout follows the source: GGUF q/k rows were permuted by the
  * converter for GGML's adjacent-pair rotation; HF safetensors use
@@ -15,21 +19,31 @@
 #include <string.h>
 
 #include "model.h"
+#include "qmat.h"
+
+/* A matrix: F32 in the arena, or quantized (q.data != NULL, f NULL). */
+typedef struct llama__mat {
+    float *f;
+    qm_mat q;
+} llama__mat;
 
 typedef struct llama__layer {
     float *attn_norm;  /* [C] */
-    float *wqkv;       /* [NH*HS + 2*NKV*HS, C] q rows, then k, then v */
-    float *wo;         /* [C, NH*HS] */
+    llama__mat wqkv;   /* [NH*HS + 2*NKV*HS, C] q rows, then k, then v */
+    llama__mat wo;     /* [C, NH*HS] */
     float *ffn_norm;   /* [C] */
-    float *wgu;        /* [2*FF, C] gate rows, then up */
-    float *wdown;      /* [C, FF] */
+    llama__mat wgu;    /* [2*FF, C] gate rows, then up */
+    llama__mat wdown;  /* [C, FF] */
 } llama__layer;
 
 typedef struct llama__impl {
-    float *tok_embd;   /* [V, C] */
+    llama__mat tok_embd; /* [V, C] */
     float *out_norm;   /* [C] */
-    float *output;     /* [V, C]; == tok_embd when tied */
+    llama__mat output; /* [V, C]; == tok_embd when tied */
     llama__layer *layers;
+    uint8_t *qarena;   /* the quantized matrices (one allocation) */
+    size_t qused;      /* bytes handed out (counted in the first pass) */
+    void *qscratch;    /* quantized activations of n_batch rows */
     float *inv_freq;   /* [n_rot / 2] */
     /* scratch for n_batch tokens (one allocation) */
     float *scratch;
@@ -194,6 +208,65 @@ static int llama__w(model *m, const model_src *src, const char *name, int64_t ro
     return model_src_load(src, name, rows, cols, 0, dst, err, errlen);
 }
 
+/* The type the n tensors of one fused matrix keep: Q8_0 or Q4_0 when all
+ * of them are stored so (GGUF, not f32_weights), else 0 (convert to F32). */
+static int llama__qtype(const model *m, const model_src *src, char names[][128], int n)
+{
+    if (m->f32_weights || src->fmt != MODEL_FMT_GGUF)
+        return 0;
+    int type = 0;
+    for (int i = 0; i < n; i++) {
+        wt_view v;
+        if (model_src_tensor(src, names[i], &v, false, NULL, 0) || v.n_dims != 2 ||
+            v.shape[1] % QM_BLOCK)
+            return 0;
+        int t = v.type == WT_Q8_0 ? QM_Q8_0 : v.type == WT_Q4_0 ? QM_Q4_0 : 0;
+        if (!t || (type && t != type))
+            return 0;
+        type = t;
+    }
+    return type;
+}
+
+/* The matrix fused from n tensors of rows[i] x cols: F32 from the arena,
+ * or (qtype) their blocks copied one after the other into the byte arena. */
+static int llama__mat_bind(model *m, const model_src *src, llama__impl *im, llama__mat *out,
+                           char names[][128], const int64_t *rows, int n, int64_t cols,
+                           char *err, size_t errlen)
+{
+    int64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += rows[i];
+    int qtype = llama__qtype(m, src, names, n), rc;
+    memset(out, 0, sizeof(*out));
+    if (!qtype) {
+        if ((rc = model_take(m, (size_t)(total * cols), &out->f, err, errlen)))
+            return rc;
+        float *p = out->f;
+        for (int i = 0; i < n; i++) {
+            if ((rc = llama__w(m, src, names[i], rows[i], cols, p, err, errlen)))
+                return rc;
+            p = p ? p + rows[i] * cols : NULL;
+        }
+        return 0;
+    }
+    size_t rb = qm_row_bytes((qm_type)qtype, (int)cols);
+    uint8_t *dst = im->qarena ? im->qarena + im->qused : NULL;
+    out->q = (qm_mat){.type = (qm_type)qtype, .rows = (int)total, .cols = (int)cols,
+                      .data = dst};
+    for (int i = 0; i < n; i++) {
+        wt_view v;
+        if ((rc = model_src_tensor(src, names[i], &v, false, err, errlen)) ||
+            (rc = wt_expect(&v, rows[i], cols, err, errlen)))
+            return rc;
+        if (dst)
+            memcpy(dst, v.data, (size_t)rows[i] * rb);
+        dst = dst ? dst + (size_t)rows[i] * rb : NULL;
+    }
+    im->qused += (size_t)total * rb;
+    return 0;
+}
+
 static int llama__bind(model *m, const model_src *src, llama__impl *im, char *err,
                        size_t errlen)
 {
@@ -202,60 +275,45 @@ static int llama__bind(model *m, const model_src *src, llama__impl *im, char *er
     int64_t C = hp->n_embd, V = hp->n_vocab, FF = hp->n_ff;
     int64_t qd = (int64_t)hp->n_head * hp->head_dim, kd = (int64_t)hp->n_head_kv * hp->head_dim;
     int rc;
-    char name[128];
-    float *p;
+    char names[3][128];
+    im->qused = 0;
 
-    if ((rc = model_take(m, (size_t)(V * C), &im->tok_embd, err, errlen)) ||
-        (rc = llama__w(m, src, gg ? "token_embd.weight" : "model.embed_tokens.weight", V, C,
-                       im->tok_embd, err, errlen)) ||
+    snprintf(names[0], sizeof names[0], "%s", gg ? "token_embd.weight" : "model.embed_tokens.weight");
+    if ((rc = llama__mat_bind(m, src, im, &im->tok_embd, names, &V, 1, C, err, errlen)) ||
         (rc = model_take(m, (size_t)C, &im->out_norm, err, errlen)) ||
         (rc = llama__w(m, src, gg ? "output_norm.weight" : "model.norm.weight", 0, C,
                        im->out_norm, err, errlen)))
         return rc;
-    if (hp->tied_output) {
+    snprintf(names[0], sizeof names[0], "%s", gg ? "output.weight" : "lm_head.weight");
+    if (hp->tied_output)
         im->output = im->tok_embd;
-    } else if ((rc = model_take(m, (size_t)(V * C), &im->output, err, errlen)) ||
-               (rc = llama__w(m, src, gg ? "output.weight" : "lm_head.weight", V, C,
-                              im->output, err, errlen))) {
+    else if ((rc = llama__mat_bind(m, src, im, &im->output, names, &V, 1, C, err, errlen)))
         return rc;
-    }
+    static const char *const gnames[] = {"attn_norm", "attn_q", "attn_k", "attn_v",
+                                         "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
+                                         "ffn_down"};
+    static const char *const hnames[] = {
+        "input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
+        "mlp.down_proj"};
     for (int l = 0; l < hp->n_layer; l++) {
         llama__layer *L = &im->layers[l];
-        static const char *const gnames[] = {"attn_norm", "attn_q", "attn_k", "attn_v",
-                                             "attn_output", "ffn_norm", "ffn_gate",
-                                             "ffn_up", "ffn_down"};
-        static const char *const hnames[] = {
-            "input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-            "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
-            "mlp.down_proj"};
-        const int64_t rows[] = {0, qd, kd, kd, C, 0, FF, FF, C};
-        const int64_t cols[] = {C, C, C, C, qd, C, C, C, FF};
-        float *dst[9];
-        if ((rc = model_take(m, (size_t)C, &L->attn_norm, err, errlen)) ||
-            (rc = model_take(m, (size_t)((qd + 2 * kd) * C), &L->wqkv, err, errlen)) ||
-            (rc = model_take(m, (size_t)(C * qd), &L->wo, err, errlen)) ||
-            (rc = model_take(m, (size_t)C, &L->ffn_norm, err, errlen)) ||
-            (rc = model_take(m, (size_t)(2 * FF * C), &L->wgu, err, errlen)) ||
-            (rc = model_take(m, (size_t)(C * FF), &L->wdown, err, errlen)))
-            return rc;
-        p = L->wqkv;
-        dst[0] = L->attn_norm;
-        dst[1] = p;
-        dst[2] = p ? p + qd * C : NULL;
-        dst[3] = p ? p + (qd + kd) * C : NULL;
-        dst[4] = L->wo;
-        dst[5] = L->ffn_norm;
-        dst[6] = L->wgu;
-        dst[7] = L->wgu ? L->wgu + FF * C : NULL;
-        dst[8] = L->wdown;
-        for (int i = 0; i < 9; i++) {
+        char nm[9][128];
+        for (int i = 0; i < 9; i++)
             if (gg)
-                snprintf(name, sizeof(name), "blk.%d.%s.weight", l, gnames[i]);
+                snprintf(nm[i], sizeof nm[i], "blk.%d.%s.weight", l, gnames[i]);
             else
-                snprintf(name, sizeof(name), "model.layers.%d.%s.weight", l, hnames[i]);
-            if ((rc = llama__w(m, src, name, rows[i], cols[i], dst[i], err, errlen)))
-                return rc;
-        }
+                snprintf(nm[i], sizeof nm[i], "model.layers.%d.%s.weight", l, hnames[i]);
+        const int64_t qkv_rows[] = {qd, kd, kd}, gu_rows[] = {FF, FF};
+        if ((rc = model_take(m, (size_t)C, &L->attn_norm, err, errlen)) ||
+            (rc = llama__w(m, src, nm[0], 0, C, L->attn_norm, err, errlen)) ||
+            (rc = llama__mat_bind(m, src, im, &L->wqkv, nm + 1, qkv_rows, 3, C, err, errlen)) ||
+            (rc = llama__mat_bind(m, src, im, &L->wo, nm + 4, &C, 1, qd, err, errlen)) ||
+            (rc = model_take(m, (size_t)C, &L->ffn_norm, err, errlen)) ||
+            (rc = llama__w(m, src, nm[5], 0, C, L->ffn_norm, err, errlen)) ||
+            (rc = llama__mat_bind(m, src, im, &L->wgu, nm + 6, gu_rows, 2, C, err, errlen)) ||
+            (rc = llama__mat_bind(m, src, im, &L->wdown, nm + 8, &C, 1, FF, err, errlen)))
+            return rc;
     }
     return 0;
 }
@@ -280,9 +338,19 @@ static int llama__load(model *m, const model_src *src, char *err, size_t errlen)
     wt_arena_count(&m->warena);
     if ((rc = llama__bind(m, src, im, err, errlen)))
         return rc;
+    m->qbytes = im->qused;
+    if (m->qbytes && !(im->qarena = malloc(m->qbytes)))
+        goto nomem;
     if ((rc = wt_arena_alloc(&m->warena, err, errlen)) ||
         (rc = llama__bind(m, src, im, err, errlen)))
         return rc;
+    if (m->qbytes) {
+        int widest = (int)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
+        int qdim = hp->n_head * hp->head_dim;
+        widest = qdim > widest ? qdim : widest;
+        if (!(im->qscratch = malloc(qm_scratch_bytes(m->n_batch, widest))))
+            goto nomem;
+    }
 
     size_t T = (size_t)m->n_batch, C = (size_t)hp->n_embd, FF = (size_t)hp->n_ff;
     size_t qd = (size_t)hp->n_head * hp->head_dim, kd = (size_t)hp->n_head_kv * hp->head_dim;
@@ -314,11 +382,37 @@ static void llama__free(model *m)
         return;
     free(im->layers);
     free(im->scratch);
+    free(im->qarena);
+    free(im->qscratch);
     free(im);
     m->impl = NULL;
 }
 
 /* ---- forward ------------------------------------------------------------- */
+
+/* out[T, OC] = x[T, C] . w^T, F32 or quantized. */
+static void llama__mm(llama__impl *im, float *out, size_t ldo, const float *x,
+                      const llama__mat *w, int T, int C, int OC)
+{
+    if (!w->q.data) {
+        ops_matmul(out, ldo, x, w->f, NULL, T, C, OC);
+        return;
+    }
+    /* the scratch holds n_batch rows of the widest input; cannot fail */
+    tp_pool *pool = ops_matmul_pool();
+    qm_matmul(out, ldo, x, &w->q, NULL, T, cpu_isa_best(), pool, im->qscratch);
+}
+
+/* Row id of the token embedding as F32. */
+static void llama__embed(const llama__impl *im, int32_t id, float *dst, int C)
+{
+    if (im->tok_embd.q.data)
+        qm_dequantize_row(im->tok_embd.q.type,
+                          im->tok_embd.q.data + (size_t)id * qm_row_bytes(im->tok_embd.q.type, C),
+                          C, dst);
+    else
+        memcpy(dst, im->tok_embd.f + (size_t)id * C, (size_t)C * sizeof(float));
+}
 
 static void llama__forward(model *m, kv_cache *kv, const model_batch *b,
                            float *logits, float *hidden)
@@ -332,15 +426,14 @@ static void llama__forward(model *m, kv_cache *kv, const model_batch *b,
     float *x = im->x, *xb = im->xb, *qkv = im->qkv;
 
     for (int t = 0; t < T; t++)
-        memcpy(x + (size_t)t * C, im->tok_embd + (size_t)b->token[t] * C,
-               (size_t)C * sizeof(float));
+        llama__embed(im, b->token[t], x + (size_t)t * C, C);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const llama__layer *L = &im->layers[l];
         /* attention block */
         for (int t = 0; t < T; t++)
             ops_rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->attn_norm, C, eps);
-        ops_matmul(qkv, (size_t)ldqkv, xb, L->wqkv, NULL, T, C, ldqkv);
+        llama__mm(im, qkv, (size_t)ldqkv, xb, &L->wqkv, T, C, ldqkv);
         if (b->adapter) /* before RoPE: the adapter adapts the projection */
             model_lora_apply(m, l, MODEL_LORA_AT_QKV, qkv, (size_t)ldqkv, xb, (size_t)C);
         for (int t = 0; t < T; t++) {
@@ -352,21 +445,21 @@ static void llama__forward(model *m, kv_cache *kv, const model_batch *b,
         }
         model_attend(m, kv, l, b, qkv, qkv + qd, qkv + qd + kd, (size_t)ldqkv,
                      im->attn, (size_t)qd, im->att);
-        ops_matmul(xb, (size_t)C, im->attn, L->wo, NULL, T, qd, C);
+        llama__mm(im, xb, (size_t)C, im->attn, &L->wo, T, qd, C);
         if (b->adapter)
             model_lora_apply(m, l, MODEL_LORA_AT_O, xb, (size_t)C, im->attn, (size_t)qd);
         ops_add(x, xb, (size_t)T * C);
         /* MLP block */
         for (int t = 0; t < T; t++)
             ops_rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->ffn_norm, C, eps);
-        ops_matmul(im->gu, (size_t)2 * FF, xb, L->wgu, NULL, T, C, 2 * FF);
+        llama__mm(im, im->gu, (size_t)2 * FF, xb, &L->wgu, T, C, 2 * FF);
         if (b->adapter)
             model_lora_apply(m, l, MODEL_LORA_AT_UP, im->gu, (size_t)2 * FF, xb, (size_t)C);
         for (int t = 0; t < T; t++) {
             const float *g = im->gu + (size_t)t * 2 * FF;
             ops_swiglu(im->hb + (size_t)t * FF, g, g + FF, (size_t)FF);
         }
-        ops_matmul(xb, (size_t)C, im->hb, L->wdown, NULL, T, FF, C);
+        llama__mm(im, xb, (size_t)C, im->hb, &L->wdown, T, FF, C);
         if (b->adapter)
             model_lora_apply(m, l, MODEL_LORA_AT_DOWN, xb, (size_t)C, im->hb, (size_t)FF);
         ops_add(x, xb, (size_t)T * C);
@@ -384,26 +477,26 @@ static void llama__forward(model *m, kv_cache *kv, const model_batch *b,
     for (int i = 0; i < n; i++)
         ops_rmsnorm(xb + (size_t)i * C, x + (size_t)i * C, im->out_norm, C, eps);
     if (n > 0)
-        ops_matmul(logits, (size_t)V, xb, im->output, NULL, n, C, V);
+        llama__mm(im, logits, (size_t)V, xb, &im->output, n, C, V);
 }
 
 static void llama__view(model *m, model_decoder_view *v)
 {
     llama__impl *im = m->impl;
-    v->tok_embd = im->tok_embd;
+    v->tok_embd = im->tok_embd.f;
     v->norm_f_w = im->out_norm;
-    v->output = im->output;
+    v->output = im->output.f;
     v->inv_freq = im->inv_freq;
     for (int l = 0; l < m->hp.n_layer; l++) {
         const llama__layer *L = &im->layers[l];
         model_layer_view *o = &v->layers[l];
         memset(o, 0, sizeof(*o));
         o->norm1_w = L->attn_norm;
-        o->wqkv = L->wqkv;
-        o->wo = L->wo;
+        o->wqkv = L->wqkv.f;
+        o->wo = L->wo.f;
         o->norm2_w = L->ffn_norm;
-        o->wup = L->wgu;
-        o->wdown = L->wdown;
+        o->wup = L->wgu.f;
+        o->wdown = L->wdown.f;
     }
 }
 

@@ -4,6 +4,7 @@
 #include "gguf_writer.h"
 
 #include "atomic_file.h"
+#include "qmat.h"
 #include "weights.h"
 
 #include <errno.h>
@@ -335,9 +336,11 @@ static int gguf_writer__check_name(gguf_writer *w, const char *name) {
 /* Fills t's dims (reversed into GGUF order), element count and stored size. */
 static int gguf_writer__shape(gguf_writer *w, gguf_writer__tensor *t, const char *name,
                               int n_dims, const int64_t *shape, gguf_writer_type type) {
-    if (type != GGUF_WRITER_F32 && type != GGUF_WRITER_F16 && type != GGUF_WRITER_Q8_0)
-        return gguf_writer__fail(w, -EINVAL, "tensor '%s': type %d is not f32, f16 or q8_0",
-                                 name, (int)type);
+    if (type != GGUF_WRITER_F32 && type != GGUF_WRITER_F16 && type != GGUF_WRITER_Q8_0 &&
+        type != GGUF_WRITER_Q4_0)
+        return gguf_writer__fail(w, -EINVAL,
+                                 "tensor '%s': type %d is not f32, f16, q8_0 or q4_0", name,
+                                 (int)type);
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS || !shape)
         return gguf_writer__fail(w, -EINVAL, "tensor '%s': %d dims, expected 1..%d", name,
                                  n_dims, GGUF_MAX_DIMS);
@@ -351,8 +354,9 @@ static int gguf_writer__shape(gguf_writer *w, gguf_writer__tensor *t, const char
     int rc = gguf_dtype_nbytes((uint32_t)type, t->ne, &t->nbytes);
     if (rc == GGUF_EINVAL)
         return gguf_writer__fail(w, -EINVAL,
-                                 "tensor '%s': row length %lld is not a multiple of %d (q8_0)",
-                                 name, (long long)t->ne[0], GGUF_WRITER__Q8_BLOCK);
+                                 "tensor '%s': row length %lld is not a multiple of %d (%s)",
+                                 name, (long long)t->ne[0], GGUF_WRITER__Q8_BLOCK,
+                                 type == GGUF_WRITER_Q4_0 ? "q4_0" : "q8_0");
     if (rc || t->nbytes > UINT64_MAX - GGUF_WRITER_ALIGNMENT - w->data_size)
         return gguf_writer__fail(w, -EINVAL, "tensor '%s': too large", name);
     /* the product fits int64 (checked by gguf_dtype_nbytes); the F32 input
@@ -481,12 +485,23 @@ static void gguf_writer__emit_q8_0(gguf_writer__out *o, const float *x, size_t n
 }
 
 /* One tensor's data and its padding. */
+/* Q4_0 blocks of 18 bytes (qmat.h's quantizer, ggml's reference). */
+static void gguf_writer__emit_q4_0(gguf_writer__out *o, const float *x, size_t n) {
+    uint8_t buf[GGUF_WRITER__CHUNK / GGUF_WRITER__Q8_BLOCK * 18];
+    for (size_t i = 0; i < n && !o->err; i += GGUF_WRITER__CHUNK) {
+        size_t m = n - i < GGUF_WRITER__CHUNK ? n - i : GGUF_WRITER__CHUNK;
+        qm_quantize_row(QM_Q4_0, x + i, (int)m, buf);
+        gguf_writer__emit(o, buf, m / GGUF_WRITER__Q8_BLOCK * 18);
+    }
+}
+
 static void gguf_writer__emit_tensor(gguf_writer__out *o, const gguf_writer__tensor *t) {
     size_t n = (size_t)t->n_elements;
     switch (t->type) {
     case GGUF_WRITER_F32: gguf_writer__emit(o, t->data, t->nbytes); break;
     case GGUF_WRITER_F16: gguf_writer__emit_f16(o, t->data, n); break;
     case GGUF_WRITER_Q8_0: gguf_writer__emit_q8_0(o, t->data, n); break;
+    case GGUF_WRITER_Q4_0: gguf_writer__emit_q4_0(o, t->data, n); break;
     }
     gguf_writer__emit_pad(o);
 }

@@ -1,5 +1,5 @@
-/* gguf_writer.h - writes GGUF v3 model files: typed metadata and F32, F16
- * or Q8_0 tensors converted from F32 arrays, in the layout gguf.h reads.
+/* gguf_writer.h - writes GGUF v3 model files: typed metadata and F32, F16,
+ * Q8_0 or Q4_0 tensors converted from F32 arrays, in the layout gguf.h reads.
  *
  * Usage: gguf_writer_new, any number of gguf_writer_set_* and
  * gguf_writer_add_tensor calls (file order is call order), then
@@ -49,6 +49,7 @@ typedef enum gguf_writer_type {
     GGUF_WRITER_F32 = GGUF_DTYPE_F32,
     GGUF_WRITER_F16 = GGUF_DTYPE_F16,
     GGUF_WRITER_Q8_0 = GGUF_DTYPE_Q8_0, /* row length a multiple of 32 */
+    GGUF_WRITER_Q4_0 = GGUF_DTYPE_Q4_0, /* row length a multiple of 32 (qmat.h) */
 } gguf_writer_type;
 
 /* *out receives a new, empty writer (free with gguf_writer_free); -ENOMEM

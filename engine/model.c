@@ -132,6 +132,7 @@ int model_load_opts(model **out, const char *path, const model_opts *opts,
     m->ops = model__ops(arch);
     m->n_batch = opts && opts->n_batch > 0 ? opts->n_batch : MODEL_DEFAULT_BATCH;
     m->n_ctx = opts && opts->n_ctx > 0 ? opts->n_ctx : 0;
+    m->f32_weights = opts && opts->f32_weights;
     m->hp.bos_id = m->hp.eos_id = -1;
     m->hp.rope_freq_scale = 1.0f;
     rc = m->ops->load(m, &src, err, errlen);
@@ -165,7 +166,7 @@ model_format model_fmt(const model *m) { return m->fmt; }
 model_kind model_get_kind(const model *m) { return model_arch_kind(m->arch); }
 int model_n_batch(const model *m) { return m->n_batch; }
 int model_n_ctx(const model *m) { return m->n_ctx; }
-size_t model_weight_bytes(const model *m) { return m->warena.cap * sizeof(float); }
+size_t model_weight_bytes(const model *m) { return m->warena.cap * sizeof(float) + m->qbytes; }
 
 int model_kv_create(const model *m, int n_seq_max, int budget_tokens,
                     int block_size, kv_cache **out, char *err, size_t errlen)
@@ -641,7 +642,7 @@ int32_t model_token_id(const model_src *src, const char *key)
 int model_decoder_view_get(model *m, model_decoder_view *v)
 {
     memset(v, 0, sizeof(*v));
-    if (!m->ops->view)
+    if (!m->ops->view || m->qbytes)
         return -ENOTSUP;
     if (!m->views) {
         m->views = calloc((size_t)m->hp.n_layer, sizeof(*m->views));

@@ -105,6 +105,9 @@ typedef struct model_opts {
     int n_batch;  /* max tokens per internal chunk (default 512) */
     int n_ctx;    /* max positions per sequence (default n_ctx_train; for
                      gpt2 and bert at most n_ctx_train) */
+    bool f32_weights; /* convert Q8_0 / Q4_0 matrices to F32 at load (what
+                     training and merging adapters need); default: a llama
+                     GGUF's quantized matrices stay quantized (qmat.h) */
 } model_opts;
 
 #define MODEL_DEFAULT_BATCH 512
@@ -236,7 +239,8 @@ typedef struct model_decoder_view {
 
 /* Fills v with the decoder's weights: writable, so a caller that owns the
  * model may change them (merging an adapter); the model must outlive v.
- * -ENOTSUP for encoders. */
+ * -ENOTSUP for encoders and for models whose matrices stayed quantized
+ * (load them with model_opts.f32_weights). */
 int model_decoder_view_get(model *m, model_decoder_view *v);
 
 /* ---- for architecture files (arch_*.c) only ------------------------------ */
@@ -315,6 +319,8 @@ struct model {
     int n_batch;          /* tokens per chunk */
     int n_ctx;            /* positions per sequence */
     wt_arena warena;      /* every weight, F32 */
+    bool f32_weights;     /* model_opts.f32_weights */
+    size_t qbytes;        /* bytes of weights kept quantized (llama) */
     void *impl;           /* the architecture's weights and scratch */
     kv_cache *enc_kv;     /* decoders: model_encode's own cache (lazy) */
     model_layer_view *views; /* decoders: model_decoder_view_get's layers */

@@ -1,6 +1,8 @@
 /* weights.c - typed tensor views and the F32 weight arena (see weights.h). */
 #include "weights.h"
 
+#include "qmat.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@ const char *wt_dtype_name(wt_dtype t)
     case WT_F16: return "f16";
     case WT_BF16: return "bf16";
     case WT_Q8_0: return "q8_0";
+    case WT_Q4_0: return "q4_0";
     }
     return "?";
 }
@@ -36,10 +39,11 @@ int wt_view_gguf(wt_view *out, const gguf_tensor *t, char *err, size_t errlen)
     case GGUF_DTYPE_F16: out->type = WT_F16; break;
     case GGUF_DTYPE_BF16: out->type = WT_BF16; break;
     case GGUF_DTYPE_Q8_0: out->type = WT_Q8_0; break;
+    case GGUF_DTYPE_Q4_0: out->type = WT_Q4_0; break;
     default: {
         char msg[96];
         const char *n = gguf_dtype_name(t->type);
-        snprintf(msg, sizeof(msg), "type %s is not supported (f32, f16, bf16, q8_0)",
+        snprintf(msg, sizeof(msg), "type %s is not supported (f32, f16, bf16, q8_0, q4_0)",
                  n ? n : "?");
         return wt__fail(err, errlen, -EINVAL, t->name, msg);
     }
@@ -139,6 +143,12 @@ static float wt__elem(const wt_view *v, size_t i)
         return st_f16_to_f32(wt__u16(blk)) *
                (float)((const signed char *)(blk + 2))[i % WT_Q8_0_BLOCK];
     }
+    case WT_Q4_0: { /* byte j: element j low, element j + 16 high */
+        const unsigned char *blk = p + (i / 32) * 18;
+        size_t j = i % 32;
+        int q = j < 16 ? blk[2 + j] & 15 : blk[2 + j - 16] >> 4;
+        return st_f16_to_f32(wt__u16(blk)) * (float)(q - 8);
+    }
     }
     return 0.0f;
 }
@@ -158,6 +168,7 @@ void wt_convert(float *dst, const wt_view *v, int transpose)
     switch (v->type) {
     case WT_F32: memcpy(dst, v->data, n * sizeof(float)); break;
     case WT_Q8_0: wt_dequant_q8_0(dst, v->data, n); break;
+    case WT_Q4_0: qm_dequantize_row(QM_Q4_0, v->data, (int)n, dst); break;
     default:
         for (size_t i = 0; i < n; i++)
             dst[i] = wt__elem(v, i);

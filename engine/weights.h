@@ -2,7 +2,7 @@
  * a tensor inside a GGUF or safetensors file, and one F32 arena that every
  * weight of a model is converted into at load.
  *
- * wt_view   borrowed view of one stored tensor (F32, F16, BF16 or Q8_0),
+ * wt_view   borrowed view of one stored tensor (F32, F16, BF16, Q8_0, Q4_0),
  *           shape outermost first (numpy order): a GGUF tensor with
  *           ne = [in, out] is the view [out, in], the same as a PyTorch
  *           nn.Linear weight in safetensors.
@@ -12,7 +12,8 @@
  *           then on the allocated arena. So the arena is sized exactly and
  *           shape checks run before anything big is allocated.
  *
- * Compute is always F32: F16/BF16/Q8_0 are dequantized into the arena.
+ * Architectures compute in F32 from the arena (F16/BF16/Q8_0/Q4_0
+ * dequantized), except the llama matrices that stay Q8_0 / Q4_0 (qmat.h).
  *
  * Errors: 0 or a negative errno (-EINVAL shape/type mismatch, -ENOMEM), with
  * a message naming the tensor in the caller's buffer.
@@ -33,6 +34,7 @@ typedef enum wt_dtype {
     WT_F16 = 1,
     WT_BF16 = 2,
     WT_Q8_0 = 3,   /* ggml blocks of 32: f16 scale + 32 int8 (34 bytes) */
+    WT_Q4_0 = 4,   /* ggml blocks of 32: f16 scale + 16 bytes of nibbles (qmat.h) */
 } wt_dtype;
 
 #define WT_MAX_DIMS 4

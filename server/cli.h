@@ -14,6 +14,9 @@ int cli_generate(int argc, char **argv);
  * [--no-bos] [--json] [--dump FILE] [-t N] (server/cli_perplexity.c) */
 int cli_perplexity(int argc, char **argv);
 
+/* alignd quantize IN.gguf OUT.gguf q8_0|q4_0 (server/cli_quantize.c) */
+int cli_quantize(int argc, char **argv);
+
 /* alignd pretrain --corpus FILE -o OUT.gguf [shape and training options] */
 int cli_pretrain(int argc, char **argv);
 

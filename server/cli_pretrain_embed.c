@@ -236,7 +236,8 @@ int cli_pretrain_embed(int argc, char **argv)
     trn_embed te = {0};
     trn_embed_set train = {0}, held = {0};
     tok_err terr;
-    if (model_load(&m, o.model, err, sizeof err)) {
+    model_opts mo = {.f32_weights = true}; /* the trainable copy reads F32 */
+    if (model_load_opts(&m, o.model, &mo, err, sizeof err)) {
         fprintf(stderr, "alignd pretrain embed: %s\n", err);
         goto out;
     }

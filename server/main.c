@@ -20,6 +20,7 @@ static void main__usage(FILE *out) {
             "       alignd tokenize -m MODEL [--pieces] TEXT      print a model's token ids\n"
             "       alignd perplexity -m MODEL -f FILE            score a text file (see\n"
             "                                                    perplexity --help)\n"
+            "       alignd quantize IN.gguf OUT.gguf q8_0|q4_0     quantize a model's weight matrices\n"
             "       alignd pretrain --corpus FILE -o OUT.gguf     train a small model from text\n"
             "                                                    (see pretrain --help)\n"
             "       alignd pretrain clip --data DIR -o OUT_DIR    train a small CLIP model from\n"
@@ -79,6 +80,7 @@ int main(int argc, char **argv) {
         if (strcmp(cli.args[0], "tokenize") == 0) rc = cli_tokenize(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "generate") == 0) rc = cli_generate(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "perplexity") == 0) rc = cli_perplexity(cli.n_args, cli.args);
+        else if (strcmp(cli.args[0], "quantize") == 0) rc = cli_quantize(cli.n_args, cli.args);
         else if (strcmp(cli.args[0], "pretrain") == 0)
             rc = cli.n_args > 1 && strcmp(cli.args[1], "clip") == 0
                      ? cli_pretrain_clip(cli.n_args - 1, cli.args + 1)

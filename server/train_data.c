@@ -16,7 +16,7 @@ int train_base_load(train_base *b, const char *path, const char *chat_template, 
 {
     memset(b, 0, sizeof(*b));
     char msg[1024];
-    model_opts mo = {.n_batch = n_batch};
+    model_opts mo = {.n_batch = n_batch, .f32_weights = true}; /* training reads F32 */
     tok_err te = {0};
     if (model_load_opts(&b->m, path, &mo, msg, sizeof msg)) {
         snprintf(err, errlen, "%s", msg);

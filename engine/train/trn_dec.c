@@ -94,7 +94,14 @@ int trn_dec_from_model(trn_dec **out, model *m, char *err, size_t errlen)
     if (!d)
         goto nomem;
     model_decoder_view v;
-    if (model_decoder_view_get(m, &v))
+    int rc = model_decoder_view_get(m, &v);
+    if (rc == -ENOTSUP) {
+        trn_dec_free(d);
+        snprintf(err, errlen, "training needs F32 weights, and this model's matrices stayed "
+                 "quantized (load it with f32 weights: model weights = f32)");
+        return rc;
+    }
+    if (rc)
         goto nomem;
     d->arch = arch;
     memcpy(d->w.layers, v.layers, (size_t)d->hp.n_layer * sizeof(model_layer_view));
@@ -250,8 +257,13 @@ int trn_dec_copy_model(trn_dec **out, model *m, char *err, size_t errlen)
     };
     model_decoder_view v;
     int rc = model_decoder_view_get(m, &v);
-    if (rc || (rc = trn_dec_new(out, &s, 0, err, errlen)))
-        return rc ? rc : -ENOMEM;
+    if (rc) {
+        snprintf(err, errlen, "%s", rc == -ENOTSUP ? "a trainable copy needs F32 weights, and "
+                 "this model's matrices stayed quantized" : "out of memory");
+        return rc;
+    }
+    if ((rc = trn_dec_new(out, &s, 0, err, errlen)))
+        return rc;
     trn_dec *d = *out;
     /* both views hold the same tensors in the same shapes: copy one by one */
     size_t C = hp->n_embd, V = hp->n_vocab, A = (size_t)hp->n_head * hp->head_dim;

@@ -202,6 +202,8 @@ static const tcase CASES[] = {
     {"q8.2d", GGUF_WRITER_Q8_0, 2, {3, 96}, 0.5f, 1.0f},
     {"q8.big", GGUF_WRITER_Q8_0, 2, {70, 160}, 0.0f, 4.0f}, /* > one write chunk */
     {"f16.big", GGUF_WRITER_F16, 2, {5, 1000}, 0.0f, 1.0f},
+    {"q4.2d", GGUF_WRITER_Q4_0, 2, {3, 96}, 0.5f, 1.0f},
+    {"q4.big", GGUF_WRITER_Q4_0, 2, {70, 160}, 0.0f, 4.0f}, /* > one write chunk */
 };
 #define N_CASES (sizeof CASES / sizeof CASES[0])
 
@@ -215,8 +217,10 @@ static size_t case_n(const tcase *c) {
 static double tol_at(const tcase *c, const float *x, size_t i) {
     if (c->type == GGUF_WRITER_F32) return 0.0;
     if (c->type == GGUF_WRITER_F16) return fabs(x[i]) * 0x1p-11 + 0x1p-25;
-    double amax = 0.0; /* of the Q8_0 block: half a step plus the f16 scale */
+    double amax = 0.0; /* of the block: half a step plus the f16 scale */
     for (size_t j = i / 32 * 32; j < i / 32 * 32 + 32; j++) amax = fmax(amax, fabs(x[j]));
+    if (c->type == GGUF_WRITER_Q4_0) /* a whole step of amax / 8 where 8 is clamped to 7 */
+        return amax * (1.0 / 8.0 + 0x1p-10);
     return amax * (0.5 / 127.0 + 0x1p-10);
 }
 
@@ -385,7 +389,7 @@ static void test_bad_tensors(void **state) {
         {"zero.dims", 0, {1}, GGUF_WRITER_F32, "0 dims"},
         {"five.dims", 5, {1, 1, 1, 1, 1}, GGUF_WRITER_F32, "5 dims"},
         {"empty.dim", 2, {3, 0}, GGUF_WRITER_F32, "dim 1 is 0"},
-        {"bf16", 1, {4}, GGUF_DTYPE_BF16, "not f32, f16 or q8_0"},
+        {"bf16", 1, {4}, GGUF_DTYPE_BF16, "not f32, f16, q8_0 or q4_0"},
         {"", 1, {4}, GGUF_WRITER_F32, "empty tensor name"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -1,0 +1,73 @@
+/* qmat.h - quantized weight matrices in ggml's Q8_0 and Q4_0 block formats,
+ * and the matrix product with them.
+ *
+ * Formats (per row, blocks of 32 weights, as GGUF stores them):
+ *   Q8_0  34 bytes: f16 scale d, 32 int8 q;          w = d * q
+ *   Q4_0  18 bytes: f16 scale d, 16 bytes of nibbles: byte j holds weight j
+ *         in its low nibble and weight j + 16 in its high one; w = d * (q - 8)
+ * The quantizers are ggml's reference ones (Q8_0: d = max|x| / 127,
+ * q = round(x / d); Q4_0: d = -m / 8 for the element m of largest
+ * magnitude, q = min(15, trunc(x / d + 8.5))), so files round-trip.
+ *
+ * The product: out[T, rows] = x[T, cols] . W^T (+ bias). Each row of x is
+ * quantized on the fly to blocks of 32 int8 with a float scale (like
+ * ggml's Q8 activations); every block's dot product is exact in integers,
+ * scaled by the two scales and summed in float. Kernels for each ISA level
+ * (AVX-512 VNNI on 256-bit lanes, AVX2, portable C) give the same integer
+ * sums; only the float summation order differs. Rows are split across the
+ * thread pool; each weight row is read once for up to 4 tokens at a time,
+ * so a decode step with T tokens reads the matrix about once.
+ *
+ * Threads: no state; qm_matmul runs on the given pool.
+ */
+#ifndef QMAT_H
+#define QMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu_features.h"
+#include "threadpool.h"
+
+#define QM_BLOCK 32
+
+typedef enum qm_type {
+    QM_Q8_0 = 8,
+    QM_Q4_0 = 4,
+} qm_type;
+
+/* A row-major matrix of rows x cols weights (cols a multiple of 32). */
+typedef struct qm_mat {
+    qm_type type;
+    int rows, cols;
+    const uint8_t *data;   /* rows * qm_row_bytes(type, cols) bytes */
+} qm_mat;
+
+/* Bytes of one block / one row of cols weights. */
+size_t qm_block_bytes(qm_type t);
+size_t qm_row_bytes(qm_type t, int cols);
+/* "q8_0", "q4_0" */
+const char *qm_type_name(qm_type t);
+
+/* ggml's reference quantizer and the dequantizer; n a multiple of 32. */
+void qm_quantize_row(qm_type t, const float *x, int n, uint8_t *dst);
+void qm_dequantize_row(qm_type t, const uint8_t *src, int n, float *dst);
+
+/* Bytes of the quantized activations of T rows of cols. */
+size_t qm_scratch_bytes(int T, int cols);
+
+/* out[t * ldo + r] = sum_c x[t, c] w[r, c] (+ bias[r]) for t < T, r <
+ * w->rows, with x quantized as above into scratch (qm_scratch_bytes(T,
+ * cols), 4-byte aligned; NULL: allocated and freed here); isa is forced
+ * (scalar when the CPU lacks it); pool (NULL: the caller's thread) splits
+ * the rows. -ENOMEM (nothing written) if scratch is NULL and cannot be
+ * allocated; -EINVAL for cols not a multiple of 32 or ldo < rows. */
+int qm_matmul(float *out, size_t ldo, const float *x, const qm_mat *w, const float *bias,
+              int T, cpu_isa isa, tp_pool *pool, void *scratch);
+
+/* The reference: W dequantized, x as given (not quantized), double
+ * accumulation. Differs from qm_matmul by x's quantization error only. */
+void qm_matmul_naive(float *out, size_t ldo, const float *x, const qm_mat *w,
+                     const float *bias, int T);
+
+#endif
