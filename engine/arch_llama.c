@@ -21,6 +21,11 @@
 #include "model.h"
 #include "qmat.h"
 
+/* Rows dequantized at a time for a prefill product (qm_matmul_dequant):
+ * 256 x 2048 floats = 2 MiB at most for 110M-sized models. */
+#define LLAMA__PANEL 256
+#define LLAMA__ALIGN16(n) (((n) + 15) & ~(size_t)15)
+
 /* A matrix: F32 in the arena, or quantized (q.data != NULL, f NULL). */
 typedef struct llama__mat {
     float *f;
@@ -44,6 +49,7 @@ typedef struct llama__impl {
     uint8_t *qarena;   /* the quantized matrices (one allocation) */
     size_t qused;      /* bytes handed out (counted in the first pass) */
     void *qscratch;    /* quantized activations of n_batch rows */
+    float *qpanel;     /* LLAMA__PANEL dequantized rows (prefill) */
     float *inv_freq;   /* [n_rot / 2] */
     /* scratch for n_batch tokens (one allocation) */
     float *scratch;
@@ -318,6 +324,60 @@ static int llama__bind(model *m, const model_src *src, llama__impl *im, char *er
     return 0;
 }
 
+/* The quantized matrices in qmat's packed layout (rows a multiple of 4;
+ * the others stay row-major): one new arena replaces the file's layout. */
+static int llama__pack(model *m, llama__impl *im, char *err, size_t errlen)
+{
+    llama__mat **mats = malloc(((size_t)m->hp.n_layer * 4 + 2) * sizeof(*mats));
+    if (!mats) {
+        snprintf(err, errlen, "out of memory packing the quantized weights");
+        return -ENOMEM;
+    }
+    int n = 0;
+    mats[n++] = &im->tok_embd;
+    if (!m->hp.tied_output)
+        mats[n++] = &im->output;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        mats[n++] = &im->layers[l].wqkv;
+        mats[n++] = &im->layers[l].wo;
+        mats[n++] = &im->layers[l].wgu;
+        mats[n++] = &im->layers[l].wdown;
+    }
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        qm_mat *q = &mats[i]->q;
+        qm_mat pk = *q;
+        pk.packed = q->data && q->rows % 4 == 0;
+        total += q->data ? LLAMA__ALIGN16(qm_mat_bytes(&pk)) : 0;
+    }
+    uint8_t *arena = malloc(total ? total : 1), *p = arena;
+    if (!arena) {
+        free(mats);
+        snprintf(err, errlen, "out of memory packing %zu bytes of quantized weights", total);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        qm_mat *q = &mats[i]->q;
+        if (!q->data)
+            continue;
+        qm_mat out = *q;
+        if (q->rows % 4 == 0)
+            qm_pack(q, p, &out);
+        else
+            memcpy(p, q->data, qm_mat_bytes(q));
+        out.data = p;
+        p += LLAMA__ALIGN16(qm_mat_bytes(&out)); /* packed scales are floats */
+        *q = out;
+    }
+    free(mats);
+    if (m->hp.tied_output)
+        im->output = im->tok_embd;
+    free(im->qarena);
+    im->qarena = arena;
+    m->qbytes = total;
+    return 0;
+}
+
 static int llama__load(model *m, const model_src *src, char *err, size_t errlen)
 {
     int rc = src->fmt == MODEL_FMT_GGUF ? llama__hparams_gguf(m, src, err, errlen)
@@ -344,11 +404,14 @@ static int llama__load(model *m, const model_src *src, char *err, size_t errlen)
     if ((rc = wt_arena_alloc(&m->warena, err, errlen)) ||
         (rc = llama__bind(m, src, im, err, errlen)))
         return rc;
+    if (m->qbytes && (rc = llama__pack(m, im, err, errlen)))
+        return rc;
     if (m->qbytes) {
         int widest = (int)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
         int qdim = hp->n_head * hp->head_dim;
         widest = qdim > widest ? qdim : widest;
-        if (!(im->qscratch = malloc(qm_scratch_bytes(m->n_batch, widest))))
+        if (!(im->qscratch = malloc(qm_scratch_bytes(m->n_batch, widest))) ||
+            !(im->qpanel = malloc((size_t)LLAMA__PANEL * widest * sizeof(float))))
             goto nomem;
     }
 
@@ -384,6 +447,7 @@ static void llama__free(model *m)
     free(im->scratch);
     free(im->qarena);
     free(im->qscratch);
+    free(im->qpanel);
     free(im);
     m->impl = NULL;
 }
@@ -398,18 +462,22 @@ static void llama__mm(llama__impl *im, float *out, size_t ldo, const float *x,
         ops_matmul(out, ldo, x, w->f, NULL, T, C, OC);
         return;
     }
-    /* the scratch holds n_batch rows of the widest input; cannot fail */
-    tp_pool *pool = ops_matmul_pool();
-    qm_matmul(out, ldo, x, &w->q, NULL, T, cpu_isa_best(), pool, im->qscratch);
+    /* the scratches hold n_batch rows / a panel of the widest input: no
+     * failure. Prefill: dequantized panels through sgemm (faster there);
+     * decode: the int8 kernel (reads the matrix once, 4x or 7x fewer bytes) */
+    if (T > ops_matmul_small_t_max()) {
+        tp_park(ops_matmul_pool());
+        qm_matmul_dequant(out, ldo, x, &w->q, NULL, T, im->qpanel, LLAMA__PANEL);
+        return;
+    }
+    qm_matmul(out, ldo, x, &w->q, NULL, T, cpu_isa_best(), ops_matmul_pool(), im->qscratch);
 }
 
 /* Row id of the token embedding as F32. */
 static void llama__embed(const llama__impl *im, int32_t id, float *dst, int C)
 {
     if (im->tok_embd.q.data)
-        qm_dequantize_row(im->tok_embd.q.type,
-                          im->tok_embd.q.data + (size_t)id * qm_row_bytes(im->tok_embd.q.type, C),
-                          C, dst);
+        qm_mat_row(&im->tok_embd.q, id, dst);
     else
         memcpy(dst, im->tok_embd.f + (size_t)id * C, (size_t)C * sizeof(float));
 }

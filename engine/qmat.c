@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"         /* ops_matmul_blas */
 #include "safetensors.h" /* st_f16_to_f32 */
 #include "weights.h"     /* wt_f16_from_f32 */
 
@@ -14,7 +15,13 @@
 #define QM__X86 1
 #endif
 
-#define QM__NT 4 /* tokens per pass over a weight row */
+#define QM__NT 4 /* tokens per pass over a weight row, at most */
+#define QM__NR 4 /* weight rows per tile */
+/* bytes ahead in each weight row to prefetch: the four rows of a tile are
+ * four streams the hardware prefetcher alone does not keep ahead of */
+#ifndef QM__PREFETCH
+#define QM__PREFETCH 2048
+#endif
 
 /* A block of quantized activations: its own layout, with the sum of q the
  * Q4_0 offset needs. */
@@ -111,6 +118,71 @@ void qm_dequantize_row(qm_type t, const uint8_t *src, int n, float *dst)
     }
 }
 
+/* ---- the packed layout --------------------------------------------------------- */
+
+/* Bytes of the group-block of 4 rows: 4 float scales, then 4 rows of quants. */
+static size_t qm__gbytes(qm_type t)
+{
+    return 4 * sizeof(float) + 4 * (qm_block_bytes(t) - 2);
+}
+
+size_t qm_mat_bytes(const qm_mat *m)
+{
+    if (m->packed)
+        return (size_t)(m->rows / 4) * (size_t)(m->cols / QM_BLOCK) * qm__gbytes(m->type);
+    return (size_t)m->rows * qm_row_bytes(m->type, m->cols);
+}
+
+int qm_pack(const qm_mat *src, uint8_t *buf, qm_mat *dst)
+{
+    if (src->packed || src->rows % 4 || src->cols % QM_BLOCK || src->rows <= 0)
+        return -EINVAL;
+    int nb = src->cols / QM_BLOCK;
+    size_t rb = qm_row_bytes(src->type, src->cols), bb = qm_block_bytes(src->type);
+    size_t gb = qm__gbytes(src->type), qb = bb - 2;
+    for (int g = 0; g < src->rows / 4; g++)
+        for (int b = 0; b < nb; b++) {
+            uint8_t *o = buf + ((size_t)g * nb + b) * gb;
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *blk = src->data + (size_t)(4 * g + k) * rb + (size_t)b * bb;
+                float d = qm__d(blk);
+                memcpy(o + k * sizeof(float), &d, sizeof(float));
+                memcpy(o + 4 * sizeof(float) + k * qb, blk + 2, qb);
+            }
+        }
+    *dst = *src;
+    dst->packed = 1;
+    dst->data = buf;
+    return 0;
+}
+
+void qm_mat_row(const qm_mat *m, int r, float *dst)
+{
+    if (!m->packed) {
+        qm_dequantize_row(m->type, m->data + (size_t)r * qm_row_bytes(m->type, m->cols),
+                          m->cols, dst);
+        return;
+    }
+    int nb = m->cols / QM_BLOCK, k = r % 4;
+    size_t gb = qm__gbytes(m->type), qb = qm_block_bytes(m->type) - 2;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *grp = m->data + ((size_t)(r / 4) * nb + b) * gb;
+        float d;
+        memcpy(&d, grp + k * sizeof(float), sizeof(float));
+        const uint8_t *q = grp + 4 * sizeof(float) + k * qb;
+        float *o = dst + (size_t)b * QM_BLOCK;
+        if (m->type == QM_Q8_0) {
+            for (int i = 0; i < QM_BLOCK; i++)
+                o[i] = d * (float)(int8_t)q[i];
+        } else {
+            for (int j = 0; j < QM_BLOCK / 2; j++) {
+                o[j] = d * (float)((q[j] & 15) - 8);
+                o[j + 16] = d * (float)((q[j] >> 4) - 8);
+            }
+        }
+    }
+}
+
 /* Activations: a row of n floats into n / 32 blocks (scale max|x| / 127). */
 static void qm__quantize_x(const float *x, int n, qm__xblock *out)
 {
@@ -159,6 +231,37 @@ static void qm__row_scalar(float *acc, qm_type type, const uint8_t *w, int nb,
     }
 }
 
+/* out[t * ldo + k] for the 4 rows of packed group grp (nb group-blocks) and nt tokens. */
+static void qm__group_scalar(float *out, size_t ldo, qm_type type, const uint8_t *grp, int nb,
+                            const qm__xblock *const *xs, int nt)
+{
+    size_t gb = qm__gbytes(type), qb = qm_block_bytes(type) - 2;
+    float acc[4][QM__NT] = {{0}};
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *g = grp + (size_t)b * gb;
+        for (int k = 0; k < 4; k++) {
+            float d;
+            memcpy(&d, g + k * sizeof(float), sizeof(float));
+            const uint8_t *q = g + 4 * sizeof(float) + k * qb;
+            for (int t = 0; t < nt; t++) {
+                const qm__xblock *x = &xs[t][b];
+                int32_t s = 0;
+                if (type == QM_Q8_0) {
+                    for (int i = 0; i < QM_BLOCK; i++)
+                        s += (int32_t)(int8_t)q[i] * x->q[i];
+                } else {
+                    for (int j = 0; j < QM_BLOCK / 2; j++)
+                        s += ((q[j] & 15) - 8) * x->q[j] + ((q[j] >> 4) - 8) * x->q[j + 16];
+                }
+                acc[k][t] += d * x->d * (float)s;
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int k = 0; k < 4; k++)
+            out[(size_t)t * ldo + k] = acc[k][t];
+}
+
 #ifdef QM__X86
 
 /* ---- AVX2 (and AVX-512 VNNI on 256-bit lanes) -------------------------------- */
@@ -174,54 +277,55 @@ QM__AVX2 static inline float qm__hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* The 32 weights of a Q4_0 block as bytes 0..15 in element order. */
-QM__AVX2 static inline __m256i qm__nibbles(const uint8_t *qs)
+/* The 32 weights of a Q4_0 block as signed bytes q - 8, in element order. */
+QM__AVX2 static inline __m256i qm__q4_signed(const uint8_t *qs)
 {
     __m128i raw = _mm_loadu_si128((const __m128i *)qs);
     __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
 }
 
-/* One kernel body for both levels: DOT(u, s) is the int32x8 of sums of
- * 4 products of unsigned bytes u and signed bytes s. */
-#define QM__ROW_KERNEL(NAME, ATTR, DOT)                                                     \
-    ATTR static void NAME(float *acc, qm_type type, const uint8_t *w, int nb,              \
-                          const qm__xblock *const *xs, int nt)                             \
-    {                                                                                      \
-        __m256 a[QM__NT];                                                                  \
-        float off[QM__NT] = {0};                                                           \
-        for (int t = 0; t < QM__NT; t++)                                                   \
-            a[t] = _mm256_setzero_ps();                                                    \
-        size_t bb = qm_block_bytes(type);                                                  \
-        for (int b = 0; b < nb; b++) {                                                     \
-            const uint8_t *blk = w + (size_t)b * bb;                                       \
-            uint16_t h;                                                                    \
-            memcpy(&h, blk, 2);                                                            \
-            float d = _cvtsh_ss(h);                                                        \
-            if (type == QM_Q8_0) {                                                         \
-                __m256i wq = _mm256_loadu_si256((const __m256i *)(blk + 2));               \
-                __m256i aw = _mm256_sign_epi8(wq, wq);                                     \
-                for (int t = 0; t < nt; t++) {                                             \
-                    const qm__xblock *x = &xs[t][b];                                       \
-                    __m256i xq = _mm256_loadu_si256((const __m256i *)x->q);                \
-                    __m256i p = DOT(aw, _mm256_sign_epi8(xq, wq));                         \
-                    a[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(p), \
-                                           a[t]);                                          \
-                }                                                                          \
-            } else {                                                                       \
-                __m256i nib = qm__nibbles(blk + 2);                                        \
-                for (int t = 0; t < nt; t++) {                                             \
-                    const qm__xblock *x = &xs[t][b];                                       \
-                    __m256i xq = _mm256_loadu_si256((const __m256i *)x->q);                \
-                    __m256i p = DOT(nib, xq);                                              \
-                    float dd = d * x->d;                                                   \
-                    a[t] = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(p), a[t]); \
-                    off[t] += dd * (float)x->sum;                                          \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
-        for (int t = 0; t < nt; t++)                                                       \
-            acc[t] = qm__hsum(a[t]) - 8.0f * off[t];                                       \
+/* One tile of NR weight rows x NT tokens, for both levels: DOT(u, s) is the
+ * int32x8 of sums of 4 products of unsigned bytes u and signed bytes s.
+ * Each block's weights become signed bytes w; w . x is computed as
+ * |w| . (x * sign(w)) (the unsigned x signed instructions), exact in int32;
+ * NR x NT independent accumulators hide the FMA latency. */
+#define QM__TILE_KERNEL(NAME, ATTR, DOT, NT)                                                 \
+    ATTR static void NAME(float *out, size_t ldo, qm_type type, const uint8_t *w, size_t rb, \
+                          int nr, int nb, const qm__xblock *const *xs, int nt)              \
+    {                                                                                       \
+        __m256 a[QM__NR][NT];                                                               \
+        for (int r = 0; r < QM__NR; r++)                                                    \
+            for (int t = 0; t < NT; t++)                                                    \
+                a[r][t] = _mm256_setzero_ps();                                              \
+        size_t bb = qm_block_bytes(type);                                                   \
+        for (int b = 0; b < nb; b++) {                                                      \
+            __m256i xq[NT];                                                                 \
+            __m256 xd[NT];                                                                  \
+            for (int t = 0; t < nt; t++) {                                                  \
+                xq[t] = _mm256_loadu_si256((const __m256i *)xs[t][b].q);                    \
+                xd[t] = _mm256_set1_ps(xs[t][b].d);                                         \
+            }                                                                               \
+            for (int r = 0; r < nr; r++) {                                                  \
+                const uint8_t *blk = w + (size_t)r * rb + (size_t)b * bb;                   \
+                _mm_prefetch((const char *)blk + QM__PREFETCH, _MM_HINT_T0);                \
+                uint16_t h;                                                                 \
+                memcpy(&h, blk, 2);                                                         \
+                __m256 wd = _mm256_set1_ps(_cvtsh_ss(h));                                   \
+                __m256i wq = type == QM_Q8_0                                                \
+                                 ? _mm256_loadu_si256((const __m256i *)(blk + 2))           \
+                                 : qm__q4_signed(blk + 2);                                  \
+                __m256i aw = _mm256_sign_epi8(wq, wq);                                      \
+                for (int t = 0; t < nt; t++) {                                              \
+                    __m256i p = DOT(aw, _mm256_sign_epi8(xq[t], wq));                       \
+                    a[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, xd[t]),                     \
+                                              _mm256_cvtepi32_ps(p), a[r][t]);              \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+        for (int t = 0; t < nt; t++)                                                        \
+            for (int r = 0; r < nr; r++)                                                    \
+                out[(size_t)t * ldo + r] = qm__hsum(a[r][t]);                               \
     }
 
 QM__AVX2 static inline __m256i qm__dot_avx2(__m256i u, __m256i s)
@@ -234,8 +338,51 @@ QM__VNNI static inline __m256i qm__dot_vnni(__m256i u, __m256i s)
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
 }
 
-QM__ROW_KERNEL(qm__row_avx2, QM__AVX2, qm__dot_avx2)
-QM__ROW_KERNEL(qm__row_vnni, QM__VNNI, qm__dot_vnni)
+/* AVX2 has 16 vector registers: 4 x 2 accumulators; VNNI (AVX-512VL): 32 */
+QM__TILE_KERNEL(qm__tile_avx2, QM__AVX2, qm__dot_avx2, 2)
+QM__TILE_KERNEL(qm__tile_vnni, QM__VNNI, qm__dot_vnni, 4)
+
+/* The same on a packed group: one sequential stream, float scales. */
+#define QM__GROUP_KERNEL(NAME, ATTR, DOT, NT)                                                \
+    ATTR static void NAME(float *out, size_t ldo, qm_type type, const uint8_t *grp, int nb, \
+                          const qm__xblock *const *xs, int nt)                             \
+    {                                                                                      \
+        __m256 a[4][NT];                                                                   \
+        for (int r = 0; r < 4; r++)                                                        \
+            for (int t = 0; t < NT; t++)                                                   \
+                a[r][t] = _mm256_setzero_ps();                                             \
+        size_t gb = qm__gbytes(type), qb = qm_block_bytes(type) - 2;                       \
+        for (int b = 0; b < nb; b++) {                                                     \
+            const uint8_t *g = grp + (size_t)b * gb;                                       \
+            _mm_prefetch((const char *)g + QM__PREFETCH, _MM_HINT_T0);                     \
+            _mm_prefetch((const char *)g + QM__PREFETCH + 64, _MM_HINT_T0);                \
+            __m256i xq[NT];                                                                \
+            __m256 xd[NT];                                                                 \
+            for (int t = 0; t < nt; t++) {                                                 \
+                xq[t] = _mm256_loadu_si256((const __m256i *)xs[t][b].q);                   \
+                xd[t] = _mm256_set1_ps(xs[t][b].d);                                        \
+            }                                                                              \
+            const float *d = (const float *)(const void *)g;                               \
+            for (int r = 0; r < 4; r++) {                                                  \
+                const uint8_t *q = g + 4 * sizeof(float) + (size_t)r * qb;                 \
+                __m256 wd = _mm256_set1_ps(d[r]);                                          \
+                __m256i wq = type == QM_Q8_0 ? _mm256_loadu_si256((const __m256i *)q)      \
+                                             : qm__q4_signed(q);                           \
+                __m256i aw = _mm256_sign_epi8(wq, wq);                                     \
+                for (int t = 0; t < nt; t++) {                                             \
+                    __m256i p = DOT(aw, _mm256_sign_epi8(xq[t], wq));                      \
+                    a[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, xd[t]),                    \
+                                              _mm256_cvtepi32_ps(p), a[r][t]);             \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (int t = 0; t < nt; t++)                                                       \
+            for (int r = 0; r < 4; r++)                                                    \
+                out[(size_t)t * ldo + r] = qm__hsum(a[r][t]);                              \
+    }
+
+QM__GROUP_KERNEL(qm__group_avx2, QM__AVX2, qm__dot_avx2, 2)
+QM__GROUP_KERNEL(qm__group_vnni, QM__VNNI, qm__dot_vnni, 4)
 
 #endif /* QM__X86 */
 
@@ -253,35 +400,88 @@ typedef struct qm__job {
     qm__level level;
 } qm__job;
 
+/* Tokens per tile of each level. */
+static int qm__tile_nt(qm__level level)
+{
+    return level == QM__VNNIL ? 4 : level == QM__AVX2L ? 2 : QM__NT;
+}
+
+/* Rows [r0, r1) of a packed matrix (r0, r1 multiples of 4: the pool's
+ * chunks are multiples of 16 rows, and rows is a multiple of 4). */
+static void qm__run_packed(const qm__job *j, size_t r0, size_t r1)
+{
+    int nb = j->w->cols / QM_BLOCK, NT = qm__tile_nt(j->level);
+    size_t gsz = (size_t)nb * qm__gbytes(j->w->type);
+    for (size_t r = r0; r < r1; r += 4) {
+        const uint8_t *grp = j->w->data + r / 4 * gsz;
+        for (int t0 = 0; t0 < j->T; t0 += NT) {
+            int nt = j->T - t0 < NT ? j->T - t0 : NT;
+            const qm__xblock *xs[QM__NT];
+            for (int t = 0; t < nt; t++)
+                xs[t] = j->xq + (size_t)(t0 + t) * nb;
+            float *o = j->out + (size_t)t0 * j->ldo + r;
+            switch (j->level) {
+#ifdef QM__X86
+            case QM__VNNIL:
+                qm__group_vnni(o, j->ldo, j->w->type, grp, nb, xs, nt);
+                break;
+            case QM__AVX2L:
+                qm__group_avx2(o, j->ldo, j->w->type, grp, nb, xs, nt);
+                break;
+#endif
+            default:
+                qm__group_scalar(o, j->ldo, j->w->type, grp, nb, xs, nt);
+                break;
+            }
+            if (j->bias)
+                for (int t = 0; t < nt; t++)
+                    for (int k = 0; k < 4; k++)
+                        o[(size_t)t * j->ldo + k] += j->bias[r + k];
+        }
+    }
+}
+
 static void qm__run(void *ctx, size_t r0, size_t r1, int worker)
 {
     (void)worker;
     const qm__job *j = ctx;
-    int nb = j->w->cols / QM_BLOCK;
+    int nb = j->w->cols / QM_BLOCK, NT = qm__tile_nt(j->level);
     size_t rb = qm_row_bytes(j->w->type, j->w->cols);
-    for (size_t r = r0; r < r1; r++) {
+    if (j->w->packed) {
+        qm__run_packed(j, r0, r1);
+        return;
+    }
+    for (size_t r = r0; r < r1; r += QM__NR) {
+        int nr = r1 - r < QM__NR ? (int)(r1 - r) : QM__NR;
         const uint8_t *wr = j->w->data + r * rb;
-        for (int t0 = 0; t0 < j->T; t0 += QM__NT) {
-            int nt = j->T - t0 < QM__NT ? j->T - t0 : QM__NT;
+        for (int t0 = 0; t0 < j->T; t0 += NT) {
+            int nt = j->T - t0 < NT ? j->T - t0 : NT;
             const qm__xblock *xs[QM__NT];
             for (int t = 0; t < nt; t++)
                 xs[t] = j->xq + (size_t)(t0 + t) * nb;
-            float acc[QM__NT];
+            float *o = j->out + (size_t)t0 * j->ldo + r;
             switch (j->level) {
 #ifdef QM__X86
             case QM__VNNIL:
-                qm__row_vnni(acc, j->w->type, wr, nb, xs, nt);
+                qm__tile_vnni(o, j->ldo, j->w->type, wr, rb, nr, nb, xs, nt);
                 break;
             case QM__AVX2L:
-                qm__row_avx2(acc, j->w->type, wr, nb, xs, nt);
+                qm__tile_avx2(o, j->ldo, j->w->type, wr, rb, nr, nb, xs, nt);
                 break;
 #endif
             default:
-                qm__row_scalar(acc, j->w->type, wr, nb, xs, nt);
+                for (int k = 0; k < nr; k++) {
+                    float acc[QM__NT];
+                    qm__row_scalar(acc, j->w->type, wr + (size_t)k * rb, nb, xs, nt);
+                    for (int t = 0; t < nt; t++)
+                        o[(size_t)t * j->ldo + k] = acc[t];
+                }
                 break;
             }
-            for (int t = 0; t < nt; t++)
-                j->out[(size_t)(t0 + t) * j->ldo + r] = acc[t] + (j->bias ? j->bias[r] : 0.0f);
+            if (j->bias)
+                for (int t = 0; t < nt; t++)
+                    for (int k = 0; k < nr; k++)
+                        o[(size_t)t * j->ldo + k] += j->bias[r + k];
         }
     }
 }
@@ -327,15 +527,29 @@ int qm_matmul(float *out, size_t ldo, const float *x, const qm_mat *w, const flo
     return 0;
 }
 
+int qm_matmul_dequant(float *out, size_t ldo, const float *x, const qm_mat *w,
+                      const float *bias, int T, float *panel, int panel_rows)
+{
+    if (w->cols <= 0 || w->cols % QM_BLOCK || w->rows <= 0 || ldo < (size_t)w->rows || T < 0 ||
+        panel_rows < 1)
+        return -EINVAL;
+    for (int r0 = 0; r0 < w->rows && T > 0; r0 += panel_rows) {
+        int n = w->rows - r0 < panel_rows ? w->rows - r0 : panel_rows;
+        for (int r = 0; r < n; r++)
+            qm_mat_row(w, r0 + r, panel + (size_t)r * w->cols);
+        ops_matmul_blas(out + r0, ldo, x, panel, bias ? bias + r0 : NULL, T, w->cols, n);
+    }
+    return 0;
+}
+
 void qm_matmul_naive(float *out, size_t ldo, const float *x, const qm_mat *w,
                      const float *bias, int T)
 {
     float *row = malloc((size_t)w->cols * sizeof(float));
     if (!row)
         return;
-    size_t rb = qm_row_bytes(w->type, w->cols);
     for (int r = 0; r < w->rows; r++) {
-        qm_dequantize_row(w->type, w->data + (size_t)r * rb, w->cols, row);
+        qm_mat_row(w, r, row);
         for (int t = 0; t < T; t++) {
             const float *xr = x + (size_t)t * w->cols;
             double acc = bias ? bias[r] : 0.0;

@@ -36,12 +36,28 @@ typedef enum qm_type {
     QM_Q4_0 = 4,
 } qm_type;
 
-/* A row-major matrix of rows x cols weights (cols a multiple of 32). */
+/* A matrix of rows x cols weights (cols a multiple of 32), in one of two
+ * layouts:
+ *   row-major (packed 0): GGUF's, each row its blocks one after the other;
+ *   packed (1, rows a multiple of 4; qm_pack): for each group of 4 rows,
+ *     block by block, the 4 rows' scales as float then their 4 x 32 int8
+ *     (Q8_0) or 4 x 16 nibble bytes (Q4_0). A tile of the product then
+ *     reads one sequential stream, and scales are not converted per use. */
 typedef struct qm_mat {
     qm_type type;
     int rows, cols;
-    const uint8_t *data;   /* rows * qm_row_bytes(type, cols) bytes */
+    int packed;
+    const uint8_t *data;   /* qm_mat_bytes(this) bytes */
 } qm_mat;
+
+/* Bytes of m's data in its layout. */
+size_t qm_mat_bytes(const qm_mat *m);
+/* Packs src (row-major, rows a multiple of 4) into buf (qm_mat_bytes of the
+ * packed result; 4-byte aligned) and describes it in *dst; -EINVAL for
+ * another shape or an already packed src. */
+int qm_pack(const qm_mat *src, uint8_t *buf, qm_mat *dst);
+/* Row r of m dequantized into dst[cols], any layout. */
+void qm_mat_row(const qm_mat *m, int r, float *dst);
 
 /* Bytes of one block / one row of cols weights. */
 size_t qm_block_bytes(qm_type t);
@@ -64,6 +80,13 @@ size_t qm_scratch_bytes(int T, int cols);
  * allocated; -EINVAL for cols not a multiple of 32 or ldo < rows. */
 int qm_matmul(float *out, size_t ldo, const float *x, const qm_mat *w, const float *bias,
               int T, cpu_isa isa, tp_pool *pool, void *scratch);
+
+/* Rows dequantized per panel into F32 (panel: panel_rows * cols floats)
+ * and multiplied by OpenBLAS sgemm (ops_matmul_blas): for prefill, where
+ * the product is compute-bound and sgemm beats the int8 kernel; x stays
+ * F32. Same output contract as qm_matmul; -EINVAL for bad shapes. */
+int qm_matmul_dequant(float *out, size_t ldo, const float *x, const qm_mat *w,
+                      const float *bias, int T, float *panel, int panel_rows);
 
 /* The reference: W dequantized, x as given (not quantized), double
  * accumulation. Differs from qm_matmul by x's quantization error only. */

@@ -7,7 +7,9 @@
  *     the scalar one against the naive reference (W dequantized, x exact)
  *     within the bound that x's quantization allows, computed per output;
  *     T not a multiple of the kernels' 4 tokens, rows not a multiple of the
- *     pool's chunks, a bias, a wider ldo, a thread pool; bad shapes. */
+ *     pool's chunks, a bias, a wider ldo, a thread pool; bad shapes;
+ *   - the packed layout: its rows dequantize to the same weights, and every
+ *     kernel on it gives the row-major products. */
 #include "tu_util.h"
 
 #include <errno.h>
@@ -148,6 +150,16 @@ static void check_product(qm_type type, int R, int C, int T, tp_pool *pool)
                          qm_type_name(type), T, t, r, scalar[t * ldo + r], ref[t * ldo + r],
                          bound);
         }
+    /* dequantized panels through sgemm: the naive reference up to float rounding */
+    float *panel = malloc((size_t)7 * C * sizeof(float));
+    memset(got, 0, T * ldo * sizeof(float));
+    assert_int_equal(qm_matmul_dequant(got, ldo, x, &m, bias, T, panel, 7), 0);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++)
+            if (fabsf(got[t * ldo + r] - ref[t * ldo + r]) > 1e-4f * (1 + fabsf(ref[t * ldo + r])))
+                fail_msg("%s dequant T %d [%d, %d]: %.7f, naive %.7f", qm_type_name(type), T, t,
+                         r, got[t * ldo + r], ref[t * ldo + r]);
+    free(panel);
     for (int isa = CPU_ISA_AVX2; isa < CPU_ISA_COUNT; isa++) {
         if (!cpu_isa_supported((cpu_isa)isa))
             continue;
@@ -157,6 +169,30 @@ static void check_product(qm_type type, int R, int C, int T, tp_pool *pool)
             if (fabsf(got[i] - scalar[i]) > 1e-4f * (1 + fabsf(scalar[i])))
                 fail_msg("%s %s T %d [%zu]: %.7f, scalar %.7f", qm_type_name(type),
                          cpu_isa_name((cpu_isa)isa), T, i, got[i], scalar[i]);
+    }
+    if (R % 4 == 0) { /* the packed layout: the same rows, the same products */
+        qm_mat pk;
+        uint8_t *buf = malloc(qm_mat_bytes(&(qm_mat){.type = type, .rows = R, .cols = C,
+                                                     .packed = 1}));
+        assert_int_equal(qm_pack(&m, buf, &pk), 0);
+        assert_int_equal(qm_pack(&pk, buf, &pk), -EINVAL);
+        float *row = malloc((size_t)C * sizeof(float));
+        for (int r = 0; r < R; r++) {
+            qm_mat_row(&pk, r, row);
+            assert_memory_equal(row, wd + (size_t)r * C, (size_t)C * sizeof(float));
+        }
+        for (int isa = CPU_ISA_SCALAR; isa < CPU_ISA_COUNT; isa++) {
+            if (!cpu_isa_supported((cpu_isa)isa))
+                continue;
+            memset(got, 0, T * ldo * sizeof(float));
+            assert_int_equal(qm_matmul(got, ldo, x, &pk, bias, T, (cpu_isa)isa, pool, NULL), 0);
+            for (size_t i = 0; i < T * ldo; i++)
+                if (fabsf(got[i] - scalar[i]) > 1e-4f * (1 + fabsf(scalar[i])))
+                    fail_msg("%s packed %s T %d [%zu]: %.7f, row-major scalar %.7f",
+                             qm_type_name(type), cpu_isa_name((cpu_isa)isa), T, i, got[i],
+                             scalar[i]);
+        }
+        free(row), free(buf);
     }
     free(w), free(x), free(bias), free(wq), free(wd), free(ref), free(scalar), free(got);
 }
@@ -171,6 +207,8 @@ static void test_product(void **state)
         for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
             check_product(k ? QM_Q4_0 : QM_Q8_0, 37, 96, Ts[i], NULL);
             check_product(k ? QM_Q4_0 : QM_Q8_0, 203, 256, Ts[i], pool);
+            check_product(k ? QM_Q4_0 : QM_Q8_0, 64, 96, Ts[i], NULL);
+            check_product(k ? QM_Q4_0 : QM_Q8_0, 196, 256, Ts[i], pool);
         }
     tp_free(pool);
 }
