@@ -140,6 +140,11 @@ int model_load_opts(model **out, const char *path, const model_opts *opts,
         model_free(m);
         goto done;
     }
+    /* attention heads split over the engine's pool: scores per thread */
+    int nth = tp_threads(ops_matmul_pool());
+    if (nth > 1 && m->n_ctx > 0 &&
+        (m->attn_ws = malloc((size_t)nth * (size_t)m->n_ctx * sizeof(float))))
+        m->attn_threads = nth;
     *out = m;
 done:
     gguf_close(src.gguf);
@@ -155,6 +160,7 @@ void model_free(model *m)
         m->ops->free(m);
     kv_free(m->enc_kv);
     free(m->views);
+    free(m->attn_ws);
     model_lora_free(m);
     wt_arena_free(&m->warena);
     free(m);
@@ -238,6 +244,34 @@ int model_take(model *m, size_t n, float **out, char *err, size_t errlen)
 
 /* ---- forward ------------------------------------------------------------- */
 
+typedef struct model__attn_job {
+    model *m;
+    kv_cache *kv;
+    const model_batch *b;
+    const float *q, *kp, *vp;
+    float *out, *ws;
+    size_t ldq, ldo, bstride, kvd;
+    int bs;
+    float scale;
+} model__attn_job;
+
+/* Items [i0, i1) of (token, head) pairs: one head of one token each, with
+ * the worker's own scores (the same arithmetic as all heads at once). */
+static void model__attn_run(void *ctx, size_t i0, size_t i1, int worker)
+{
+    const model__attn_job *j = ctx;
+    const model_hparams *hp = &j->m->hp;
+    int NH = hp->n_head, HS = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    float *att = j->ws + (size_t)worker * j->m->n_ctx;
+    for (size_t i = i0; i < i1; i++) {
+        int t = (int)(i / NH), h = (int)(i % NH), g = h / group;
+        ops_attention_paged(j->out + t * j->ldo + (size_t)h * HS, j->q + t * j->ldq + (size_t)h * HS,
+                            j->kp + (size_t)g * HS, j->vp + (size_t)g * HS, j->bstride,
+                            kv_seq_table(j->kv, j->b->seq_id[t]), j->bs, j->kvd,
+                            j->b->pos[t] + 1, 1, 1, HS, j->scale, att);
+    }
+}
+
 void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
                   const float *q, const float *k, const float *v, size_t ldq,
                   float *out, size_t ldo, float *att)
@@ -250,16 +284,25 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
         memcpy(kv_v(kv, layer, b->seq_id[t], b->pos[t]), v + t * ldq,
                kvd * sizeof(float));
     }
-    float scale = 1.0f / sqrtf((float)hp->head_dim);
-    const float *kp = kv_pool_k(kv, layer), *vp = kv_pool_v(kv, layer);
-    size_t bstride = kv_block_stride(kv);
-    int bs = kv_block_size(kv);
-    for (int t = 0; t < b->n_tokens; t++) {
-        /* positions 0..pos of the sequence, through its block table */
-        ops_attention_paged(out + t * ldo, q + t * ldq, kp, vp, bstride,
-                            kv_seq_table(kv, b->seq_id[t]), bs, kvd, b->pos[t] + 1,
-                            hp->n_head, hp->n_head_kv, hp->head_dim, scale, att);
+    model__attn_job j = {
+        .m = m, .kv = kv, .b = b, .q = q, .ldq = ldq, .out = out, .ldo = ldo,
+        .kp = kv_pool_k(kv, layer), .vp = kv_pool_v(kv, layer), .bstride = kv_block_stride(kv),
+        .bs = kv_block_size(kv), .kvd = kvd, .scale = 1.0f / sqrtf((float)hp->head_dim),
+    };
+    tp_pool *pool = ops_matmul_pool();
+    size_t n_items = (size_t)b->n_tokens * hp->n_head, keys = 0;
+    for (int t = 0; t < b->n_tokens; t++)
+        keys += (size_t)b->pos[t] + 1;
+    /* (token, head) pairs over the pool when there is enough to share */
+    if (m->attn_ws && tp_threads(pool) <= m->attn_threads && keys * hp->head_dim >= 16384) {
+        j.ws = m->attn_ws;
+        tp_parallel_for(pool, n_items, 1, model__attn_run, &j);
+        return;
     }
+    for (int t = 0; t < b->n_tokens; t++) /* all heads of a token at once */
+        ops_attention_paged(out + t * ldo, q + t * ldq, j.kp, j.vp, j.bstride,
+                            kv_seq_table(kv, b->seq_id[t]), j.bs, kvd, b->pos[t] + 1,
+                            hp->n_head, hp->n_head_kv, hp->head_dim, j.scale, att);
 }
 
 int model_gather_rows(const model_batch *b, float *x, int C)

@@ -325,6 +325,8 @@ struct model {
     kv_cache *enc_kv;     /* decoders: model_encode's own cache (lazy) */
     model_layer_view *views; /* decoders: model_decoder_view_get's layers */
     model_lora_ws lora;   /* decoders: adapter workspace (empty until used) */
+    float *attn_ws;       /* model_attend's per-thread scores, attn_threads x n_ctx */
+    int attn_threads;     /* threads attn_ws has room for (0: attention runs serially) */
 };
 
 /* Looks up a tensor by name in the source. Absent: -ENOENT naming it and

@@ -168,6 +168,21 @@ void ops_add(float *y, const float *x, size_t n)
 
 /* ---- attention ---------------------------------------------------------- */
 
+/* q . k over n dims in 8 interleaved partial sums, added pairwise at the
+ * end: the chain of one running sum would wait on every add's latency. Both
+ * attention kernels use it, so they stay bitwise equal. */
+static inline float ops__dot(const float *a, const float *b, int n)
+{
+    float s[8] = {0};
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int i = 0; i < 8; i++)
+            s[i] += a[d + i] * b[d + i];
+    for (; d < n; d++)
+        s[d & 7] += a[d] * b[d];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
 void ops_attention(float *out, const float *q, const float *k, const float *v,
                    size_t ldk, int TK, int NH, int NKV, int HS, float scale,
                    float *att)
@@ -177,11 +192,7 @@ void ops_attention(float *out, const float *q, const float *k, const float *v,
         const float *qh = q + (size_t)h * HS;
         size_t koff = (size_t)(h / group) * HS;
         for (int j = 0; j < TK; j++) {
-            const float *kj = k + (size_t)j * ldk + koff;
-            float s = 0.0f;
-            for (int d = 0; d < HS; d++)
-                s += qh[d] * kj[d];
-            att[j] = s * scale;
+            att[j] = ops__dot(qh, k + (size_t)j * ldk + koff, HS) * scale;
         }
         ops_softmax(att, TK);
         float *oh = out + (size_t)h * HS;
@@ -208,11 +219,7 @@ void ops_attention_paged(float *out, const float *q, const float *k,
             const float *kb = k + (size_t)table[bi] * bstride + koff;
             int n = TK - j0 < BS ? TK - j0 : BS;
             for (int r = 0; r < n; r++) {
-                const float *kj = kb + (size_t)r * ldk;
-                float s = 0.0f;
-                for (int d = 0; d < HS; d++)
-                    s += qh[d] * kj[d];
-                att[j0 + r] = s * scale;
+                att[j0 + r] = ops__dot(qh, kb + (size_t)r * ldk, HS) * scale;
             }
         }
         ops_softmax(att, TK);
