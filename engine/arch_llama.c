@@ -406,6 +406,9 @@ static int llama__load(model *m, const model_src *src, char *err, size_t errlen)
         return rc;
     if (m->qbytes && (rc = llama__pack(m, im, err, errlen)))
         return rc;
+    if (!hp->tied_output) /* a lookup table: decode reads one row of it */
+        m->embd_bytes = im->tok_embd.q.data ? qm_mat_bytes(&im->tok_embd.q)
+                                            : (size_t)hp->n_vocab * hp->n_embd * sizeof(float);
     if (m->qbytes) {
         int widest = (int)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
         int qdim = hp->n_head * hp->head_dim;

@@ -173,6 +173,7 @@ model_kind model_get_kind(const model *m) { return model_arch_kind(m->arch); }
 int model_n_batch(const model *m) { return m->n_batch; }
 int model_n_ctx(const model *m) { return m->n_ctx; }
 size_t model_weight_bytes(const model *m) { return m->warena.cap * sizeof(float) + m->qbytes; }
+size_t model_decode_bytes(const model *m) { return model_weight_bytes(m) - m->embd_bytes; }
 
 int model_kv_create(const model *m, int n_seq_max, int budget_tokens,
                     int block_size, kv_cache **out, char *err, size_t errlen)

@@ -164,6 +164,9 @@ int model_n_batch(const model *m);
 int model_n_ctx(const model *m);
 /* Bytes of converted weights. */
 size_t model_weight_bytes(const model *m);
+/* Bytes of the weights one decode step reads: all of them but the token
+ * embedding table (one row is looked up) unless it is also the output. */
+size_t model_decode_bytes(const model *m);
 
 /* Creates a KV cache for this model: a pool of blocks of block_size
  * positions (0: KV_DEFAULT_BLOCK_SIZE) holding at least budget_tokens
@@ -321,6 +324,7 @@ struct model {
     wt_arena warena;      /* every weight, F32 */
     bool f32_weights;     /* model_opts.f32_weights */
     size_t qbytes;        /* bytes of weights kept quantized (llama) */
+    size_t embd_bytes;    /* bytes of an untied token-embedding table (llama) */
     void *impl;           /* the architecture's weights and scratch */
     kv_cache *enc_kv;     /* decoders: model_encode's own cache (lazy) */
     model_layer_view *views; /* decoders: model_decoder_view_get's layers */
