@@ -235,7 +235,8 @@ static int llama__qtype(const model *m, const model_src *src, char names[][128],
 }
 
 /* The matrix fused from n tensors of rows[i] x cols: F32 from the arena,
- * or (qtype) their blocks copied one after the other into the byte arena. */
+ * or (qtype) their rows gathered and packed (qm_pack) into the byte arena;
+ * the counting pass (no arena yet) only checks and counts. */
 static int llama__mat_bind(model *m, const model_src *src, llama__impl *im, llama__mat *out,
                            char names[][128], const int64_t *rows, int n, int64_t cols,
                            char *err, size_t errlen)
@@ -243,7 +244,7 @@ static int llama__mat_bind(model *m, const model_src *src, llama__impl *im, llam
     int64_t total = 0;
     for (int i = 0; i < n; i++)
         total += rows[i];
-    int qtype = llama__qtype(m, src, names, n), rc;
+    int qtype = llama__qtype(m, src, names, n), rc = 0;
     memset(out, 0, sizeof(*out));
     if (!qtype) {
         if ((rc = model_take(m, (size_t)(total * cols), &out->f, err, errlen)))
@@ -256,21 +257,34 @@ static int llama__mat_bind(model *m, const model_src *src, llama__impl *im, llam
         }
         return 0;
     }
-    size_t rb = qm_row_bytes((qm_type)qtype, (int)cols);
-    uint8_t *dst = im->qarena ? im->qarena + im->qused : NULL;
-    out->q = (qm_mat){.type = (qm_type)qtype, .rows = (int)total, .cols = (int)cols,
-                      .data = dst};
-    for (int i = 0; i < n; i++) {
+    /* the parts' rows one after the other, then packed into the arena */
+    qm_mat raw = {.type = (qm_type)qtype, .rows = (int)total, .cols = (int)cols};
+    qm_mat packed = raw;
+    packed.packed = 1;
+    size_t rb = qm_row_bytes(raw.type, raw.cols), bytes = LLAMA__ALIGN16(qm_mat_bytes(&packed));
+    uint8_t *tmp = im->qarena ? malloc(qm_mat_bytes(&raw)) : NULL, *dst = tmp;
+    if (im->qarena && !tmp) {
+        snprintf(err, errlen, "%s: out of memory packing a %lld x %lld matrix", src->path,
+                 (long long)total, (long long)cols);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n && rc == 0; i++) {
         wt_view v;
         if ((rc = model_src_tensor(src, names[i], &v, false, err, errlen)) ||
             (rc = wt_expect(&v, rows[i], cols, err, errlen)))
-            return rc;
+            break;
         if (dst)
             memcpy(dst, v.data, (size_t)rows[i] * rb);
         dst = dst ? dst + (size_t)rows[i] * rb : NULL;
     }
-    im->qused += (size_t)total * rb;
-    return 0;
+    out->q = packed; /* counting pass: the shape only */
+    if (tmp && rc == 0) {
+        raw.data = tmp;
+        qm_pack(&raw, im->qarena + im->qused, &out->q);
+    }
+    free(tmp);
+    im->qused += bytes;
+    return rc;
 }
 
 static int llama__bind(model *m, const model_src *src, llama__impl *im, char *err,
@@ -324,60 +338,6 @@ static int llama__bind(model *m, const model_src *src, llama__impl *im, char *er
     return 0;
 }
 
-/* The quantized matrices in qmat's packed layout (rows a multiple of 4;
- * the others stay row-major): one new arena replaces the file's layout. */
-static int llama__pack(model *m, llama__impl *im, char *err, size_t errlen)
-{
-    llama__mat **mats = malloc(((size_t)m->hp.n_layer * 4 + 2) * sizeof(*mats));
-    if (!mats) {
-        snprintf(err, errlen, "out of memory packing the quantized weights");
-        return -ENOMEM;
-    }
-    int n = 0;
-    mats[n++] = &im->tok_embd;
-    if (!m->hp.tied_output)
-        mats[n++] = &im->output;
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        mats[n++] = &im->layers[l].wqkv;
-        mats[n++] = &im->layers[l].wo;
-        mats[n++] = &im->layers[l].wgu;
-        mats[n++] = &im->layers[l].wdown;
-    }
-    size_t total = 0;
-    for (int i = 0; i < n; i++) {
-        qm_mat *q = &mats[i]->q;
-        qm_mat pk = *q;
-        pk.packed = q->data && q->rows % 4 == 0;
-        total += q->data ? LLAMA__ALIGN16(qm_mat_bytes(&pk)) : 0;
-    }
-    uint8_t *arena = malloc(total ? total : 1), *p = arena;
-    if (!arena) {
-        free(mats);
-        snprintf(err, errlen, "out of memory packing %zu bytes of quantized weights", total);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < n; i++) {
-        qm_mat *q = &mats[i]->q;
-        if (!q->data)
-            continue;
-        qm_mat out = *q;
-        if (q->rows % 4 == 0)
-            qm_pack(q, p, &out);
-        else
-            memcpy(p, q->data, qm_mat_bytes(q));
-        out.data = p;
-        p += LLAMA__ALIGN16(qm_mat_bytes(&out)); /* packed scales are floats */
-        *q = out;
-    }
-    free(mats);
-    if (m->hp.tied_output)
-        im->output = im->tok_embd;
-    free(im->qarena);
-    im->qarena = arena;
-    m->qbytes = total;
-    return 0;
-}
-
 static int llama__load(model *m, const model_src *src, char *err, size_t errlen)
 {
     int rc = src->fmt == MODEL_FMT_GGUF ? llama__hparams_gguf(m, src, err, errlen)
@@ -403,8 +363,6 @@ static int llama__load(model *m, const model_src *src, char *err, size_t errlen)
         goto nomem;
     if ((rc = wt_arena_alloc(&m->warena, err, errlen)) ||
         (rc = llama__bind(m, src, im, err, errlen)))
-        return rc;
-    if (m->qbytes && (rc = llama__pack(m, im, err, errlen)))
         return rc;
     if (!hp->tied_output) /* a lookup table: decode reads one row of it */
         m->embd_bytes = im->tok_embd.q.data ? qm_mat_bytes(&im->tok_embd.q)

@@ -34,7 +34,7 @@ static int gguf_quantize__meta(gguf_writer *w, const gguf_file *f, qm_type type)
 
 /* Adds tensor t, converted to F32 into *buf (kept until the write). */
 static int gguf_quantize__tensor(gguf_writer *w, const gguf_tensor *t, qm_type type,
-                                 float **buf, int *quantized, char *err, size_t errlen)
+                                 float **buf, gguf_quantize_stats *st, char *err, size_t errlen)
 {
     wt_view v;
     int rc = wt_view_gguf(&v, t, err, errlen);
@@ -49,7 +49,10 @@ static int gguf_quantize__tensor(gguf_writer *w, const gguf_tensor *t, qm_type t
     bool q = v.n_dims == 2 && v.shape[1] % QM_BLOCK == 0;
     gguf_writer_type wt = q ? (type == QM_Q8_0 ? GGUF_WRITER_Q8_0 : GGUF_WRITER_Q4_0)
                             : (v.type == WT_F16 ? GGUF_WRITER_F16 : GGUF_WRITER_F32);
-    *quantized += q;
+    st->quantized += q;
+    size_t rows = (size_t)(v.n_elements / v.shape[v.n_dims - 1]);
+    st->bytes_out += q ? rows * qm_row_bytes(type, (int)v.shape[1])
+                       : (size_t)v.n_elements * (wt == GGUF_WRITER_F16 ? 2 : 4);
     return gguf_writer_add_tensor(w, t->name, v.n_dims, v.shape, wt, *buf);
 }
 
@@ -81,7 +84,7 @@ int gguf_quantize(const char *in_path, const char *out_path, qm_type type,
     for (size_t i = 0; i < n; i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
         char msg[512] = "";
-        if ((rc = gguf_quantize__tensor(w, t, type, &bufs[i], &st->quantized, msg, sizeof msg))) {
+        if ((rc = gguf_quantize__tensor(w, t, type, &bufs[i], st, msg, sizeof msg))) {
             snprintf(err, errlen, "%s: %s", in_path, msg[0] ? msg : gguf_writer_error(w));
             goto out;
         }
@@ -92,12 +95,6 @@ int gguf_quantize(const char *in_path, const char *out_path, qm_type type,
     st->tensors = (int)n;
     if ((rc = gguf_writer_write(w, out_path, err, errlen)))
         goto out;
-    gguf_file *g = NULL; /* the result's tensor bytes, as written */
-    if (gguf_open(&g, out_path, NULL, 0) == 0) {
-        for (size_t i = 0; i < gguf_n_tensors(g); i++)
-            st->bytes_out += gguf_tensor_at(g, i)->nbytes;
-        gguf_close(g);
-    }
 out:
     for (size_t i = 0; bufs && i < n; i++)
         free(bufs[i]);

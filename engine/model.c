@@ -140,9 +140,9 @@ int model_load_opts(model **out, const char *path, const model_opts *opts,
         model_free(m);
         goto done;
     }
-    /* attention heads split over the engine's pool: scores per thread */
+    /* decoders' attention heads split over the engine's pool: scores per thread */
     int nth = tp_threads(ops_matmul_pool());
-    if (nth > 1 && m->n_ctx > 0 &&
+    if (m->ops->forward && nth > 1 && m->n_ctx > 0 &&
         (m->attn_ws = malloc((size_t)nth * (size_t)m->n_ctx * sizeof(float))))
         m->attn_threads = nth;
     *out = m;

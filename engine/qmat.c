@@ -16,12 +16,6 @@
 #endif
 
 #define QM__NT 4 /* tokens per pass over a weight row, at most */
-#define QM__NR 4 /* weight rows per tile */
-/* bytes ahead in each weight row to prefetch: the four rows of a tile are
- * four streams the hardware prefetcher alone does not keep ahead of */
-#ifndef QM__PREFETCH
-#define QM__PREFETCH 2048
-#endif
 
 /* A block of quantized activations: its own layout, with the sum of q the
  * Q4_0 offset needs. */
@@ -129,21 +123,22 @@ static size_t qm__gbytes(qm_type t)
 size_t qm_mat_bytes(const qm_mat *m)
 {
     if (m->packed)
-        return (size_t)(m->rows / 4) * (size_t)(m->cols / QM_BLOCK) * qm__gbytes(m->type);
+        return (size_t)((m->rows + 3) / 4) * (size_t)(m->cols / QM_BLOCK) * qm__gbytes(m->type);
     return (size_t)m->rows * qm_row_bytes(m->type, m->cols);
 }
 
 int qm_pack(const qm_mat *src, uint8_t *buf, qm_mat *dst)
 {
-    if (src->packed || src->rows % 4 || src->cols % QM_BLOCK || src->rows <= 0)
+    if (src->packed || src->cols % QM_BLOCK || src->rows <= 0)
         return -EINVAL;
     int nb = src->cols / QM_BLOCK;
     size_t rb = qm_row_bytes(src->type, src->cols), bb = qm_block_bytes(src->type);
     size_t gb = qm__gbytes(src->type), qb = bb - 2;
-    for (int g = 0; g < src->rows / 4; g++)
+    for (int g = 0; g < (src->rows + 3) / 4; g++)
         for (int b = 0; b < nb; b++) {
             uint8_t *o = buf + ((size_t)g * nb + b) * gb;
-            for (int k = 0; k < 4; k++) {
+            memset(o, 0, gb); /* rows past the end: scale 0, so products 0 */
+            for (int k = 0; k < 4 && 4 * g + k < src->rows; k++) {
                 const uint8_t *blk = src->data + (size_t)(4 * g + k) * rb + (size_t)b * bb;
                 float d = qm__d(blk);
                 memcpy(o + k * sizeof(float), &d, sizeof(float));
@@ -267,9 +262,10 @@ static void qm__row_scalar(float *acc, qm_type type, const uint8_t *w, int nb,
     }
 }
 
-/* out[t * ldo + k] for the 4 rows of packed group grp (nb group-blocks) and nt tokens. */
+/* out[t * ldo + k] for the first nr of the 4 rows of packed group grp (nb
+ * group-blocks) and nt tokens. */
 static void qm__group_scalar(float *out, size_t ldo, qm_type type, const uint8_t *grp, int nb,
-                            const qm__xblock *const *xs, int nt)
+                            int nr, const qm__xblock *const *xs, int nt)
 {
     size_t gb = qm__gbytes(type), qb = qm_block_bytes(type) - 2;
     float acc[4][QM__NT] = {{0}};
@@ -294,7 +290,7 @@ static void qm__group_scalar(float *out, size_t ldo, qm_type type, const uint8_t
         }
     }
     for (int t = 0; t < nt; t++)
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < nr; k++)
             out[(size_t)t * ldo + k] = acc[k][t];
 }
 
@@ -321,49 +317,6 @@ QM__AVX2 static inline __m256i qm__q4_signed(const uint8_t *qs)
     return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
 }
 
-/* One tile of NR weight rows x NT tokens, for both levels: DOT(u, s) is the
- * int32x8 of sums of 4 products of unsigned bytes u and signed bytes s.
- * Each block's weights become signed bytes w; w . x is computed as
- * |w| . (x * sign(w)) (the unsigned x signed instructions), exact in int32;
- * NR x NT independent accumulators hide the FMA latency. */
-#define QM__TILE_KERNEL(NAME, ATTR, DOT, NT)                                                 \
-    ATTR static void NAME(float *out, size_t ldo, qm_type type, const uint8_t *w, size_t rb, \
-                          int nr, int nb, const qm__xblock *const *xs, int nt)              \
-    {                                                                                       \
-        __m256 a[QM__NR][NT];                                                               \
-        for (int r = 0; r < QM__NR; r++)                                                    \
-            for (int t = 0; t < NT; t++)                                                    \
-                a[r][t] = _mm256_setzero_ps();                                              \
-        size_t bb = qm_block_bytes(type);                                                   \
-        for (int b = 0; b < nb; b++) {                                                      \
-            __m256i xq[NT];                                                                 \
-            __m256 xd[NT];                                                                  \
-            for (int t = 0; t < nt; t++) {                                                  \
-                xq[t] = _mm256_loadu_si256((const __m256i *)xs[t][b].q);                    \
-                xd[t] = _mm256_set1_ps(xs[t][b].d);                                         \
-            }                                                                               \
-            for (int r = 0; r < nr; r++) {                                                  \
-                const uint8_t *blk = w + (size_t)r * rb + (size_t)b * bb;                   \
-                _mm_prefetch((const char *)blk + QM__PREFETCH, _MM_HINT_T0);                \
-                uint16_t h;                                                                 \
-                memcpy(&h, blk, 2);                                                         \
-                __m256 wd = _mm256_set1_ps(_cvtsh_ss(h));                                   \
-                __m256i wq = type == QM_Q8_0                                                \
-                                 ? _mm256_loadu_si256((const __m256i *)(blk + 2))           \
-                                 : qm__q4_signed(blk + 2);                                  \
-                __m256i aw = _mm256_sign_epi8(wq, wq);                                      \
-                for (int t = 0; t < nt; t++) {                                              \
-                    __m256i p = DOT(aw, _mm256_sign_epi8(xq[t], wq));                       \
-                    a[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, xd[t]),                     \
-                                              _mm256_cvtepi32_ps(p), a[r][t]);              \
-                }                                                                           \
-            }                                                                               \
-        }                                                                                   \
-        for (int t = 0; t < nt; t++)                                                        \
-            for (int r = 0; r < nr; r++)                                                    \
-                out[(size_t)t * ldo + r] = qm__hsum(a[r][t]);                               \
-    }
-
 QM__AVX2 static inline __m256i qm__dot_avx2(__m256i u, __m256i s)
 {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
@@ -374,14 +327,16 @@ QM__VNNI static inline __m256i qm__dot_vnni(__m256i u, __m256i s)
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
 }
 
-/* AVX2 has 16 vector registers: 4 x 2 accumulators; VNNI (AVX-512VL): 32 */
-QM__TILE_KERNEL(qm__tile_avx2, QM__AVX2, qm__dot_avx2, 2)
-QM__TILE_KERNEL(qm__tile_vnni, QM__VNNI, qm__dot_vnni, 4)
-
-/* The same on a packed group: one sequential stream, float scales. */
+/* One packed group of 4 weight rows (the first nr of them written) x nt <=
+ * NT tokens, for both levels: DOT(u, s) is the int32x8 of sums of 4
+ * products of unsigned bytes u and signed bytes s. Each block's weights
+ * become signed bytes w; w . x is computed as |w| . (x * sign(w)) (the
+ * unsigned x signed instructions), exact in int32; 4 x NT independent
+ * accumulators hide the FMA latency, and the group is one sequential
+ * stream (software prefetch on top measured no faster). */
 #define QM__GROUP_KERNEL(NAME, ATTR, DOT, NT)                                                \
     ATTR static void NAME(float *out, size_t ldo, qm_type type, const uint8_t *grp, int nb, \
-                          const qm__xblock *const *xs, int nt)                             \
+                          int nr, const qm__xblock *const *xs, int nt)                     \
     {                                                                                      \
         __m256 a[4][NT];                                                                   \
         for (int r = 0; r < 4; r++)                                                        \
@@ -390,8 +345,6 @@ QM__TILE_KERNEL(qm__tile_vnni, QM__VNNI, qm__dot_vnni, 4)
         size_t gb = qm__gbytes(type), qb = qm_block_bytes(type) - 2;                       \
         for (int b = 0; b < nb; b++) {                                                     \
             const uint8_t *g = grp + (size_t)b * gb;                                       \
-            _mm_prefetch((const char *)g + QM__PREFETCH, _MM_HINT_T0);                     \
-            _mm_prefetch((const char *)g + QM__PREFETCH + 64, _MM_HINT_T0);                \
             __m256i xq[NT];                                                                \
             __m256 xd[NT];                                                                 \
             for (int t = 0; t < nt; t++) {                                                 \
@@ -413,10 +366,11 @@ QM__TILE_KERNEL(qm__tile_vnni, QM__VNNI, qm__dot_vnni, 4)
             }                                                                              \
         }                                                                                  \
         for (int t = 0; t < nt; t++)                                                       \
-            for (int r = 0; r < 4; r++)                                                    \
+            for (int r = 0; r < nr; r++)                                                   \
                 out[(size_t)t * ldo + r] = qm__hsum(a[r][t]);                              \
     }
 
+/* AVX2 has 16 vector registers: 4 x 2 accumulators; VNNI (AVX-512VL): 32 */
 QM__GROUP_KERNEL(qm__group_avx2, QM__AVX2, qm__dot_avx2, 2)
 QM__GROUP_KERNEL(qm__group_vnni, QM__VNNI, qm__dot_vnni, 4)
 
@@ -442,13 +396,14 @@ static int qm__tile_nt(qm__level level)
     return level == QM__VNNIL ? 4 : level == QM__AVX2L ? 2 : QM__NT;
 }
 
-/* Rows [r0, r1) of a packed matrix (r0, r1 multiples of 4: the pool's
- * chunks are multiples of 16 rows, and rows is a multiple of 4). */
+/* Rows [r0, r1) of a packed matrix (r0 a multiple of 4: the pool's chunks
+ * are multiples of 16 rows), group by group. */
 static void qm__run_packed(const qm__job *j, size_t r0, size_t r1)
 {
     int nb = j->w->cols / QM_BLOCK, NT = qm__tile_nt(j->level);
     size_t gsz = (size_t)nb * qm__gbytes(j->w->type);
     for (size_t r = r0; r < r1; r += 4) {
+        int nr = r1 - r < 4 ? (int)(r1 - r) : 4;
         const uint8_t *grp = j->w->data + r / 4 * gsz;
         for (int t0 = 0; t0 < j->T; t0 += NT) {
             int nt = j->T - t0 < NT ? j->T - t0 : NT;
@@ -459,59 +414,14 @@ static void qm__run_packed(const qm__job *j, size_t r0, size_t r1)
             switch (j->level) {
 #ifdef QM__X86
             case QM__VNNIL:
-                qm__group_vnni(o, j->ldo, j->w->type, grp, nb, xs, nt);
+                qm__group_vnni(o, j->ldo, j->w->type, grp, nb, nr, xs, nt);
                 break;
             case QM__AVX2L:
-                qm__group_avx2(o, j->ldo, j->w->type, grp, nb, xs, nt);
+                qm__group_avx2(o, j->ldo, j->w->type, grp, nb, nr, xs, nt);
                 break;
 #endif
             default:
-                qm__group_scalar(o, j->ldo, j->w->type, grp, nb, xs, nt);
-                break;
-            }
-            if (j->bias)
-                for (int t = 0; t < nt; t++)
-                    for (int k = 0; k < 4; k++)
-                        o[(size_t)t * j->ldo + k] += j->bias[r + k];
-        }
-    }
-}
-
-static void qm__run(void *ctx, size_t r0, size_t r1, int worker)
-{
-    (void)worker;
-    const qm__job *j = ctx;
-    int nb = j->w->cols / QM_BLOCK, NT = qm__tile_nt(j->level);
-    size_t rb = qm_row_bytes(j->w->type, j->w->cols);
-    if (j->w->packed) {
-        qm__run_packed(j, r0, r1);
-        return;
-    }
-    for (size_t r = r0; r < r1; r += QM__NR) {
-        int nr = r1 - r < QM__NR ? (int)(r1 - r) : QM__NR;
-        const uint8_t *wr = j->w->data + r * rb;
-        for (int t0 = 0; t0 < j->T; t0 += NT) {
-            int nt = j->T - t0 < NT ? j->T - t0 : NT;
-            const qm__xblock *xs[QM__NT];
-            for (int t = 0; t < nt; t++)
-                xs[t] = j->xq + (size_t)(t0 + t) * nb;
-            float *o = j->out + (size_t)t0 * j->ldo + r;
-            switch (j->level) {
-#ifdef QM__X86
-            case QM__VNNIL:
-                qm__tile_vnni(o, j->ldo, j->w->type, wr, rb, nr, nb, xs, nt);
-                break;
-            case QM__AVX2L:
-                qm__tile_avx2(o, j->ldo, j->w->type, wr, rb, nr, nb, xs, nt);
-                break;
-#endif
-            default:
-                for (int k = 0; k < nr; k++) {
-                    float acc[QM__NT];
-                    qm__row_scalar(acc, j->w->type, wr + (size_t)k * rb, nb, xs, nt);
-                    for (int t = 0; t < nt; t++)
-                        o[(size_t)t * j->ldo + k] = acc[t];
-                }
+                qm__group_scalar(o, j->ldo, j->w->type, grp, nb, nr, xs, nt);
                 break;
             }
             if (j->bias)
@@ -520,6 +430,35 @@ static void qm__run(void *ctx, size_t r0, size_t r1, int worker)
                         o[(size_t)t * j->ldo + k] += j->bias[r + k];
         }
     }
+}
+
+/* Rows [r0, r1) of a row-major matrix: the portable kernel, row by row
+ * (pack a matrix for the SIMD kernels). */
+static void qm__run_rows(const qm__job *j, size_t r0, size_t r1)
+{
+    int nb = j->w->cols / QM_BLOCK;
+    size_t rb = qm_row_bytes(j->w->type, j->w->cols);
+    for (size_t r = r0; r < r1; r++)
+        for (int t0 = 0; t0 < j->T; t0 += QM__NT) {
+            int nt = j->T - t0 < QM__NT ? j->T - t0 : QM__NT;
+            const qm__xblock *xs[QM__NT];
+            for (int t = 0; t < nt; t++)
+                xs[t] = j->xq + (size_t)(t0 + t) * nb;
+            float acc[QM__NT];
+            qm__row_scalar(acc, j->w->type, j->w->data + r * rb, nb, xs, nt);
+            for (int t = 0; t < nt; t++)
+                j->out[(size_t)(t0 + t) * j->ldo + r] = acc[t] + (j->bias ? j->bias[r] : 0.0f);
+        }
+}
+
+static void qm__run(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const qm__job *j = ctx;
+    if (j->w->packed)
+        qm__run_packed(j, r0, r1);
+    else
+        qm__run_rows(j, r0, r1);
 }
 
 static qm__level qm__level_for(cpu_isa isa)

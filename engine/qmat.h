@@ -15,8 +15,9 @@
  * scaled by the two scales and summed in float. Kernels for each ISA level
  * (AVX-512 VNNI on 256-bit lanes, AVX2, portable C) give the same integer
  * sums; only the float summation order differs. Rows are split across the
- * thread pool; each weight row is read once for up to 4 tokens at a time,
- * so a decode step with T tokens reads the matrix about once.
+ * thread pool; each group of 4 weight rows is read once for 2 (AVX2) or 4
+ * tokens at a time, so a decode step with T tokens reads the matrix about
+ * once.
  *
  * Threads: no state; qm_matmul runs on the given pool.
  */
@@ -39,10 +40,12 @@ typedef enum qm_type {
 /* A matrix of rows x cols weights (cols a multiple of 32), in one of two
  * layouts:
  *   row-major (packed 0): GGUF's, each row its blocks one after the other;
- *   packed (1, rows a multiple of 4; qm_pack): for each group of 4 rows,
- *     block by block, the 4 rows' scales as float then their 4 x 32 int8
- *     (Q8_0) or 4 x 16 nibble bytes (Q4_0). A tile of the product then
- *     reads one sequential stream, and scales are not converted per use. */
+ *   packed (1; qm_pack): for each group of 4 rows (the last one padded
+ *     with zero rows), block by block, the 4 rows' scales as float then
+ *     their 4 x 32 int8 (Q8_0) or 4 x 16 nibble bytes (Q4_0). A tile of the
+ *     product then reads one sequential stream, and scales are not
+ *     converted per use. The SIMD kernels work on this layout; a row-major
+ *     matrix runs the portable kernel. */
 typedef struct qm_mat {
     qm_type type;
     int rows, cols;
@@ -52,9 +55,9 @@ typedef struct qm_mat {
 
 /* Bytes of m's data in its layout. */
 size_t qm_mat_bytes(const qm_mat *m);
-/* Packs src (row-major, rows a multiple of 4) into buf (qm_mat_bytes of the
- * packed result; 4-byte aligned) and describes it in *dst; -EINVAL for
- * another shape or an already packed src. */
+/* Packs src (row-major) into buf (qm_mat_bytes of the packed result;
+ * 4-byte aligned) and describes it in *dst; -EINVAL for an already packed
+ * src or a bad shape. */
 int qm_pack(const qm_mat *src, uint8_t *buf, qm_mat *dst);
 /* Row r of m dequantized into dst[cols], any layout. */
 void qm_mat_row(const qm_mat *m, int r, float *dst);

@@ -109,6 +109,11 @@ void tok_options_init(tok_options *o, tok_kind kind);
 int tok_create_bpe(tok **out, const char *const *tokens, size_t n_tokens,
                    const char *const *merges, size_t n_merges, const int32_t *types,
                    const tok_options *opt, tok_err *err);
+/* Byte b as GPT-2's byte-to-unicode alphabet spells it in such a
+ * vocabulary ("!" for '!', "Ġ" for ' '): UTF-8 into out, NUL-terminated;
+ * returns its length (1 or 2). For callers that build byte-level
+ * vocabularies. */
+size_t tok_bpe_byte_text(uint8_t b, char out[5]);
 
 /* Reads a Hugging Face GPT-2 vocab.json (object token -> id, ids dense from
  * 0) and merges.txt (optional "#version" first line, then "left right" per

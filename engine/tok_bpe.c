@@ -54,6 +54,14 @@ void tok__byte_to_unicode(uint32_t cp[256]) {
     }
 }
 
+size_t tok_bpe_byte_text(uint8_t b, char out[5]) {
+    uint32_t cp[256];
+    tok__byte_to_unicode(cp);
+    size_t n = tok_utf8_encode(cp[b], out);
+    out[n] = '\0';
+    return n;
+}
+
 /* ---- merge pair map ------------------------------------------------------- */
 
 static size_t tok__pair_slot(uint64_t key, size_t cap) {

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_file.h"
 #include "cli_opts.h"
 #include "model.h"
 #include "tok_load.h"
@@ -129,34 +130,9 @@ static int perplexity__parse(perplexity_opts *o, int argc, char **argv)
  * why (naming the file). */
 static int perplexity__read(perplexity_run *r, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "alignd perplexity: %s: %s\n", path, strerror(errno));
+    if (!(r->text = cli_read_file("perplexity", path, &r->n_bytes)))
         return -1;
-    }
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n < cap)
-            continue;
-        char *nb = cap <= SIZE_MAX / 4 ? realloc(buf, 2 * cap + 1) : NULL;
-        if (!nb)
-            free(buf);
-        buf = nb;
-        cap *= 2;
-    }
-    int bad = ferror(f) ? errno : 0;
-    fclose(f);
-    if (!buf || bad) {
-        fprintf(stderr, "alignd perplexity: %s: %s\n", path, buf ? strerror(bad) : "out of memory");
-        free(buf);
-        return -1;
-    }
-    buf[n] = 0;
-    r->text = buf;
-    r->n_bytes = n;
-    if (n == 0) {
+    if (r->n_bytes == 0) {
         fprintf(stderr, "alignd perplexity: %s: the file is empty\n", path);
         return -1;
     }

@@ -25,6 +25,7 @@
 
 #include "bpe_train.h"
 #include "cli.h"
+#include "cli_file.h"
 #include "cli_opts.h"
 #include "fnv.h"
 #include "gguf_writer.h"
@@ -130,36 +131,6 @@ static int pretrain__parse(pretrain_opts *o, int argc, char **argv)
 }
 
 /* ---- corpus and vocabulary ---------------------------------------------- */
-
-static char *pretrain__read(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "alignd pretrain: %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, 2 * cap + 1);
-            if (!nb)
-                free(buf);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!buf) {
-        fprintf(stderr, "alignd pretrain: %s: out of memory\n", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
 
 static void pretrain__bpe_progress(void *ctx, size_t learnt, size_t total)
 {
@@ -304,7 +275,7 @@ int cli_pretrain(int argc, char **argv)
     int32_t *ids = NULL;
     trn_dec *d = NULL;
     trn_lm lm = {0};
-    if (!(text = pretrain__read(o.corpus, &len)) ||
+    if (!(text = cli_read_file("pretrain", o.corpus, &len)) ||
         pretrain__tokenize(&o, text, len, &vocab, &t, &ids, &n_ids))
         goto out;
     size_t n_eval = (size_t)((double)n_ids * o.heldout);

@@ -153,7 +153,7 @@ static int embed__read(trn_embed_set *set, const char *path, int n_neg, const to
             fprintf(stderr, "alignd pretrain embed: %s:%ld: %s\n", path, line, err);
             rc = -1;
         }
-        skipped += r == 1 && strspn(buf, " \t\r\n") != (size_t)got;
+        skipped += r == 1;
     }
     free(buf);
     fclose(f);

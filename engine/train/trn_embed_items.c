@@ -94,7 +94,7 @@ int trn_embed_items_add_line(trn_embed_set *set, const tok *t, int max_len, cons
                              size_t len, char *err, size_t errlen)
 {
     if (trn_embed_items__blank(line, len))
-        return 1;
+        return 2;
     json_error_t je;
     json_t *j = json_loadb(line, len, 0, &je);
     if (!j) {

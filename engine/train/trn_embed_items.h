@@ -19,8 +19,8 @@
 #include "trn_embed.h"
 
 /* Adds the item of one line (len bytes, no NUL needed) to set, with its
- * first set->n_neg negatives. Returns 0 when added; 1 when skipped (a
- * blank line, or fewer negatives than set->n_neg); -EINVAL for a line that
+ * first set->n_neg negatives. Returns 0 when added; 1 when skipped for
+ * fewer negatives than set->n_neg; 2 for a blank line; -EINVAL for a line that
  * is not such an item (not JSON, a field missing or of the wrong type, a
  * sentence the tokenizer makes nothing of); -ENOMEM. Nothing is added on
  * an error. */

@@ -10,6 +10,10 @@
 # Every step is seeded: the same binary on the same machine gives the same
 # files (another BLAS build or CPU may round differently in the last bits).
 set -eu
+command -v python3 >/dev/null 2>&1 || {
+    echo "build_pack.sh: the generators need python3 (apt-get install python3)" >&2
+    exit 1
+}
 ALIGND=$(realpath "$1")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${2:-$ROOT/build/pack-work}

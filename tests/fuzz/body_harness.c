@@ -41,7 +41,6 @@
 #include "store.h"
 #include "tok.h"
 #include "tok_load.h"
-#include "tok_utf8.h"
 
 #define FUZZ_N_MODELS 5
 #define FUZZ_STORE_REOPEN 4096 /* requests between fresh in-memory stores */
@@ -66,11 +65,8 @@ static tok *fuzz__bpe(void) {
     static char bytes[256][5];
     const char *v[256 + 16];
     int32_t types[256 + 16];
-    uint32_t extra = 0;
     for (uint32_t b = 0; b < 256; b++) {
-        int self = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-        size_t l = tok_utf8_encode(self ? b : 256 + extra++, bytes[b]);
-        bytes[b][l] = '\0';
+        tok_bpe_byte_text((uint8_t)b, bytes[b]);
         v[b] = bytes[b];
         types[b] = TOK_TYPE_NORMAL;
     }
@@ -126,11 +122,8 @@ static tok *fuzz__wordpiece(void) {
 static tok *fuzz__clip_tok(void) {
     static char bytes[512][12];
     const char *v[512 + 16];
-    uint32_t extra = 0;
     for (uint32_t b = 0; b < 256; b++) {
-        int self = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-        size_t l = tok_utf8_encode(self ? b : 256 + extra++, bytes[b]);
-        bytes[b][l] = '\0';
+        size_t l = tok_bpe_byte_text((uint8_t)b, bytes[b]);
         memcpy(bytes[256 + b], bytes[b], l);
         memcpy(bytes[256 + b] + l, "</w>", 5);
         v[b] = bytes[b];

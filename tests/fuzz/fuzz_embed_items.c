@@ -4,9 +4,9 @@
  *
  * Input: byte 0 sets the negatives per item (0..3) and max_len (1..32);
  * the rest is one JSONL line. Checks: a line is refused with a message and
- * nothing added, skipped, or added as exactly one item whose 2 + negatives
- * sentences hold 1..max_len byte ids; counting its negatives never fails
- * for an added line. Any crash, sanitizer report, leak or failed check is
+ * nothing added, skipped (1: too few negatives; 2: only whitespace), or
+ * added as exactly one item whose 2 + negatives sentences hold 1..max_len
+ * byte ids; counting its negatives never fails for an added line. Any crash, sanitizer report, leak or failed check is
  * a finding.
  */
 #include <errno.h>
@@ -38,9 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512] = "";
     int rc = trn_embed_items_add_line(&s, fuzz_byte_tok(), max_len, line, size - 1, err,
                                       sizeof err);
-    CHECK(rc == 0 || rc == 1 || rc == -EINVAL || rc == -ENOMEM);
+    CHECK(rc == 0 || rc == 1 || rc == 2 || rc == -EINVAL || rc == -ENOMEM);
     CHECK(rc >= 0 || err[0]);
     CHECK(s.n_items == (rc == 0));
+    for (size_t i = 0; rc == 2 && i < size - 1; i++)
+        CHECK(line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\n');
     for (int k = 0; k < s.n_items * (2 + n_neg); k++) {
         CHECK(s.len[k] >= 1 && s.len[k] <= max_len);
         for (int i = 0; i < s.len[k]; i++)
