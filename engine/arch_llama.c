@@ -21,9 +21,6 @@
 #include "model.h"
 #include "qmat.h"
 
-/* Rows dequantized at a time for a prefill product (qm_matmul_dequant):
- * 256 x 2048 floats = 2 MiB at most for 110M-sized models. */
-#define LLAMA__PANEL 256
 #define LLAMA__ALIGN16(n) (((n) + 15) & ~(size_t)15)
 
 /* A matrix: F32 in the arena, or quantized (q.data != NULL, f NULL). */
@@ -49,7 +46,6 @@ typedef struct llama__impl {
     uint8_t *qarena;   /* the quantized matrices (one allocation) */
     size_t qused;      /* bytes handed out (counted in the first pass) */
     void *qscratch;    /* quantized activations of n_batch rows */
-    float *qpanel;     /* LLAMA__PANEL dequantized rows (prefill) */
     float *inv_freq;   /* [n_rot / 2] */
     /* scratch for n_batch tokens (one allocation) */
     float *scratch;
@@ -371,8 +367,7 @@ static int llama__load(model *m, const model_src *src, char *err, size_t errlen)
         int widest = (int)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
         int qdim = hp->n_head * hp->head_dim;
         widest = qdim > widest ? qdim : widest;
-        if (!(im->qscratch = malloc(qm_scratch_bytes(m->n_batch, widest))) ||
-            !(im->qpanel = malloc((size_t)LLAMA__PANEL * widest * sizeof(float))))
+        if (!(im->qscratch = malloc(qm_scratch_bytes(m->n_batch, widest))))
             goto nomem;
     }
 
@@ -408,7 +403,6 @@ static void llama__free(model *m)
     free(im->scratch);
     free(im->qarena);
     free(im->qscratch);
-    free(im->qpanel);
     free(im);
     m->impl = NULL;
 }
@@ -423,14 +417,9 @@ static void llama__mm(llama__impl *im, float *out, size_t ldo, const float *x,
         ops_matmul(out, ldo, x, w->f, NULL, T, C, OC);
         return;
     }
-    /* the scratches hold n_batch rows / a panel of the widest input: no
-     * failure. Prefill: dequantized panels through sgemm (faster there);
-     * decode: the int8 kernel (reads the matrix once, 4x or 7x fewer bytes) */
-    if (T > ops_matmul_small_t_max()) {
-        tp_park(ops_matmul_pool());
-        qm_matmul_dequant(out, ldo, x, &w->q, NULL, T, im->qpanel, LLAMA__PANEL);
-        return;
-    }
+    /* the scratch holds n_batch rows of the widest input: no failure. The
+     * int8 kernels serve decode (the matrix read once for all tokens) and
+     * prefill (an int8 GEMM: faster than sgemm on dequantized panels) */
     qm_matmul(out, ldo, x, &w->q, NULL, T, cpu_isa_best(), ops_matmul_pool(), im->qscratch);
 }
 

@@ -273,6 +273,34 @@ static void model__attn_run(void *ctx, size_t i0, size_t i1, int worker)
     }
 }
 
+/* Queries in one run of a sequence from which prefill's GEMM attention pays
+ * (below, the per-token kernel's threads win). */
+#define MODEL__PREFILL_RUN 32
+
+/* A batch that is one run of consecutive positions of one sequence, long
+ * enough: attended by ops_attention_prefill. false: not that shape, or no
+ * memory for the scratch (the caller's kernel then serves it). */
+static bool model__attend_prefill(model *m, kv_cache *kv, const model_batch *b,
+                                  const model__attn_job *j, const float *q, float *out)
+{
+    const model_hparams *hp = &m->hp;
+    int n = b->n_tokens, p0 = b->pos[0];
+    if (n < MODEL__PREFILL_RUN)
+        return false;
+    for (int t = 1; t < n; t++)
+        if (b->seq_id[t] != b->seq_id[0] || b->pos[t] != p0 + t)
+            return false;
+    float *ws = malloc(ops_attention_prefill_ws(n, p0, hp->head_dim));
+    if (!ws)
+        return false;
+    tp_park(ops_matmul_pool()); /* the products run on OpenBLAS's threads */
+    int rc = ops_attention_prefill(out, j->ldo, q, j->ldq, n, p0, j->kp, j->vp, j->bstride,
+                                   kv_seq_table(kv, b->seq_id[0]), j->bs, j->kvd, hp->n_head,
+                                   hp->n_head_kv, hp->head_dim, j->scale, ws);
+    free(ws);
+    return rc == 0;
+}
+
 void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
                   const float *q, const float *k, const float *v, size_t ldq,
                   float *out, size_t ldo, float *att)
@@ -291,6 +319,8 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
         .bs = kv_block_size(kv), .kvd = kvd, .scale = 1.0f / sqrtf((float)hp->head_dim),
     };
     tp_pool *pool = ops_matmul_pool();
+    if (model__attend_prefill(m, kv, b, &j, q, out))
+        return;
     size_t n_items = (size_t)b->n_tokens * hp->n_head, keys = 0;
     for (int t = 0; t < b->n_tokens; t++)
         keys += (size_t)b->pos[t] + 1;

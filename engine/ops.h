@@ -142,6 +142,19 @@ void ops_attention_paged(float *out, const float *q, const float *k,
                          const float *v, size_t bstride, const int32_t *table,
                          int BS, size_t ldk, int TK, int NH, int NKV, int HS,
                          float scale, float *att);
+/* Causal attention for the nq consecutive positions p0..p0+nq-1 of one
+ * sequence (prefill), through sgemm: query i attends keys 0..p0+i, read
+ * through the block table as in ops_attention_paged (TK = p0 + nq keys).
+ *   out[i * ldo + h*HS], q[i * ldq + h*HS]   for i < nq, head h < NH
+ *   ws   ops_attention_prefill_ws(nq, p0, HS) bytes of scratch
+ * The same result as ops_attention_paged per query up to float rounding
+ * (sgemm's summation order). Call with the engine's pool parked (OpenBLAS
+ * threads). -EINVAL for bad shapes (nothing written). */
+size_t ops_attention_prefill_ws(int nq, int p0, int HS);
+int ops_attention_prefill(float *out, size_t ldo, const float *q, size_t ldq, int nq, int p0,
+                          const float *k, const float *v, size_t bstride,
+                          const int32_t *table, int BS, size_t ldk, int NH, int NKV, int HS,
+                          float scale, float *ws);
 /* The reference over a whole block of queries with an explicit mask:
  *   out[T, NH*HS], q[T, NH*HS], k[TK, NKV*HS], v[TK, NKV*HS],
  *   mask[T, TK]: nonzero where query t may attend key j (each row needs one).

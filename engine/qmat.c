@@ -2,11 +2,11 @@
 #include "qmat.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops.h"         /* ops_matmul_blas */
 #include "safetensors.h" /* st_f16_to_f32 */
 #include "weights.h"     /* wt_f16_from_f32 */
 
@@ -15,7 +15,7 @@
 #define QM__X86 1
 #endif
 
-#define QM__NT 4 /* tokens per pass over a weight row, at most */
+#define QM__NT_MAX 4 /* tokens per tile, at most */
 
 /* A block of quantized activations: its own layout, with the sum of q the
  * Q4_0 offset needs. */
@@ -114,16 +114,24 @@ void qm_dequantize_row(qm_type t, const uint8_t *src, int n, float *dst)
 
 /* ---- the packed layout --------------------------------------------------------- */
 
-/* Bytes of the group-block of 4 rows: 4 float scales, then 4 rows of quants. */
+/* Bytes of the group-block of QM_GROUP rows: their float scales, then their
+ * quants in 4-byte chunks interleaved by row (qmat.h). */
 static size_t qm__gbytes(qm_type t)
 {
-    return 4 * sizeof(float) + 4 * (qm_block_bytes(t) - 2);
+    return QM_GROUP * sizeof(float) + QM_GROUP * (qm_block_bytes(t) - 2);
+}
+
+/* 4-byte chunks of quants per row and block: 8 (Q8_0), 4 (Q4_0). */
+static int qm__chunks(qm_type t)
+{
+    return (int)(qm_block_bytes(t) - 2) / 4;
 }
 
 size_t qm_mat_bytes(const qm_mat *m)
 {
     if (m->packed)
-        return (size_t)((m->rows + 3) / 4) * (size_t)(m->cols / QM_BLOCK) * qm__gbytes(m->type);
+        return (size_t)((m->rows + QM_GROUP - 1) / QM_GROUP) * (size_t)(m->cols / QM_BLOCK) *
+               qm__gbytes(m->type);
     return (size_t)m->rows * qm_row_bytes(m->type, m->cols);
 }
 
@@ -131,24 +139,44 @@ int qm_pack(const qm_mat *src, uint8_t *buf, qm_mat *dst)
 {
     if (src->packed || src->cols % QM_BLOCK || src->rows <= 0)
         return -EINVAL;
-    int nb = src->cols / QM_BLOCK;
+    int nb = src->cols / QM_BLOCK, nc = qm__chunks(src->type);
     size_t rb = qm_row_bytes(src->type, src->cols), bb = qm_block_bytes(src->type);
-    size_t gb = qm__gbytes(src->type), qb = bb - 2;
-    for (int g = 0; g < (src->rows + 3) / 4; g++)
+    size_t gb = qm__gbytes(src->type);
+    for (int g = 0; g < (src->rows + QM_GROUP - 1) / QM_GROUP; g++)
         for (int b = 0; b < nb; b++) {
             uint8_t *o = buf + ((size_t)g * nb + b) * gb;
             memset(o, 0, gb); /* rows past the end: scale 0, so products 0 */
-            for (int k = 0; k < 4 && 4 * g + k < src->rows; k++) {
-                const uint8_t *blk = src->data + (size_t)(4 * g + k) * rb + (size_t)b * bb;
+            for (int k = 0; k < QM_GROUP && QM_GROUP * g + k < src->rows; k++) {
+                const uint8_t *blk =
+                    src->data + (size_t)(QM_GROUP * g + k) * rb + (size_t)b * bb;
                 float d = qm__d(blk);
                 memcpy(o + k * sizeof(float), &d, sizeof(float));
-                memcpy(o + 4 * sizeof(float) + k * qb, blk + 2, qb);
+                for (int c = 0; c < nc; c++)
+                    memcpy(o + QM_GROUP * (sizeof(float) + 4 * c) + 4 * k, blk + 2 + 4 * c, 4);
             }
         }
     *dst = *src;
     dst->packed = 1;
     dst->data = buf;
     return 0;
+}
+
+/* Row k of a packed group-block as scale and 32 signed weights in order. */
+static float qm__group_row(qm_type t, const uint8_t *g, int k, int8_t *w)
+{
+    float d;
+    memcpy(&d, g + k * sizeof(float), sizeof(float));
+    const uint8_t *q = g + QM_GROUP * sizeof(float) + 4 * k;
+    for (int c = 0; c < qm__chunks(t); c++, q += 4 * QM_GROUP)
+        for (int i = 0; i < 4; i++) {
+            if (t == QM_Q8_0) {
+                w[4 * c + i] = (int8_t)q[i];
+            } else {
+                w[4 * c + i] = (int8_t)((q[i] & 15) - 8);
+                w[16 + 4 * c + i] = (int8_t)((q[i] >> 4) - 8);
+            }
+        }
+    return d;
 }
 
 #ifdef QM__X86
@@ -165,57 +193,36 @@ __attribute__((target("avx2"))) static void qm__deq32_avx2(float *dst, const int
 
 void qm_mat_row(const qm_mat *m, int r, float *dst)
 {
-#ifdef QM__X86
-    /* prefill dequantizes whole matrices per call: the vector loop matters */
-    if (m->packed && cpu_isa_supported(CPU_ISA_AVX2)) {
-        int nb = m->cols / QM_BLOCK, k = r % 4;
-        size_t gb = qm__gbytes(m->type), qb = qm_block_bytes(m->type) - 2;
-        for (int b = 0; b < nb; b++) {
-            const uint8_t *grp = m->data + ((size_t)(r / 4) * nb + b) * gb;
-            float d;
-            memcpy(&d, grp + k * sizeof(float), sizeof(float));
-            const uint8_t *q = grp + 4 * sizeof(float) + k * qb;
-            int8_t s[QM_BLOCK];
-            if (m->type == QM_Q8_0) {
-                memcpy(s, q, QM_BLOCK);
-            } else {
-                for (int j = 0; j < QM_BLOCK / 2; j++) {
-                    s[j] = (int8_t)((q[j] & 15) - 8);
-                    s[j + 16] = (int8_t)((q[j] >> 4) - 8);
-                }
-            }
-            qm__deq32_avx2(dst + (size_t)b * QM_BLOCK, s, d);
-        }
-        return;
-    }
-#endif
     if (!m->packed) {
         qm_dequantize_row(m->type, m->data + (size_t)r * qm_row_bytes(m->type, m->cols),
                           m->cols, dst);
         return;
     }
-    int nb = m->cols / QM_BLOCK, k = r % 4;
-    size_t gb = qm__gbytes(m->type), qb = qm_block_bytes(m->type) - 2;
+    int nb = m->cols / QM_BLOCK;
+    size_t gb = qm__gbytes(m->type);
+#ifdef QM__X86
+    /* token embeddings and f32 loads dequantize row by row: vectors help */
+    int simd = cpu_isa_supported(CPU_ISA_AVX2);
+#endif
     for (int b = 0; b < nb; b++) {
-        const uint8_t *grp = m->data + ((size_t)(r / 4) * nb + b) * gb;
-        float d;
-        memcpy(&d, grp + k * sizeof(float), sizeof(float));
-        const uint8_t *q = grp + 4 * sizeof(float) + k * qb;
+        int8_t w[QM_BLOCK];
+        float d = qm__group_row(m->type, m->data + ((size_t)(r / QM_GROUP) * nb + b) * gb,
+                                r % QM_GROUP, w);
         float *o = dst + (size_t)b * QM_BLOCK;
-        if (m->type == QM_Q8_0) {
-            for (int i = 0; i < QM_BLOCK; i++)
-                o[i] = d * (float)(int8_t)q[i];
-        } else {
-            for (int j = 0; j < QM_BLOCK / 2; j++) {
-                o[j] = d * (float)((q[j] & 15) - 8);
-                o[j + 16] = d * (float)((q[j] >> 4) - 8);
-            }
+#ifdef QM__X86
+        if (simd) {
+            qm__deq32_avx2(o, w, d);
+            continue;
         }
+#endif
+        for (int i = 0; i < QM_BLOCK; i++)
+            o[i] = d * (float)w[i];
     }
 }
 
-/* Activations: a row of n floats into n / 32 blocks (scale max|x| / 127). */
-static void qm__quantize_x(const float *x, int n, qm__xblock *out)
+/* Activations: a row of n floats into n / 32 blocks (scale max|x| / 127,
+ * q = x / scale rounded to nearest even). */
+static void qm__quantize_x_scalar(const float *x, int n, qm__xblock *out)
 {
     for (int b = 0; b < n / QM_BLOCK; b++) {
         const float *xb = x + (size_t)b * QM_BLOCK;
@@ -234,7 +241,88 @@ static void qm__quantize_x(const float *x, int n, qm__xblock *out)
     }
 }
 
-/* ---- portable kernel ----------------------------------------------------------- */
+#ifdef QM__X86
+/* The same numbers with AVX2: the same float operations, and cvtps rounds
+ * like lrintf (the default nearest-even mode). */
+__attribute__((target("avx2,fma"))) static void qm__quantize_x_avx2(const float *x, int n,
+                                                                   qm__xblock *out)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < n / QM_BLOCK; b++) {
+        const float *xb = x + (size_t)b * QM_BLOCK;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++)
+            q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], vid));
+        /* int32 -> int8 in order: packs work per 128-bit lane, then a permute */
+        __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)out[b].q, p8);
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        out[b].d = d;
+        out[b].sum = _mm_cvtsi128_si32(s4);
+    }
+}
+#endif
+
+void qm_quantize_acts(const float *x, int n, cpu_isa isa, int8_t *q, float *d, int32_t *sum)
+{
+    qm__xblock *xb = malloc((size_t)(n / QM_BLOCK) * sizeof(*xb));
+    if (!xb)
+        return;
+#ifdef QM__X86
+    if (isa != CPU_ISA_SCALAR && cpu_isa_supported(isa))
+        qm__quantize_x_avx2(x, n, xb);
+    else
+#endif
+        qm__quantize_x_scalar(x, n, xb);
+    for (int b = 0; b < n / QM_BLOCK; b++) {
+        memcpy(q + (size_t)b * QM_BLOCK, xb[b].q, QM_BLOCK);
+        d[b] = xb[b].d;
+        sum[b] = xb[b].sum;
+    }
+    free(xb);
+}
+
+typedef struct qm__xjob {
+    const float *x;
+    int cols;
+    qm__xblock *xq;
+    bool simd;
+} qm__xjob;
+
+/* Rows [t0, t1) of the activations. */
+static void qm__quantize_rows(void *ctx, size_t t0, size_t t1, int worker)
+{
+    (void)worker;
+    const qm__xjob *j = ctx;
+    int nb = j->cols / QM_BLOCK;
+    for (size_t t = t0; t < t1; t++) {
+#ifdef QM__X86
+        if (j->simd) {
+            qm__quantize_x_avx2(j->x + t * j->cols, j->cols, j->xq + t * nb);
+            continue;
+        }
+#endif
+        qm__quantize_x_scalar(j->x + t * j->cols, j->cols, j->xq + t * nb);
+    }
+}
+
+/* ---- portable kernels -------------------------------------------------------- */
 
 /* acc[t] = dot(w row, x_t) for nt tokens (xs[t] = the token's blocks). */
 static void qm__row_scalar(float *acc, qm_type type, const uint8_t *w, int nb,
@@ -262,117 +350,212 @@ static void qm__row_scalar(float *acc, qm_type type, const uint8_t *w, int nb,
     }
 }
 
-/* out[t * ldo + k] for the first nr of the 4 rows of packed group grp (nb
- * group-blocks) and nt tokens. */
-static void qm__group_scalar(float *out, size_t ldo, qm_type type, const uint8_t *grp, int nb,
-                            int nr, const qm__xblock *const *xs, int nt)
+/* The tile contract, for every level: out[t * ldo + r] (+ bias[r]) for the
+ * first nr rows (up to QM_GROUP * groups) of the packed groups starting at
+ * grp (gstride bytes apart, nb group-blocks each) and nt tokens. */
+typedef void (*qm__tile_fn)(float *out, size_t ldo, qm_type type, const uint8_t *grp,
+                            size_t gstride, int nb, int nr, const float *bias,
+                            const qm__xblock *const *xs, int nt);
+
+static void qm__tile_scalar(float *out, size_t ldo, qm_type type, const uint8_t *grp,
+                            size_t gstride, int nb, int nr, const float *bias,
+                            const qm__xblock *const *xs, int nt)
 {
-    size_t gb = qm__gbytes(type), qb = qm_block_bytes(type) - 2;
-    float acc[4][QM__NT] = {{0}};
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *g = grp + (size_t)b * gb;
-        for (int k = 0; k < 4; k++) {
-            float d;
-            memcpy(&d, g + k * sizeof(float), sizeof(float));
-            const uint8_t *q = g + 4 * sizeof(float) + k * qb;
-            for (int t = 0; t < nt; t++) {
+    size_t gb = qm__gbytes(type);
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *g0 = grp + (size_t)(r / QM_GROUP) * gstride;
+        for (int t = 0; t < nt; t++) {
+            float acc = 0;
+            for (int b = 0; b < nb; b++) {
+                int8_t w[QM_BLOCK];
+                float d = qm__group_row(type, g0 + (size_t)b * gb, r % QM_GROUP, w);
                 const qm__xblock *x = &xs[t][b];
                 int32_t s = 0;
-                if (type == QM_Q8_0) {
-                    for (int i = 0; i < QM_BLOCK; i++)
-                        s += (int32_t)(int8_t)q[i] * x->q[i];
-                } else {
-                    for (int j = 0; j < QM_BLOCK / 2; j++)
-                        s += ((q[j] & 15) - 8) * x->q[j] + ((q[j] >> 4) - 8) * x->q[j + 16];
-                }
-                acc[k][t] += d * x->d * (float)s;
+                for (int i = 0; i < QM_BLOCK; i++)
+                    s += w[i] * x->q[i];
+                acc += d * x->d * (float)s;
             }
+            out[(size_t)t * ldo + r] = acc + (bias ? bias[r] : 0.0f);
         }
     }
-    for (int t = 0; t < nt; t++)
-        for (int k = 0; k < nr; k++)
-            out[(size_t)t * ldo + k] = acc[k][t];
 }
 
 #ifdef QM__X86
 
-/* ---- AVX2 (and AVX-512 VNNI on 256-bit lanes) -------------------------------- */
+/* ---- SIMD kernels -------------------------------------------------------------
+ * A group-block's quant chunk c holds, for each of the 16 rows, 4 bytes: the
+ * weights 4c..4c+3 (Q8_0), or (Q4_0) those in the low nibbles and 16+4c..
+ * in the high ones. Broadcasting the token's 4 matching activation bytes
+ * then gives, per instruction, 4 products for each of 16 rows (VNNI: one
+ * vpdpbusd; AVX2: maddubs + madd per 8 rows), summed in int32 lanes that
+ * are the rows: one conversion and one FMA per block and 16 rows, instead
+ * of per row. vpdpbusd multiplies unsigned by signed bytes, so weights go
+ * in as u = w + off (Q8_0: w ^ 0x80, off 128; Q4_0: the nibble, off 8),
+ * and off * sum(x) comes off each block's sum, exactly. */
 
+#define QM__V512                                                                            \
+    __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define QM__AVX2 __attribute__((target("avx2,fma,f16c")))
-#define QM__VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
+#define QM__INLINE inline __attribute__((always_inline))
 
-QM__AVX2 static inline float qm__hsum(__m256 v)
+/* The 4 activation bytes of chunk c of block x, broadcast. */
+static QM__INLINE int32_t qm__xchunk(const qm__xblock *x, int c)
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    int32_t v;
+    memcpy(&v, x->q + 4 * c, 4);
+    return v;
 }
 
-/* The 32 weights of a Q4_0 block as signed bytes q - 8, in element order. */
-QM__AVX2 static inline __m256i qm__q4_signed(const uint8_t *qs)
+/* The unsigned weights u of the 8 chunk positions (Q4_0: chunk c & 3's low
+ * or high nibbles) for the group-block's 16 rows. */
+QM__V512 static QM__INLINE __m512i qm__wchunk512(qm_type type, const uint8_t *q, int c)
 {
-    __m128i raw = _mm_loadu_si128((const __m128i *)qs);
-    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
+    if (type == QM_Q8_0)
+        return _mm512_xor_si512(_mm512_loadu_si512(q + 64 * c), _mm512_set1_epi8((char)0x80));
+    __m512i v = _mm512_loadu_si512(q + 64 * (c & 3));
+    if (c >= 4)
+        v = _mm512_srli_epi16(v, 4);
+    return _mm512_and_si512(v, _mm512_set1_epi8(15));
 }
 
-QM__AVX2 static inline __m256i qm__dot_avx2(__m256i u, __m256i s)
+/* G groups (16 rows each) x NT tokens; G and NT constants after inlining.
+ * The x chunk of position c covers activations 4c..4c+3 for c < 4 and, for
+ * Q4_0's high nibbles (c >= 4), 16 + 4(c - 4)..: in both types position c
+ * is x->q[4c..4c+3] (Q8_0 chunks 4..7 are weights 16..31 too). */
+QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type type,
+                                                  const uint8_t *grp, size_t gstride, int nb,
+                                                  int nr, const float *bias,
+                                                  const qm__xblock *const *xs, const int G,
+                                                  const int NT)
 {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-QM__VNNI static inline __m256i qm__dot_vnni(__m256i u, __m256i s)
-{
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
-}
-
-/* One packed group of 4 weight rows (the first nr of them written) x nt <=
- * NT tokens, for both levels: DOT(u, s) is the int32x8 of sums of 4
- * products of unsigned bytes u and signed bytes s. Each block's weights
- * become signed bytes w; w . x is computed as |w| . (x * sign(w)) (the
- * unsigned x signed instructions), exact in int32; 4 x NT independent
- * accumulators hide the FMA latency, and the group is one sequential
- * stream (software prefetch on top measured no faster). */
-#define QM__GROUP_KERNEL(NAME, ATTR, DOT, NT)                                                \
-    ATTR static void NAME(float *out, size_t ldo, qm_type type, const uint8_t *grp, int nb, \
-                          int nr, const qm__xblock *const *xs, int nt)                     \
-    {                                                                                      \
-        __m256 a[4][NT];                                                                   \
-        for (int r = 0; r < 4; r++)                                                        \
-            for (int t = 0; t < NT; t++)                                                   \
-                a[r][t] = _mm256_setzero_ps();                                             \
-        size_t gb = qm__gbytes(type), qb = qm_block_bytes(type) - 2;                       \
-        for (int b = 0; b < nb; b++) {                                                     \
-            const uint8_t *g = grp + (size_t)b * gb;                                       \
-            __m256i xq[NT];                                                                \
-            __m256 xd[NT];                                                                 \
-            for (int t = 0; t < nt; t++) {                                                 \
-                xq[t] = _mm256_loadu_si256((const __m256i *)xs[t][b].q);                   \
-                xd[t] = _mm256_set1_ps(xs[t][b].d);                                        \
-            }                                                                              \
-            const float *d = (const float *)(const void *)g;                               \
-            for (int r = 0; r < 4; r++) {                                                  \
-                const uint8_t *q = g + 4 * sizeof(float) + (size_t)r * qb;                 \
-                __m256 wd = _mm256_set1_ps(d[r]);                                          \
-                __m256i wq = type == QM_Q8_0 ? _mm256_loadu_si256((const __m256i *)q)      \
-                                             : qm__q4_signed(q);                           \
-                __m256i aw = _mm256_sign_epi8(wq, wq);                                     \
-                for (int t = 0; t < nt; t++) {                                             \
-                    __m256i p = DOT(aw, _mm256_sign_epi8(xq[t], wq));                      \
-                    a[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, xd[t]),                    \
-                                              _mm256_cvtepi32_ps(p), a[r][t]);             \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
-        for (int t = 0; t < nt; t++)                                                       \
-            for (int r = 0; r < nr; r++)                                                   \
-                out[(size_t)t * ldo + r] = qm__hsum(a[r][t]);                              \
+    size_t gb = qm__gbytes(type);
+    const int32_t off = type == QM_Q8_0 ? 128 : 8;
+    __m512 fa[2][QM__NT_MAX];
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < NT; t++)
+            fa[g][t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m512i ia[2][QM__NT_MAX];
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < NT; t++)
+                ia[g][t] = _mm512_setzero_si512();
+        for (int c = 0; c < 8; c++) {
+            __m512i w[2];
+            for (int g = 0; g < G; g++)
+                w[g] = qm__wchunk512(type, grp + g * gstride + b * gb + 64, c);
+            for (int t = 0; t < NT; t++) {
+                __m512i xb = _mm512_set1_epi32(qm__xchunk(&xs[t][b], c));
+                for (int g = 0; g < G; g++)
+                    ia[g][t] = _mm512_dpbusd_epi32(ia[g][t], w[g], xb);
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            __m512 xd = _mm512_set1_ps(xs[t][b].d);
+            __m512i corr = _mm512_set1_epi32(off * xs[t][b].sum);
+            for (int g = 0; g < G; g++) {
+                __m512 wd = _mm512_loadu_ps((const float *)(const void *)(grp + g * gstride +
+                                                                          b * gb));
+                __m512 s = _mm512_cvtepi32_ps(_mm512_sub_epi32(ia[g][t], corr));
+                fa[g][t] = _mm512_fmadd_ps(_mm512_mul_ps(wd, xd), s, fa[g][t]);
+            }
+        }
     }
+    for (int g = 0; g < G; g++) {
+        int n = nr - QM_GROUP * g;
+        if (n <= 0)
+            break;
+        __mmask16 mask = n >= QM_GROUP ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+        __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + QM_GROUP * g) : _mm512_setzero_ps();
+        for (int t = 0; t < NT; t++)
+            _mm512_mask_storeu_ps(out + (size_t)t * ldo + QM_GROUP * g, mask,
+                                  _mm512_add_ps(fa[g][t], bv));
+    }
+}
 
-/* AVX2 has 16 vector registers: 4 x 2 accumulators; VNNI (AVX-512VL): 32 */
-QM__GROUP_KERNEL(qm__group_avx2, QM__AVX2, qm__dot_avx2, 2)
-QM__GROUP_KERNEL(qm__group_vnni, QM__VNNI, qm__dot_vnni, 4)
+/* AVX2: one group as two halves of 8 rows (the chunk's first and last 32
+ * bytes), maddubs + madd for the products: Q8_0 as |w| . (x * sign(w))
+ * (maddubs's pair sums cannot saturate: |w| <= 128, |x| <= 127), Q4_0 as
+ * nibble . x, off 8. */
+QM__AVX2 static QM__INLINE void qm__tile256_body(float *out, size_t ldo, qm_type type,
+                                                  const uint8_t *grp, int nb, int nr,
+                                                  const float *bias,
+                                                  const qm__xblock *const *xs, const int NT)
+{
+    size_t gb = qm__gbytes(type);
+    const int32_t off = type == QM_Q8_0 ? 0 : 8;
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15);
+    __m256 fa[2][QM__NT_MAX];
+    for (int h = 0; h < 2; h++)
+        for (int t = 0; t < NT; t++)
+            fa[h][t] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *q = grp + b * gb + 64;
+        __m256i ia[2][QM__NT_MAX];
+        for (int h = 0; h < 2; h++)
+            for (int t = 0; t < NT; t++)
+                ia[h][t] = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++)
+            for (int h = 0; h < 2; h++) {
+                __m256i w, u;
+                if (type == QM_Q8_0) {
+                    w = _mm256_loadu_si256((const __m256i *)(q + 64 * c + 32 * h));
+                    u = _mm256_sign_epi8(w, w);
+                } else {
+                    w = _mm256_loadu_si256((const __m256i *)(q + 64 * (c & 3) + 32 * h));
+                    u = _mm256_and_si256(c >= 4 ? _mm256_srli_epi16(w, 4) : w, low4);
+                }
+                for (int t = 0; t < NT; t++) {
+                    __m256i xb = _mm256_set1_epi32(qm__xchunk(&xs[t][b], c));
+                    if (type == QM_Q8_0)
+                        xb = _mm256_sign_epi8(xb, w);
+                    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xb), ones);
+                    ia[h][t] = _mm256_add_epi32(ia[h][t], p);
+                }
+            }
+        for (int t = 0; t < NT; t++) {
+            __m256 xd = _mm256_set1_ps(xs[t][b].d);
+            __m256i corr = _mm256_set1_epi32(off * xs[t][b].sum);
+            for (int h = 0; h < 2; h++) {
+                __m256 wd = _mm256_loadu_ps((const float *)(const void *)(grp + b * gb) + 8 * h);
+                __m256 s = _mm256_cvtepi32_ps(_mm256_sub_epi32(ia[h][t], corr));
+                fa[h][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, xd), s, fa[h][t]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        float v[QM_GROUP];
+        _mm256_storeu_ps(v, fa[0][t]);
+        _mm256_storeu_ps(v + 8, fa[1][t]);
+        for (int r = 0; r < nr; r++)
+            out[(size_t)t * ldo + r] = v[r] + (bias ? bias[r] : 0.0f);
+    }
+}
+
+/* Instances with constant G and NT, so that the accumulators live in
+ * registers: 512-bit up to 2 groups x 4 tokens (16 int32 + 16 float
+ * accumulators of 32 registers), AVX2 1 group x 2 tokens (8 of 16). */
+#define QM__T512(G, NT)                                                                     \
+    QM__V512 static void qm__tile512_##G##_##NT(float *out, size_t ldo, qm_type type,        \
+                                                 const uint8_t *grp, size_t gstride, int nb, \
+                                                 int nr, const float *bias,                  \
+                                                 const qm__xblock *const *xs, int nt)        \
+    {                                                                                       \
+        (void)nt;                                                                           \
+        qm__tile512_body(out, ldo, type, grp, gstride, nb, nr, bias, xs, G, NT);            \
+    }
+QM__T512(1, 1) QM__T512(1, 2) QM__T512(1, 3) QM__T512(1, 4)
+QM__T512(2, 1) QM__T512(2, 2) QM__T512(2, 3) QM__T512(2, 4)
+
+#define QM__T256(NT)                                                                        \
+    QM__AVX2 static void qm__tile256_##NT(float *out, size_t ldo, qm_type type,              \
+                                          const uint8_t *grp, size_t gstride, int nb, int nr, \
+                                          const float *bias, const qm__xblock *const *xs,    \
+                                          int nt)                                           \
+    {                                                                                       \
+        (void)gstride, (void)nt;                                                            \
+        qm__tile256_body(out, ldo, type, grp, nb, nr, bias, xs, NT);                        \
+    }
+QM__T256(1) QM__T256(2)
 
 #endif /* QM__X86 */
 
@@ -390,44 +573,59 @@ typedef struct qm__job {
     qm__level level;
 } qm__job;
 
-/* Tokens per tile of each level. */
-static int qm__tile_nt(qm__level level)
+/* Groups and tokens per tile of each level. */
+static int qm__tile_groups(qm__level level)
 {
-    return level == QM__VNNIL ? 4 : level == QM__AVX2L ? 2 : QM__NT;
+    return level == QM__VNNIL ? 2 : 1;
 }
 
-/* Rows [r0, r1) of a packed matrix (r0 a multiple of 4: the pool's chunks
- * are multiples of 16 rows), group by group. */
+static int qm__tile_nt(qm__level level)
+{
+    return level == QM__VNNIL ? 4 : level == QM__AVX2L ? 2 : QM__NT_MAX;
+}
+
+/* The level's tile for g groups and nt tokens. */
+static qm__tile_fn qm__tile_for(qm__level level, int g, int nt)
+{
+#ifdef QM__X86
+    static const qm__tile_fn t512[2][4] = {
+        {qm__tile512_1_1, qm__tile512_1_2, qm__tile512_1_3, qm__tile512_1_4},
+        {qm__tile512_2_1, qm__tile512_2_2, qm__tile512_2_3, qm__tile512_2_4}};
+    static const qm__tile_fn t256[2] = {qm__tile256_1, qm__tile256_2};
+    if (level == QM__VNNIL)
+        return t512[g - 1][nt - 1];
+    if (level == QM__AVX2L)
+        return t256[nt - 1];
+#endif
+    (void)level, (void)g, (void)nt;
+    return qm__tile_scalar;
+}
+
+/* Tokens per pass over a thread's rows: their activations (40 bytes a
+ * block) stay in L2 while the rows stream past. */
+#define QM__TOKEN_CHUNK 64
+
+/* Rows [r0, r1) of a packed matrix (r0 a multiple of the tile's rows: the
+ * pool's chunks are multiples of 32). */
 static void qm__run_packed(const qm__job *j, size_t r0, size_t r1)
 {
-    int nb = j->w->cols / QM_BLOCK, NT = qm__tile_nt(j->level);
+    int nb = j->w->cols / QM_BLOCK, NT = qm__tile_nt(j->level), G = qm__tile_groups(j->level);
     size_t gsz = (size_t)nb * qm__gbytes(j->w->type);
-    for (size_t r = r0; r < r1; r += 4) {
-        int nr = r1 - r < 4 ? (int)(r1 - r) : 4;
-        const uint8_t *grp = j->w->data + r / 4 * gsz;
-        for (int t0 = 0; t0 < j->T; t0 += NT) {
-            int nt = j->T - t0 < NT ? j->T - t0 : NT;
-            const qm__xblock *xs[QM__NT];
-            for (int t = 0; t < nt; t++)
-                xs[t] = j->xq + (size_t)(t0 + t) * nb;
-            float *o = j->out + (size_t)t0 * j->ldo + r;
-            switch (j->level) {
-#ifdef QM__X86
-            case QM__VNNIL:
-                qm__group_vnni(o, j->ldo, j->w->type, grp, nb, nr, xs, nt);
-                break;
-            case QM__AVX2L:
-                qm__group_avx2(o, j->ldo, j->w->type, grp, nb, nr, xs, nt);
-                break;
-#endif
-            default:
-                qm__group_scalar(o, j->ldo, j->w->type, grp, nb, nr, xs, nt);
-                break;
-            }
-            if (j->bias)
+    for (int c0 = 0; c0 < j->T; c0 += QM__TOKEN_CHUNK) {
+        int c1 = j->T - c0 < QM__TOKEN_CHUNK ? j->T : c0 + QM__TOKEN_CHUNK;
+        for (size_t r = r0; r < r1; r += (size_t)QM_GROUP * G) {
+            int nr = r1 - r < (size_t)QM_GROUP * G ? (int)(r1 - r) : QM_GROUP * G;
+            int g = (nr + QM_GROUP - 1) / QM_GROUP;
+            const uint8_t *grp = j->w->data + r / QM_GROUP * gsz;
+            for (int t0 = c0; t0 < c1; t0 += NT) {
+                int nt = c1 - t0 < NT ? c1 - t0 : NT;
+                const qm__xblock *xs[QM__NT_MAX];
                 for (int t = 0; t < nt; t++)
-                    for (int k = 0; k < nr; k++)
-                        o[(size_t)t * j->ldo + k] += j->bias[r + k];
+                    xs[t] = j->xq + (size_t)(t0 + t) * nb;
+                qm__tile_for(j->level, g, nt)(j->out + (size_t)t0 * j->ldo + r, j->ldo,
+                                              j->w->type, grp, gsz, nb, nr,
+                                              j->bias ? j->bias + r : NULL, xs, nt);
+            }
         }
     }
 }
@@ -439,12 +637,12 @@ static void qm__run_rows(const qm__job *j, size_t r0, size_t r1)
     int nb = j->w->cols / QM_BLOCK;
     size_t rb = qm_row_bytes(j->w->type, j->w->cols);
     for (size_t r = r0; r < r1; r++)
-        for (int t0 = 0; t0 < j->T; t0 += QM__NT) {
-            int nt = j->T - t0 < QM__NT ? j->T - t0 : QM__NT;
-            const qm__xblock *xs[QM__NT];
+        for (int t0 = 0; t0 < j->T; t0 += QM__NT_MAX) {
+            int nt = j->T - t0 < QM__NT_MAX ? j->T - t0 : QM__NT_MAX;
+            const qm__xblock *xs[QM__NT_MAX];
             for (int t = 0; t < nt; t++)
                 xs[t] = j->xq + (size_t)(t0 + t) * nb;
-            float acc[QM__NT];
+            float acc[QM__NT_MAX];
             qm__row_scalar(acc, j->w->type, j->w->data + r * rb, nb, xs, nt);
             for (int t = 0; t < nt; t++)
                 j->out[(size_t)(t0 + t) * j->ldo + r] = acc[t] + (j->bias ? j->bias[r] : 0.0f);
@@ -468,7 +666,7 @@ static qm__level qm__level_for(cpu_isa isa)
     const cpu_features *f = cpu_features_get();
     if (!f->f16c)
         return QM__SCALAR;
-    if (isa >= CPU_ISA_AVX512 && f->avx512vl && f->avx512vnni)
+    if (isa >= CPU_ISA_AVX512 && f->avx512bw && f->avx512vl && f->avx512vnni)
         return QM__VNNIL;
     return QM__AVX2L;
 }
@@ -485,35 +683,20 @@ int qm_matmul(float *out, size_t ldo, const float *x, const qm_mat *w, const flo
         return -EINVAL;
     if (T == 0)
         return 0;
-    int nb = w->cols / QM_BLOCK;
     qm__xblock *xq = scratch ? scratch : malloc(qm_scratch_bytes(T, w->cols));
     if (!xq)
         return -ENOMEM;
-    for (int t = 0; t < T; t++)
-        qm__quantize_x(x + (size_t)t * w->cols, w->cols, xq + (size_t)t * nb);
-    qm__job j = {.out = out, .ldo = ldo, .w = w, .bias = bias, .xq = xq, .T = T,
-                 .level = qm__level_for(isa)};
+    qm__level level = qm__level_for(isa);
     /* little work: not worth waking a thread */
     if ((size_t)T * w->rows * w->cols < (1u << 16))
         pool = NULL;
-    tp_parallel_for(pool, (size_t)w->rows, 16, qm__run, &j);
+    qm__xjob xj = {.x = x, .cols = w->cols, .xq = xq, .simd = level != QM__SCALAR};
+    tp_parallel_for(T >= 8 ? pool : NULL, (size_t)T, 1, qm__quantize_rows, &xj);
+    qm__job j = {.out = out, .ldo = ldo, .w = w, .bias = bias, .xq = xq, .T = T,
+                 .level = level};
+    tp_parallel_for(pool, (size_t)w->rows, 2 * QM_GROUP, qm__run, &j);
     if (!scratch)
         free(xq);
-    return 0;
-}
-
-int qm_matmul_dequant(float *out, size_t ldo, const float *x, const qm_mat *w,
-                      const float *bias, int T, float *panel, int panel_rows)
-{
-    if (w->cols <= 0 || w->cols % QM_BLOCK || w->rows <= 0 || ldo < (size_t)w->rows || T < 0 ||
-        panel_rows < 1)
-        return -EINVAL;
-    for (int r0 = 0; r0 < w->rows && T > 0; r0 += panel_rows) {
-        int n = w->rows - r0 < panel_rows ? w->rows - r0 : panel_rows;
-        for (int r = 0; r < n; r++)
-            qm_mat_row(w, r0 + r, panel + (size_t)r * w->cols);
-        ops_matmul_blas(out + r0, ldo, x, panel, bias ? bias + r0 : NULL, T, w->cols, n);
-    }
     return 0;
 }
 

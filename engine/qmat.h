@@ -13,11 +13,11 @@
  * quantized on the fly to blocks of 32 int8 with a float scale (like
  * ggml's Q8 activations); every block's dot product is exact in integers,
  * scaled by the two scales and summed in float. Kernels for each ISA level
- * (AVX-512 VNNI on 256-bit lanes, AVX2, portable C) give the same integer
- * sums; only the float summation order differs. Rows are split across the
- * thread pool; each group of 4 weight rows is read once for 2 (AVX2) or 4
- * tokens at a time, so a decode step with T tokens reads the matrix about
- * once.
+ * (AVX-512 VNNI, AVX2, portable C) give the same integer sums; only the
+ * float summation order differs. Rows are split across the thread pool;
+ * a tile of 32 (VNNI; 16 AVX2) packed weight rows is read once for up to 4
+ * (2) tokens, with int32 lanes that are rows, so a decode step with T tokens
+ * reads the matrix about once, and prefill runs as an int8 GEMM.
  *
  * Threads: no state; qm_matmul runs on the given pool.
  */
@@ -37,15 +37,19 @@ typedef enum qm_type {
     QM_Q4_0 = 4,
 } qm_type;
 
+/* Rows per group of the packed layout. */
+#define QM_GROUP 16
+
 /* A matrix of rows x cols weights (cols a multiple of 32), in one of two
  * layouts:
  *   row-major (packed 0): GGUF's, each row its blocks one after the other;
- *   packed (1; qm_pack): for each group of 4 rows (the last one padded
- *     with zero rows), block by block, the 4 rows' scales as float then
- *     their 4 x 32 int8 (Q8_0) or 4 x 16 nibble bytes (Q4_0). A tile of the
- *     product then reads one sequential stream, and scales are not
- *     converted per use. The SIMD kernels work on this layout; a row-major
- *     matrix runs the portable kernel. */
+ *   packed (1; qm_pack): for each group of 16 rows (the last one padded
+ *     with zero rows), block by block, the 16 rows' scales as float, then
+ *     the quants as 4-byte chunks interleaved by row: chunk c (of 8 for
+ *     Q8_0, 4 for Q4_0: the row's bytes 4c..4c+3 of the block) of rows
+ *     0..15, then chunk c + 1 ... A chunk position is one 64-byte vector
+ *     whose 32-bit lanes are rows, which is what the SIMD kernels multiply;
+ *     a row-major matrix runs the portable kernel. */
 typedef struct qm_mat {
     qm_type type;
     int rows, cols;
@@ -72,6 +76,11 @@ const char *qm_type_name(qm_type t);
 void qm_quantize_row(qm_type t, const float *x, int n, uint8_t *dst);
 void qm_dequantize_row(qm_type t, const uint8_t *src, int n, float *dst);
 
+/* The activations' quantizer of level isa (a scalar one and an AVX2 one,
+ * equal bit for bit) on n floats: q[n], and per block of 32 the scale d and
+ * sum of q. For the tests; qm_matmul runs it on every row of x. */
+void qm_quantize_acts(const float *x, int n, cpu_isa isa, int8_t *q, float *d, int32_t *sum);
+
 /* Bytes of the quantized activations of T rows of cols. */
 size_t qm_scratch_bytes(int T, int cols);
 
@@ -83,13 +92,6 @@ size_t qm_scratch_bytes(int T, int cols);
  * allocated; -EINVAL for cols not a multiple of 32 or ldo < rows. */
 int qm_matmul(float *out, size_t ldo, const float *x, const qm_mat *w, const float *bias,
               int T, cpu_isa isa, tp_pool *pool, void *scratch);
-
-/* Rows dequantized per panel into F32 (panel: panel_rows * cols floats)
- * and multiplied by OpenBLAS sgemm (ops_matmul_blas): for prefill, where
- * the product is compute-bound and sgemm beats the int8 kernel; x stays
- * F32. Same output contract as qm_matmul; -EINVAL for bad shapes. */
-int qm_matmul_dequant(float *out, size_t ldo, const float *x, const qm_mat *w,
-                      const float *bias, int T, float *panel, int panel_rows);
 
 /* The reference: W dequantized, x as given (not quantized), double
  * accumulation. Differs from qm_matmul by x's quantization error only. */

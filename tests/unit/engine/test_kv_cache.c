@@ -1,6 +1,7 @@
 /* test_kv_cache.c - the paged KV cache: reserve / clear / truncate
  * accounting, -ENOSPC leaving the pool unchanged, reference counts and
- * copy-on-write through kv_seq_fork, ops_attention_paged against the
+ * copy-on-write through kv_seq_fork, ops_attention_prefill (GEMM) against
+ * ops_attention_paged, ops_attention_paged against the
  * contiguous kernels on random block tables, and llama-tiny logits through
  * scattered and forked block tables (needs ../shared; skipped without it). */
 #include "tu_util.h"
@@ -388,6 +389,51 @@ static void check_paged_attention(int NH, int NKV, int HS, int BS, int TK) {
     free(perm);
 }
 
+/* ops_attention_prefill (sgemm, query chunks) for positions p0..TK-1
+ * against ops_attention_paged per query over its own prefix of keys. */
+static void check_prefill_attention(int NH, int NKV, int HS, int BS, int p0, int TK) {
+    int kd = NKV * HS, qd = NH * HS, nq = TK - p0, nb = (TK + BS - 1) / BS;
+    size_t bstride = (size_t)2 * BS * kd + 1, ldo = (size_t)qd + 2, ldq = (size_t)qd + 5;
+    float *pool = malloc((size_t)(nb + 2) * bstride * sizeof(float));
+    int32_t *table = malloc((size_t)nb * sizeof(int32_t));
+    float *q = malloc((size_t)nq * ldq * sizeof(float));
+    float *got = malloc((size_t)nq * ldo * sizeof(float)), *want = malloc((size_t)qd * sizeof(float));
+    float *att = malloc((size_t)TK * sizeof(float));
+    float *ws = malloc(ops_attention_prefill_ws(nq, p0, HS));
+    assert_true(pool && table && q && got && want && att && ws);
+    for (size_t i = 0; i < (size_t)(nb + 2) * bstride; i++) pool[i] = 2.0f * frand();
+    for (int i = 0; i < nb; i++) table[i] = (int32_t)(nb + 1 - i); /* reversed, 2 spare */
+    for (size_t i = 0; i < (size_t)nq * ldq; i++) q[i] = 2.0f * frand();
+    for (size_t i = 0; i < (size_t)nq * ldo; i++) got[i] = -7.0f;
+    float scale = 1.0f / sqrtf((float)HS);
+    const float *kp = pool, *vp = pool + (size_t)BS * kd;
+    assert_int_equal(ops_attention_prefill(got, ldo, q, ldq, nq, p0, kp, vp, bstride, table, BS,
+                                           (size_t)kd, NH, NKV, HS, scale, ws), 0);
+    for (int i = 0; i < nq; i++) {
+        ops_attention_paged(want, q + (size_t)i * ldq, kp, vp, bstride, table, BS, (size_t)kd,
+                            p0 + i + 1, NH, NKV, HS, scale, att);
+        for (int c = 0; c < qd; c++)
+            if (fabsf(got[(size_t)i * ldo + c] - want[c]) > 1e-5f * (1 + fabsf(want[c])))
+                fail_msg("prefill NH %d NKV %d HS %d BS %d p0 %d TK %d: query %d [%d] %.7f, "
+                         "per-token %.7f", NH, NKV, HS, BS, p0, TK, i, c,
+                         got[(size_t)i * ldo + c], want[c]);
+        for (size_t c = (size_t)qd; c < ldo; c++) /* past the heads: untouched */
+            assert_true(got[(size_t)i * ldo + c] == -7.0f);
+    }
+    assert_int_equal(ops_attention_prefill(got, ldo, q, ldq, 0, p0, kp, vp, bstride, table, BS,
+                                           (size_t)kd, NH, NKV, HS, scale, ws), -EINVAL);
+    free(pool), free(table), free(q), free(got), free(want), free(att), free(ws);
+}
+
+static void test_prefill_attention(void **state) {
+    (void)state;
+    check_prefill_attention(4, 4, 8, 16, 0, 1);
+    check_prefill_attention(4, 2, 8, 4, 0, 40);     /* GQA */
+    check_prefill_attention(6, 3, 16, 16, 0, 150);  /* 3 query chunks, the last partial */
+    check_prefill_attention(2, 1, 64, 32, 37, 130); /* after a cached prefix */
+    check_prefill_attention(8, 8, 5, 7, 5, 70);
+}
+
 static void test_paged_attention(void **state) {
     (void)state;
     check_paged_attention(4, 4, 8, 16, 1);
@@ -546,6 +592,7 @@ int main(void) {
         cmocka_unit_test(test_fork_refcounts),
         cmocka_unit_test(test_fork_divergent_writes),
         cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_prefill_attention),
         cmocka_unit_test(test_model_paged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

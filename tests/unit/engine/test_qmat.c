@@ -151,16 +151,6 @@ static void check_product(qm_type type, int R, int C, int T, tp_pool *pool)
                          qm_type_name(type), T, t, r, scalar[t * ldo + r], ref[t * ldo + r],
                          bound);
         }
-    /* dequantized panels through sgemm: the naive reference up to float rounding */
-    float *panel = malloc((size_t)7 * C * sizeof(float));
-    memset(got, 0, T * ldo * sizeof(float));
-    assert_int_equal(qm_matmul_dequant(got, ldo, x, &m, bias, T, panel, 7), 0);
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++)
-            if (fabsf(got[t * ldo + r] - ref[t * ldo + r]) > 1e-4f * (1 + fabsf(ref[t * ldo + r])))
-                fail_msg("%s dequant T %d [%d, %d]: %.7f, naive %.7f", qm_type_name(type), T, t,
-                         r, got[t * ldo + r], ref[t * ldo + r]);
-    free(panel);
     /* the packed layout (the last group padded when R % 4): the same rows,
      * and every ISA's kernel gives the row-major scalar products */
     qm_mat pk;
@@ -203,7 +193,46 @@ static void test_product(void **state)
             check_product(k ? QM_Q4_0 : QM_Q8_0, 64, 96, Ts[i], NULL);
             check_product(k ? QM_Q4_0 : QM_Q8_0, 196, 256, Ts[i], pool);
         }
+    /* more tokens than one pass of the packed kernels takes (64) */
+    check_product(QM_Q8_0, 203, 96, 70, pool);
+    check_product(QM_Q4_0, 40, 64, 130, NULL);
     tp_free(pool);
+}
+
+/* The SIMD activation quantizer equals the scalar one bit for bit, ties
+ * (x / d exactly k + 0.5) included, and all-zero blocks. */
+static void test_activation_quantizer(void **state)
+{
+    (void)state;
+    const int n = 256, nb = n / QM_BLOCK;
+    float *x = rand_floats(n, 9, 3.0f);
+    for (int i = 64; i < 96; i++)
+        x[i] = 0;
+    /* block 3: max 127 so d = 1: halves round to even */
+    for (int i = 96; i < 128; i++)
+        x[i] = (float)(i - 112) + 0.5f;
+    x[127] = 127.0f;
+    int8_t q0[256], q1[256];
+    float d0[8], d1[8];
+    int32_t s0[8], s1[8];
+    qm_quantize_acts(x, n, CPU_ISA_SCALAR, q0, d0, s0);
+    assert_int_equal(q0[96], -16); /* -15.5 -> -16 */
+    assert_int_equal(q0[97], -14); /* -14.5 -> -14 */
+    for (int isa = CPU_ISA_AVX2; isa < CPU_ISA_COUNT; isa++) {
+        if (!cpu_isa_supported((cpu_isa)isa))
+            continue;
+        qm_quantize_acts(x, n, (cpu_isa)isa, q1, d1, s1);
+        assert_memory_equal(q0, q1, sizeof q0);
+        assert_memory_equal(d0, d1, sizeof d0);
+        assert_memory_equal(s0, s1, sizeof s0);
+    }
+    for (int b = 0; b < nb; b++) {
+        int32_t s = 0;
+        for (int i = 0; i < QM_BLOCK; i++)
+            s += q0[b * QM_BLOCK + i];
+        assert_int_equal(s, s0[b]);
+    }
+    free(x);
 }
 
 static void test_bad_shapes(void **state)
@@ -225,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_q8_0_matches_gguf_writer),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_product),
+        cmocka_unit_test(test_activation_quantizer),
         cmocka_unit_test(test_bad_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

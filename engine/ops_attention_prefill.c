@@ -1,0 +1,71 @@
+/* ops_attention_prefill.c - causal attention for a run of consecutive query
+ * positions of one sequence as matrix products (ops.h).
+ *
+ * Prefill asks every query of a prompt to attend over the keys before it:
+ * per head that is Q[nq, HS] . K[TK, HS]^T and P[nq, TK] . V[TK, HS], two
+ * GEMMs of which the per-(token, head) kernel computes one dot product at a
+ * time (about 5 GFLOP/s there against sgemm's 100+). The queries go in
+ * chunks of OPS__QCHUNK so that a chunk's product covers only the keys up to
+ * its last position (causal: about 1/8 of the work past the diagonal is
+ * computed and masked instead of half). Keys and values of one kv head are
+ * gathered out of the paged cache into contiguous rows first (a copy of
+ * 2 * TK * HS floats against the 4 * nq * TK * HS of the products). */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+#define OPS__QCHUNK 64
+
+size_t ops_attention_prefill_ws(int nq, int p0, int HS)
+{
+    size_t tk = (size_t)p0 + (size_t)nq;
+    size_t qc = nq < OPS__QCHUNK ? (size_t)nq : OPS__QCHUNK;
+    return (2 * tk * (size_t)HS + qc * tk) * sizeof(float);
+}
+
+/* Rows [0, n) of kv head g (HS floats at + g * HS) out of the paged pool. */
+static void ops__gather(float *dst, const float *pool, size_t bstride, const int32_t *table,
+                        int BS, size_t ldk, int g, int HS, int n)
+{
+    for (int j = 0; j < n; j++)
+        memcpy(dst + (size_t)j * HS,
+               pool + (size_t)table[j / BS] * bstride + (size_t)(j % BS) * ldk + (size_t)g * HS,
+               (size_t)HS * sizeof(float));
+}
+
+int ops_attention_prefill(float *out, size_t ldo, const float *q, size_t ldq, int nq, int p0,
+                          const float *k, const float *v, size_t bstride,
+                          const int32_t *table, int BS, size_t ldk, int NH, int NKV, int HS,
+                          float scale, float *ws)
+{
+    if (nq <= 0 || p0 < 0 || NKV <= 0 || NH % NKV)
+        return -EINVAL;
+    int TK = p0 + nq, group = NH / NKV;
+    float *kg = ws, *vg = kg + (size_t)TK * HS, *s = vg + (size_t)TK * HS;
+    for (int g = 0; g < NKV; g++) {
+        ops__gather(kg, k, bstride, table, BS, ldk, g, HS, TK);
+        ops__gather(vg, v, bstride, table, BS, ldk, g, HS, TK);
+        for (int h = g * group; h < (g + 1) * group; h++)
+            for (int c0 = 0; c0 < nq; c0 += OPS__QCHUNK) {
+                int nc = nq - c0 < OPS__QCHUNK ? nq - c0 : OPS__QCHUNK;
+                int keys = p0 + c0 + nc; /* up to the chunk's last position */
+                const float *qc = q + (size_t)c0 * ldq + (size_t)h * HS;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nc, keys, HS, scale, qc,
+                            (int)ldq, kg, HS, 0.0f, s, keys);
+                for (int i = 0; i < nc; i++) {
+                    float *row = s + (size_t)i * keys;
+                    int seen = p0 + c0 + i + 1; /* keys 0..its own position */
+                    ops_softmax(row, seen);
+                    memset(row + seen, 0, (size_t)(keys - seen) * sizeof(float));
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nc, HS, keys, 1.0f, s,
+                            keys, vg, HS, 0.0f, out + (size_t)c0 * ldo + (size_t)h * HS,
+                            (int)ldo);
+            }
+    }
+    return 0;
+}
