@@ -293,7 +293,6 @@ static bool model__attend_prefill(model *m, kv_cache *kv, const model_batch *b,
     float *ws = malloc(ops_attention_prefill_ws(n, p0, hp->head_dim));
     if (!ws)
         return false;
-    tp_park(ops_matmul_pool()); /* the products run on OpenBLAS's threads */
     int rc = ops_attention_prefill(out, j->ldo, q, j->ldq, n, p0, j->kp, j->vp, j->bstride,
                                    kv_seq_table(kv, b->seq_id[0]), j->bs, j->kvd, hp->n_head,
                                    hp->n_head_kv, hp->head_dim, j->scale, ws);

@@ -81,6 +81,14 @@ tp_pool *ops_matmul_pool(void);
  * Any thread; for benchmarks and tuning. */
 void ops_matmul_set_small_t_max(int t_max);
 int ops_matmul_small_t_max(void);
+/* The prefill GEMM (ops_gemm.c): out[t * ldo + r] = sum_c x[t * ldx + c]
+ * w[r * ldw + c] (+ bias[r]) for t < T, r < OC, with an AVX-512 blocked
+ * kernel on pool (NULL: the caller's thread); float32 sums. Where
+ * ops_gemm_available() is false it runs plain loops: callers use
+ * OpenBLAS there. Nothing happens for T, C or OC <= 0. */
+bool ops_gemm_available(void);
+void ops_gemm(float *out, size_t ldo, const float *x, size_t ldx, const float *w, size_t ldw,
+              const float *bias, int T, int C, int OC, tp_pool *pool);
 /* ---- end of matmul block ------------------------------------------------ */
 
 /* out[C] = x[C] / sqrt(mean(x^2) + eps) * w[C]. out may equal x. */
@@ -148,8 +156,10 @@ void ops_attention_paged(float *out, const float *q, const float *k,
  *   out[i * ldo + h*HS], q[i * ldq + h*HS]   for i < nq, head h < NH
  *   ws   ops_attention_prefill_ws(nq, p0, HS) bytes of scratch
  * The same result as ops_attention_paged per query up to float rounding
- * (sgemm's summation order). Call with the engine's pool parked (OpenBLAS
- * threads). -EINVAL for bad shapes (nothing written). */
+ * (the products' summation order). The products run on ops_gemm and the
+ * engine's pool (ops_matmul_pool) where ops_gemm_available, else on
+ * OpenBLAS with that pool parked. -EINVAL for bad shapes (nothing
+ * written). */
 size_t ops_attention_prefill_ws(int nq, int p0, int HS);
 int ops_attention_prefill(float *out, size_t ldo, const float *q, size_t ldq, int nq, int p0,
                           const float *k, const float *v, size_t bstride,

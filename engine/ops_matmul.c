@@ -384,6 +384,10 @@ void ops_matmul(float *out, size_t ldo, const float *x, const float *w,
         ops_matmul_small(out, ldo, x, w, bias, T, C, OC, cpu_isa_best(), pool);
         return;
     }
+    if (ops_gemm_available()) { /* prefill on AVX-512: our GEMM, our threads */
+        ops_gemm(out, ldo, x, (size_t)C, w, (size_t)C, bias, T, C, OC, ops_matmul_pool());
+        return;
+    }
     /* prefill: OpenBLAS runs on its own threads; ours must not spin meanwhile */
     tp_park(ops_matmul_pool());
     ops_matmul_blas(out, ldo, x, w, bias, T, C, OC);

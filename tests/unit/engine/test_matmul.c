@@ -1,6 +1,7 @@
 /* test_matmul.c - the small-T matmul kernel against ops_matmul_naive for many
  * shapes, every ISA level the CPU supports forced in turn, on 1 and 2
- * threads; the ops_matmul dispatcher on both sides of its threshold; the
+ * threads; the prefill GEMM (ops_gemm) likewise; the ops_matmul dispatcher
+ * on both sides of its threshold; the
  * thread pool's parallel-for; CPU feature detection. */
 #include "tu_util.h"
 
@@ -308,6 +309,45 @@ static void test_pool(void **state) {
 
 /* ---- CPU features -------------------------------------------------------- */
 
+/* ---- the prefill GEMM --------------------------------------------------- */
+
+/* ops_gemm against the reference: token tiles of 1..12 (T up to 30 and a
+ * long one), panels of 32 columns with every tail, k blocks of 256 with a
+ * tail, on no pool and 2 threads, with bias and strides wider than C. */
+static void tm_gemm(int T, int C, int OC, tp_pool *pool) {
+    size_t ldx = (size_t)C + 3, ldw = (size_t)C + 5, ldo = (size_t)OC + 2;
+    float *x = tm_rand((size_t)T * ldx), *w = tm_rand((size_t)OC * ldw), *b = tm_rand((size_t)OC);
+    float *xc = tm_alloc((size_t)T * C), *wc = tm_alloc((size_t)OC * C);
+    for (int t = 0; t < T; t++) memcpy(xc + (size_t)t * C, x + (size_t)t * ldx, (size_t)C * sizeof(float));
+    for (int o = 0; o < OC; o++) memcpy(wc + (size_t)o * C, w + (size_t)o * ldw, (size_t)C * sizeof(float));
+    float *ref = tm_alloc((size_t)T * ldo), *got = tm_alloc((size_t)T * ldo);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        const float *bias = with_bias ? b : NULL;
+        tm_fill(ref, (size_t)T * ldo);
+        tm_fill(got, (size_t)T * ldo);
+        ops_matmul_naive(ref, ldo, xc, wc, bias, T, C, OC);
+        ops_gemm(got, ldo, x, ldx, w, ldw, bias, T, C, OC, pool);
+        char what[64];
+        snprintf(what, sizeof what, "ops_gemm threads=%d bias=%d", tp_threads(pool), with_bias);
+        tm_check(what, got, ref, ldo, xc, wc, bias, T, C, OC);
+    }
+    tm_free(x), tm_free(w), tm_free(b), tm_free(xc), tm_free(wc), tm_free(ref), tm_free(got);
+}
+
+static void test_gemm(void **state) {
+    (void)state;
+    if (!ops_gemm_available()) print_message("ops_gemm: no AVX-512 here, checking its plain loops\n");
+    tp_pool *pools[3];
+    tm_pools(pools);
+    for (int T = 1; T <= 30; T++) tm_gemm(T, 40, 37, pools[T % 3]);
+    const int Cs[] = {1, 16, 255, 256, 300, 600}, OCs[] = {1, 31, 32, 33, 64, 100};
+    for (size_t i = 0; i < 6; i++)
+        for (size_t k = 0; k < 6; k++) tm_gemm(13, Cs[i], OCs[k], pools[2]);
+    tm_gemm(200, 520, 70, pools[2]);
+    tm_gemm(3, 8, 5, pools[0]);
+    tm_pools_free(pools);
+}
+
 static void test_cpu_features(void **state) {
     (void)state;
     const cpu_features *f = cpu_features_get();
@@ -328,7 +368,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_features),    cmocka_unit_test(test_pool),
         cmocka_unit_test(test_small_shapes),    cmocka_unit_test(test_small_long_rows),
-        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_dispatch),        cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
