@@ -434,21 +434,32 @@ QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type
     for (int g = 0; g < G; g++)
         for (int t = 0; t < NT; t++)
             fa[g][t] = _mm512_setzero_ps();
+    /* few tiles: each sum's 8 dependent vpdpbusd per block would wait on
+     * each other's latency; even and odd chunks then go to two sums */
+    const int S = NT <= 2 ? 2 : 1;
     for (int b = 0; b < nb; b++) {
-        __m512i ia[2][QM__NT_MAX];
+        __m512i ia[2][QM__NT_MAX], ib[2][QM__NT_MAX];
         for (int g = 0; g < G; g++)
             for (int t = 0; t < NT; t++)
-                ia[g][t] = _mm512_setzero_si512();
+                ia[g][t] = ib[g][t] = _mm512_setzero_si512();
         for (int c = 0; c < 8; c++) {
             __m512i w[2];
             for (int g = 0; g < G; g++)
                 w[g] = qm__wchunk512(type, grp + g * gstride + b * gb + 64, c);
             for (int t = 0; t < NT; t++) {
                 __m512i xb = _mm512_set1_epi32(qm__xchunk(&xs[t][b], c));
-                for (int g = 0; g < G; g++)
-                    ia[g][t] = _mm512_dpbusd_epi32(ia[g][t], w[g], xb);
+                for (int g = 0; g < G; g++) {
+                    if (S == 2 && (c & 1))
+                        ib[g][t] = _mm512_dpbusd_epi32(ib[g][t], w[g], xb);
+                    else
+                        ia[g][t] = _mm512_dpbusd_epi32(ia[g][t], w[g], xb);
+                }
             }
         }
+        if (S == 2)
+            for (int g = 0; g < G; g++)
+                for (int t = 0; t < NT; t++)
+                    ia[g][t] = _mm512_add_epi32(ia[g][t], ib[g][t]);
         for (int t = 0; t < NT; t++) {
             __m512 xd = _mm512_set1_ps(xs[t][b].d);
             __m512i corr = _mm512_set1_epi32(off * xs[t][b].sum);
