@@ -125,11 +125,26 @@ static void gen__stream_delta(gen_choice *c, const char *s, size_t n, json_t *lo
 
 /* ---- the end -------------------------------------------------------------- */
 
+/* OpenAI's usage; prompt_tokens_details.cached_tokens counts each prompt's
+ * positions that came from the prefix cache once (the most any of its
+ * choices got). */
 static json_t *gen__usage(gen_job *job) {
-    int completion = 0;
-    for (int i = 0; i < job->n_choices; i++) completion += job->choices[i].n_generated;
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", job->prompt_tokens, "completion_tokens",
-                     completion, "total_tokens", job->prompt_tokens + completion);
+    int completion = 0, cached = 0;
+    for (int i = 0; i < job->n_choices; i++) {
+        const gen_choice *c = &job->choices[i];
+        completion += c->n_generated;
+        bool first = true; /* of its prompt's choices, the one with the most */
+        for (int k = 0; k < job->n_choices && first; k++) {
+            const gen_choice *o = &job->choices[k];
+            if (k != i && o->prompt_i == c->prompt_i &&
+                (o->n_cached > c->n_cached || (o->n_cached == c->n_cached && k < i)))
+                first = false;
+        }
+        if (first) cached += c->n_cached;
+    }
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", job->prompt_tokens,
+                     "completion_tokens", completion, "total_tokens", job->prompt_tokens + completion,
+                     "prompt_tokens_details", "cached_tokens", cached);
 }
 
 static int gen__by_logprob(const void *a, const void *b) {
@@ -263,6 +278,7 @@ static sched_reply gen__on_event(void *ud, const sched_event *ev) {
     bool matched = false;
     json_t *lp_delta = NULL;
 
+    c->n_cached = ev->n_cached;
     if (ev->token >= 0) {
         size_t plen = 0;
         tok_err te;

@@ -49,6 +49,7 @@ typedef struct gen_choice {
     float reward;         /* rerank by reward: the choice's score ... */
     bool has_reward;      /* ... when it could be scored (else ranked last) */
     int n_generated;
+    int n_cached;         /* prompt positions the prefix cache gave (usage) */
     const char *finish;   /* "stop", "length"; NULL while running */
     bool role_sent;       /* chat streams send the role first */
 } gen_choice;

@@ -284,9 +284,9 @@ int main(int argc, char **argv)
     }
     if (small_t >= 0)
         ops_matmul_set_small_t_max(small_t);
-    printf("load %.2f s, matmul: small-T kernel (%s, %d threads) up to T = %d, OpenBLAS above\n",
+    printf("load %.2f s, matmul: small-T kernel (%s, %d threads) up to T = %d, %s above\n",
            load_s, cpu_isa_name(cpu_isa_best()), tp_threads(ops_matmul_pool()),
-           ops_matmul_small_t_max());
+           ops_matmul_small_t_max(), ops_gemm_available() ? "ops_gemm (AVX-512)" : "OpenBLAS");
     int rc = bd_run(m, n_pp, n_tg, n_seq, reps);
     model_free(m);
     bench_threads_end(pool);

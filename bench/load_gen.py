@@ -7,7 +7,8 @@ llama.cpp's llama-server for the side-by-side baseline).
       [--prompt-tokens 64] [--max-tokens 128]
 
 Each client sends streamed /v1/completions requests back to back with a
-fixed prompt (token ids, so every server sees the same length) and
+prompt of token ids (so every server sees the same length; distinct per
+request unless --same-prompt) and
 ignore-EOS-style settings (logit_bias bans EOS; min_tokens is not OpenAI),
 and records time to first token and the gaps between tokens. Prints, per
 concurrency: aggregate generated tokens/s, TTFT p50/p99, inter-token
@@ -68,16 +69,25 @@ def one_request(url, body):
 
 
 def run_level(args, concurrency):
-    prompt = [1] + [(i * 7) % 400 + 30 for i in range(args.prompt_tokens - 1)]
-    body = {"model": args.model, "prompt": prompt, "max_tokens": args.max_tokens, "temperature": 1.0,
-            "seed": 1, "stream": True, "logit_bias": {str(args.eos): -100}}
     ttfts, gaps, tokens, errors = [], [], [0], []
     lock = threading.Lock()
+    counter = [0]
+
+    def body_for(k):
+        # distinct prompts (after BOS) unless --same-prompt: no server gets
+        # to reuse a previous request's KV, so this measures computing
+        shift = 0 if args.same_prompt else 13 * k + 1
+        prompt = [1] + [(i * 7 + shift) % 400 + 30 for i in range(args.prompt_tokens - 1)]
+        return {"model": args.model, "prompt": prompt, "max_tokens": args.max_tokens,
+                "temperature": 1.0, "seed": 1, "stream": True, "logit_bias": {str(args.eos): -100}}
 
     def client():
         for _ in range(args.requests_per_client):
+            with lock:
+                counter[0] += 1
+                k = counter[0]
             try:
-                t, g, n = one_request(args.url, body)
+                t, g, n = one_request(args.url, body_for(k))
             except Exception as e:  # noqa: BLE001 - reported, not fatal
                 with lock:
                     errors.append(str(e))
@@ -110,6 +120,8 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--eos", type=int, default=2, help="EOS token id to ban so every request runs to max_tokens")
+    ap.add_argument("--same-prompt", action="store_true",
+                    help="every request the same prompt (prefix caches then skip its prefill)")
     ap.add_argument("--json", action="store_true", help="print one JSON object per level")
     args = ap.parse_args()
     print(f"# {args.url} model={args.model} prompt={args.prompt_tokens} max_tokens={args.max_tokens}")

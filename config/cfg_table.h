@@ -118,6 +118,8 @@
       "KV-cache pool size in tokens (all sequences together); 0 = max_seqs * n_ctx") \
     X(model, kv_block_size, INT, "16", 1, 1024, NULL, 0, \
       "Tokens per KV-cache block") \
+    X(model, prefix_cache, INT, "16", 0, 1024, NULL, 0, \
+      "Finished prompts whose KV-cache blocks are kept so that later prompts starting with the same tokens skip that prefill (LRU; evicted before anything waits for blocks); 0 = off") \
     X(model, queue_size, INT, "64", 1, 100000, NULL, 0, \
       "Requests waiting for a sequence slot before new ones get 429") \
     X(model, request_timeout, INT, "600", 1, 86400, NULL, 0, \

@@ -31,6 +31,7 @@ struct kv_cache {
     int *n_tbl;               /* [n_seq] table entries in use */
     int *len;                 /* [n_seq] valid positions */
     size_t meta_bytes;        /* bytes of refs, free_ids, table, n_tbl, len */
+    uint8_t *mark;            /* [n_blocks] kv_blocks_held's scratch, made at first use */
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -128,6 +129,7 @@ void kv_free(kv_cache *kv)
     free(kv->table);
     free(kv->n_tbl);
     free(kv->len);
+    free(kv->mark);
     free(kv);
 }
 
@@ -301,6 +303,27 @@ int kv_seq_n_blocks(const kv_cache *kv, int seq) { return kv->n_tbl[seq]; }
 const int32_t *kv_seq_table(const kv_cache *kv, int seq)
 {
     return kv__tbl(kv, seq);
+}
+
+int kv_blocks_held(kv_cache *kv, int first_seq, int n_seq)
+{
+    if (first_seq < 0 || n_seq < 0 || first_seq + n_seq > kv->n_seq)
+        return -EINVAL;
+    if (!kv->mark && !(kv->mark = calloc((size_t)kv->n_blocks, 1)))
+        return -ENOMEM;
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++) /* count each block once, then unmark */
+        for (int q = first_seq; q < first_seq + n_seq; q++)
+            for (int i = 0; i < kv->n_tbl[q]; i++) {
+                int32_t b = kv->table[(size_t)q * kv->max_tbl + i];
+                if (pass == 0 && !kv->mark[b]) {
+                    kv->mark[b] = 1;
+                    n++;
+                } else if (pass == 1) {
+                    kv->mark[b] = 0;
+                }
+            }
+    return n;
 }
 
 int kv_block_refs(const kv_cache *kv, int block)

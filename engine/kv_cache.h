@@ -114,6 +114,10 @@ int kv_seq_capacity(const kv_cache *kv, int seq);
  * the next call that changes seq). */
 int kv_seq_n_blocks(const kv_cache *kv, int seq);
 const int32_t *kv_seq_table(const kv_cache *kv, int seq);
+/* Distinct blocks held by slots [first_seq, first_seq + n_seq) (a block
+ * they share counts once); -EINVAL for a bad range, -ENOMEM. Not const: it
+ * uses scratch of the cache's own (made at the first call). */
+int kv_blocks_held(kv_cache *kv, int first_seq, int n_seq);
 /* Holders of a block (0: free). */
 int kv_block_refs(const kv_cache *kv, int block);
 

@@ -252,6 +252,7 @@ typedef struct model__attn_job {
     const float *q, *kp, *vp;
     float *out, *ws;
     size_t ldq, ldo, bstride, kvd;
+    const int *toks;   /* the batch tokens this job attends, n_toks of them */
     int bs;
     float scale;
 } model__attn_job;
@@ -265,7 +266,7 @@ static void model__attn_run(void *ctx, size_t i0, size_t i1, int worker)
     int NH = hp->n_head, HS = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     float *att = j->ws + (size_t)worker * j->m->n_ctx;
     for (size_t i = i0; i < i1; i++) {
-        int t = (int)(i / NH), h = (int)(i % NH), g = h / group;
+        int t = j->toks[i / NH], h = (int)(i % NH), g = h / group;
         ops_attention_paged(j->out + t * j->ldo + (size_t)h * HS, j->q + t * j->ldq + (size_t)h * HS,
                             j->kp + (size_t)g * HS, j->vp + (size_t)g * HS, j->bstride,
                             kv_seq_table(j->kv, j->b->seq_id[t]), j->bs, j->kvd,
@@ -273,28 +274,24 @@ static void model__attn_run(void *ctx, size_t i0, size_t i1, int worker)
     }
 }
 
-/* Queries in one run of a sequence from which prefill's GEMM attention pays
- * (below, the per-token kernel's threads win). */
+/* Positions of one sequence in a row from which prefill's GEMM attention
+ * pays (below, the per-token kernel's threads win). */
 #define MODEL__PREFILL_RUN 32
 
-/* A batch that is one run of consecutive positions of one sequence, long
- * enough: attended by ops_attention_prefill. false: not that shape, or no
- * memory for the scratch (the caller's kernel then serves it). */
-static bool model__attend_prefill(model *m, kv_cache *kv, const model_batch *b,
-                                  const model__attn_job *j, const float *q, float *out)
+/* Batch tokens [t0, t0 + n): a run of consecutive positions of one
+ * sequence, attended by ops_attention_prefill. false: no memory for its
+ * scratch (the per-token kernel then serves them). */
+static bool model__attend_run(model *m, kv_cache *kv, const model_batch *b,
+                              const model__attn_job *j, int t0, int n)
 {
     const model_hparams *hp = &m->hp;
-    int n = b->n_tokens, p0 = b->pos[0];
-    if (n < MODEL__PREFILL_RUN)
-        return false;
-    for (int t = 1; t < n; t++)
-        if (b->seq_id[t] != b->seq_id[0] || b->pos[t] != p0 + t)
-            return false;
+    int p0 = b->pos[t0];
     float *ws = malloc(ops_attention_prefill_ws(n, p0, hp->head_dim));
     if (!ws)
         return false;
-    int rc = ops_attention_prefill(out, j->ldo, q, j->ldq, n, p0, j->kp, j->vp, j->bstride,
-                                   kv_seq_table(kv, b->seq_id[0]), j->bs, j->kvd, hp->n_head,
+    int rc = ops_attention_prefill(j->out + (size_t)t0 * j->ldo, j->ldo, j->q + (size_t)t0 * j->ldq,
+                                   j->ldq, n, p0, j->kp, j->vp, j->bstride,
+                                   kv_seq_table(kv, b->seq_id[t0]), j->bs, j->kvd, hp->n_head,
                                    hp->n_head_kv, hp->head_dim, j->scale, ws);
     free(ws);
     return rc == 0;
@@ -317,22 +314,44 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
         .kp = kv_pool_k(kv, layer), .vp = kv_pool_v(kv, layer), .bstride = kv_block_stride(kv),
         .bs = kv_block_size(kv), .kvd = kvd, .scale = 1.0f / sqrtf((float)hp->head_dim),
     };
+    /* long runs of one sequence (prompt chunks) as GEMMs; the other tokens
+     * (decode steps, short chunks) in `rest` for the per-token kernel */
+    int stack_rest[64], *rest = b->n_tokens <= 64 ? stack_rest : malloc((size_t)b->n_tokens * sizeof(int));
+    int n_rest = 0;
+    for (int t0 = 0, t1; t0 < b->n_tokens; t0 = t1) {
+        for (t1 = t0 + 1; t1 < b->n_tokens && b->seq_id[t1] == b->seq_id[t0] &&
+                          b->pos[t1] == b->pos[t1 - 1] + 1;
+             t1++) {
+        }
+        if (t1 - t0 >= MODEL__PREFILL_RUN && model__attend_run(m, kv, b, &j, t0, t1 - t0))
+            continue;
+        for (int t = t0; t < t1 && rest; t++)
+            rest[n_rest++] = t;
+        if (!rest) /* no memory for the list: these tokens one by one, here */
+            for (int t = t0; t < t1; t++)
+                ops_attention_paged(out + t * ldo, q + t * ldq, j.kp, j.vp, j.bstride,
+                                    kv_seq_table(kv, b->seq_id[t]), j.bs, kvd, b->pos[t] + 1,
+                                    hp->n_head, hp->n_head_kv, hp->head_dim, j.scale, att);
+    }
     tp_pool *pool = ops_matmul_pool();
-    if (model__attend_prefill(m, kv, b, &j, q, out))
-        return;
-    size_t n_items = (size_t)b->n_tokens * hp->n_head, keys = 0;
-    for (int t = 0; t < b->n_tokens; t++)
-        keys += (size_t)b->pos[t] + 1;
+    size_t keys = 0;
+    for (int i = 0; i < n_rest; i++)
+        keys += (size_t)b->pos[rest[i]] + 1;
     /* (token, head) pairs over the pool when there is enough to share */
     if (m->attn_ws && tp_threads(pool) <= m->attn_threads && keys * hp->head_dim >= 16384) {
         j.ws = m->attn_ws;
-        tp_parallel_for(pool, n_items, 1, model__attn_run, &j);
-        return;
+        j.toks = rest;
+        tp_parallel_for(pool, (size_t)n_rest * hp->n_head, 1, model__attn_run, &j);
+    } else {
+        for (int i = 0; i < n_rest; i++) { /* all heads of a token at once */
+            int t = rest[i];
+            ops_attention_paged(out + t * ldo, q + t * ldq, j.kp, j.vp, j.bstride,
+                                kv_seq_table(kv, b->seq_id[t]), j.bs, kvd, b->pos[t] + 1,
+                                hp->n_head, hp->n_head_kv, hp->head_dim, j.scale, att);
+        }
     }
-    for (int t = 0; t < b->n_tokens; t++) /* all heads of a token at once */
-        ops_attention_paged(out + t * ldo, q + t * ldq, j.kp, j.vp, j.bstride,
-                            kv_seq_table(kv, b->seq_id[t]), j.bs, kvd, b->pos[t] + 1,
-                            hp->n_head, hp->n_head_kv, hp->head_dim, j.scale, att);
+    if (rest != stack_rest)
+        free(rest);
 }
 
 int model_gather_rows(const model_batch *b, float *x, int C)

@@ -2,6 +2,8 @@
  * preemption, one model_forward per step, sampling and events. */
 #include "scheduler.h"
 
+#include "prefix_cache.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@ typedef struct sched__seq {
     int n_tokens, cap;
     int n_prompt;
     int n_computed;          /* tokens whose K/V are in the cache */
+    int n_cached;            /* prompt positions the prefix cache gave */
     int n_generated;
     int slot;                /* KV slot while admitted, else -1 */
     samp *samp;
@@ -31,6 +34,7 @@ typedef struct sched__seq {
 struct sched {
     model *m;
     kv_cache *kv;
+    pfx_cache *pfx;       /* KV slots [max_seqs, max_seqs + prefix_cache) */
     sched_opts o;
     int n_vocab;
     pthread_t thread;
@@ -93,7 +97,7 @@ static void sched__finish(sched *s, sched__seq *q, sched_finish why, int32_t tok
                           bool caller_ended) {
     if (!caller_ended) {
         sched_event ev = {.token = token, .finish = why, .n_prompt = q->n_prompt,
-                          .n_generated = q->n_generated, .error = error,
+                          .n_cached = q->n_cached, .n_generated = q->n_generated, .error = error,
                           .queue_s = sched__now() - q->t_submit};
         q->req.on_event(q->req.ud, &ev);
     }
@@ -122,11 +126,14 @@ static int sched__running_index(sched *s, sched__seq *q) {
     return -1;
 }
 
-/* Ends a running sequence: frees its blocks and slot, then finishes it. */
+/* Ends a running sequence: keeps its KV prefix for later prompts (base
+ * model only: prefix_cache.h), frees its blocks and slot, then finishes it. */
 static void sched__end_running(sched *s, sched__seq *q, sched_finish why, int32_t token,
                                const char *error, bool caller_ended) {
     int i = sched__running_index(s, q);
     if (i >= 0) sched__running_remove(s, i);
+    if (q->slot >= 0 && !q->req.adapter && why != SCHED_FINISH_ERROR)
+        pfx_retain(s->pfx, q->slot, q->tokens, q->n_computed);
     sched__release_slot(s, q);
     sched__finish(s, q, why, token, error, caller_ended);
 }
@@ -176,16 +183,22 @@ static void sched__reap(sched *s, double now) {
 
 /* Admits waiting sequences (FIFO) while a slot is free and the pool has the
  * blocks for the whole prompt, which are reserved at once (so prompt chunks
- * never wait for blocks and a new prompt never evicts running work). */
+ * never wait for blocks and a new prompt never evicts running work). A
+ * base-model prompt first takes what the prefix cache holds of it; cached
+ * prefixes are evicted when blocks are short. */
 static void sched__admit(sched *s) {
-    int bs = kv_block_size(s->kv);
     while (s->wait_head && s->n_running < s->o.max_seqs) {
         sched__seq *q = s->wait_head;
-        int need = (q->n_tokens + bs - 1) / bs;
-        if (need > kv_n_free_blocks(s->kv)) break; /* head-of-line waits for blocks */
         int slot = 0;
         while (s->slot_used[slot]) slot++;
-        if (kv_seq_reserve(s->kv, slot, q->n_tokens) != 0) break; /* cannot happen: checked */
+        int cached = q->req.adapter ? 0 : pfx_attach(s->pfx, slot, q->tokens, q->n_tokens);
+        while (kv_blocks_needed(s->kv, slot, q->n_tokens) > kv_n_free_blocks(s->kv) &&
+               pfx_evict(s->pfx)) {
+        }
+        if (kv_seq_reserve(s->kv, slot, q->n_tokens) != 0) { /* head-of-line waits for blocks */
+            kv_seq_clear(s->kv, slot);
+            break;
+        }
         s->wait_head = q->next;
         if (!s->wait_head) s->wait_tail = NULL;
         s->n_waiting--;
@@ -193,8 +206,15 @@ static void sched__admit(sched *s) {
         q->slot = slot;
         s->slot_used[slot] = true;
         q->admit_order = ++s->admit_counter;
-        q->n_computed = 0;
+        q->n_computed = cached;
+        q->n_cached = cached > q->n_cached ? cached : q->n_cached;
         s->running[s->n_running++] = q;
+        if (cached) {
+            pthread_mutex_lock(&s->mu);
+            s->stats.prefix_hits++;
+            s->stats.prefix_tokens += (unsigned long long)cached;
+            pthread_mutex_unlock(&s->mu);
+        }
     }
 }
 
@@ -209,6 +229,7 @@ static int sched__plan(sched *s) {
         sched__seq *q = s->running[i];
         if (q->n_tokens - q->n_computed != 1) continue;
         while (kv_seq_reserve(s->kv, q->slot, q->n_tokens) == -ENOSPC) {
+            if (pfx_evict(s->pfx)) continue; /* cached prefixes go before running work */
             sched__seq *victim = s->running[s->n_running - 1];
             if (victim == q && s->n_running == 1) { /* alone and still too big */
                 sched__end_running(s, q, SCHED_FINISH_LENGTH, -1, NULL, false);
@@ -271,7 +292,7 @@ static void sched__emit(sched *s, sched__seq *q, float *row) {
     sched_finish fin = SCHED_FINISH_NONE;
     if (q->n_generated >= q->req.max_tokens || q->n_tokens >= s->o.n_ctx) fin = SCHED_FINISH_LENGTH;
     sched_event ev = {.token = out.token, .logprob = out.logprob, .n_top = out.n_top,
-                      .top = out.top, .finish = fin, .n_prompt = q->n_prompt,
+                      .top = out.top, .finish = fin, .n_prompt = q->n_prompt, .n_cached = q->n_cached,
                       .n_generated = q->n_generated, .queue_s = now - q->t_submit};
     sched_reply r = q->req.on_event(q->req.ud, &ev);
     if (fin != SCHED_FINISH_NONE || r != SCHED_CONTINUE)
@@ -362,7 +383,13 @@ static void *sched__main(void *arg) {
         s->n_waiting_pub = s->n_waiting;
         s->stats.waiting = s->n_waiting + s->n_inbox;
         s->stats.running = s->n_running;
-        s->stats.kv_blocks_used = kv_n_blocks(s->kv) - kv_n_free_blocks(s->kv);
+        /* blocks that only the prefix cache holds are reclaimable, not used */
+        int in_use = kv_n_blocks(s->kv) - kv_n_free_blocks(s->kv);
+        int running = s->o.prefix_cache ? kv_blocks_held(s->kv, 0, s->o.max_seqs) : in_use;
+        if (running < 0) running = in_use;
+        s->stats.kv_blocks_used = running;
+        s->stats.kv_blocks_cached = in_use - running;
+        s->stats.prefix_entries = pfx_entries(s->pfx);
         if (stalled) { /* nothing can run: poll cancellations and deadlines now and then */
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
@@ -392,9 +419,10 @@ int sched_create(sched **out, model *m, const sched_opts *o, char *err, size_t e
     *out = NULL;
     /* each running sequence may bring its own adapter into a step's table */
     if (o->max_seqs < 1 || o->max_seqs > MODEL_MAX_ADAPTERS || o->max_batch_tokens < o->max_seqs ||
-        o->queue_size < 1 || o->n_ctx < 2 || o->kv_block_size < 1) {
+        o->queue_size < 1 || o->n_ctx < 2 || o->kv_block_size < 1 || o->prefix_cache < 0) {
         snprintf(err, errlen, "scheduler: need max_seqs in [1, %d], max_batch_tokens >= max_seqs, "
-                              "queue_size >= 1, n_ctx >= 2, kv_block_size >= 1", MODEL_MAX_ADAPTERS);
+                              "queue_size >= 1, n_ctx >= 2, kv_block_size >= 1, prefix_cache >= 0",
+                 MODEL_MAX_ADAPTERS);
         return -EINVAL;
     }
     sched *s = calloc(1, sizeof *s);
@@ -403,11 +431,13 @@ int sched_create(sched **out, model *m, const sched_opts *o, char *err, size_t e
     s->o = *o;
     s->n_vocab = model_hp(m)->n_vocab;
     int budget = o->kv_budget > 0 ? o->kv_budget : o->max_seqs * o->n_ctx;
-    int rc = model_kv_create(m, o->max_seqs, budget, o->kv_block_size, &s->kv, err, errlen);
+    int rc = model_kv_create(m, o->max_seqs + o->prefix_cache, budget, o->kv_block_size, &s->kv,
+                             err, errlen);
     if (rc != 0) {
         free(s);
         return rc;
     }
+    if (pfx_create(&s->pfx, s->kv, o->max_seqs, o->prefix_cache) != 0) goto oom_free;
     size_t nb = (size_t)o->max_batch_tokens;
     s->running = calloc((size_t)o->max_seqs, sizeof *s->running);
     s->slot_used = calloc((size_t)o->max_seqs, sizeof *s->slot_used);
@@ -434,6 +464,7 @@ int sched_create(sched **out, model *m, const sched_opts *o, char *err, size_t e
     *out = s;
     return 0;
 oom_free:
+    pfx_free(s->pfx);
     kv_free(s->kv);
     free(s->running), free(s->slot_used), free(s->b_tok), free(s->b_pos), free(s->b_seq);
     free(s->b_want), free(s->b_adapter), free(s->b_table), free(s->b_rows), free(s->logits);
@@ -452,6 +483,7 @@ void sched_free(sched *s) {
     pthread_join(s->thread, NULL);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    pfx_free(s->pfx);
     kv_free(s->kv);
     free(s->running), free(s->slot_used), free(s->b_tok), free(s->b_pos), free(s->b_seq);
     free(s->b_want), free(s->b_adapter), free(s->b_table), free(s->b_rows), free(s->logits);

@@ -17,8 +17,15 @@
  * step passes the distinct adapters of its sequences to model_forward as
  * one table, with every token tagged by its sequence's adapter, so base and
  * adapted sequences share a step. A sequence's KV cache is computed with
- * its adapter: KV blocks are never shared between sequences (no prefix
- * sharing or fork here); a later prefix cache must key on the adapter too.
+ * its adapter, so only base-model sequences share KV (below).
+ *
+ * Prefix cache (prefix_cache.h): when a base-model sequence ends, its KV
+ * blocks (whole blocks of the positions computed) are kept, up to
+ * prefix_cache of them in LRU order, in KV slots after the running ones; a
+ * new base-model prompt that starts with kept tokens shares those blocks
+ * and its prefill starts after them (a shared system prompt costs its
+ * prefill once). Kept blocks are evicted before any running sequence is
+ * preempted or any prompt waits for blocks.
  *
  * Events: the scheduler calls req.on_event on its own thread for every
  * generated token and once more at the end (finish != SCHED_FINISH_NONE,
@@ -53,6 +60,7 @@ typedef struct sched_opts {
     int kv_budget;        /* KV pool in tokens; 0 = max_seqs * n_ctx */
     int kv_block_size;    /* tokens per KV block */
     int queue_size;       /* waiting requests before sched_submit says -EAGAIN */
+    int prefix_cache;     /* finished prompts whose KV is kept for reuse; 0: none */
     int n_ctx;            /* positions per sequence (the model's context) */
     pthread_mutex_t *model_lock; /* held around model_forward when the model has
                                     another user (the embedder); may be NULL */
@@ -74,6 +82,7 @@ typedef struct sched_event {
     const samp_logprob *top;
     sched_finish finish; /* SCHED_FINISH_NONE except on the final event */
     int n_prompt;        /* prompt tokens of the request */
+    int n_cached;        /* of them, positions taken from the prefix cache */
     int n_generated;     /* tokens generated so far, including this one */
     double queue_s;      /* seconds from submit to the first token */
     const char *error;   /* SCHED_FINISH_ERROR only */
@@ -129,8 +138,13 @@ extern const double sched_hist_bounds[SCHED_HIST_BUCKETS]; /* seconds */
 
 typedef struct sched_stats {
     int waiting, running;
-    int kv_blocks_total, kv_blocks_used, kv_block_size;
+    int kv_blocks_total, kv_block_size;
+    int kv_blocks_used;   /* held by running sequences */
+    int kv_blocks_cached; /* held by the prefix cache alone (evicted when wanted) */
     unsigned long long prompt_tokens, generated_tokens, steps, preemptions;
+    unsigned long long prefix_hits;   /* admissions that reused cached positions */
+    unsigned long long prefix_tokens; /* prompt positions not computed thanks to them */
+    int prefix_entries;               /* prefixes kept now */
     unsigned long long requests_finished[SCHED_FINISH_ERROR + 1];
     sched_hist ttft; /* submit -> first token */
     sched_hist itl;  /* between tokens of one sequence */

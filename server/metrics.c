@@ -123,10 +123,14 @@ static void metrics__models(FILE *f, const metrics_model *ms, int n) {
         {"alignd_running_sequences", "gauge", "Sequences being generated."},
         {"alignd_kv_blocks_used", "gauge", "KV-cache blocks in use."},
         {"alignd_kv_blocks_free", "gauge", "KV-cache blocks free."},
+        {"alignd_kv_blocks_cached", "gauge", "KV-cache blocks only the prefix cache holds (reclaimed when wanted)."},
         {"alignd_prompt_tokens_total", "counter", "Prompt tokens processed (recomputation included)."},
         {"alignd_generated_tokens_total", "counter", "Tokens generated."},
         {"alignd_engine_steps_total", "counter", "Engine steps (forward passes over a batch)."},
         {"alignd_preemptions_total", "counter", "Sequences preempted for lack of KV blocks."},
+        {"alignd_prefix_cache_hits_total", "counter", "Prompts that reused KV blocks of the prefix cache."},
+        {"alignd_prefix_cache_tokens_total", "counter", "Prompt positions taken from the prefix cache instead of computed."},
+        {"alignd_prefix_cache_entries", "gauge", "Finished prompts whose KV blocks the prefix cache holds."},
     };
     static const struct { const char *name, *type, *help; } efam[] = {
         {"alignd_embedding_queue_depth", "gauge", "Embedding requests waiting."},
@@ -150,8 +154,12 @@ static void metrics__models(FILE *f, const metrics_model *ms, int n) {
             const sched_stats *st = &ms[i].st;
             unsigned long long v[] = {(unsigned long long)st->waiting, (unsigned long long)st->running,
                                       (unsigned long long)st->kv_blocks_used,
-                                      (unsigned long long)(st->kv_blocks_total - st->kv_blocks_used),
-                                      st->prompt_tokens, st->generated_tokens, st->steps, st->preemptions};
+                                      (unsigned long long)(st->kv_blocks_total - st->kv_blocks_used -
+                                                           st->kv_blocks_cached),
+                                      (unsigned long long)st->kv_blocks_cached,
+                                      st->prompt_tokens, st->generated_tokens, st->steps, st->preemptions,
+                                      st->prefix_hits, st->prefix_tokens,
+                                      (unsigned long long)st->prefix_entries};
             fprintf(f, "%s{model=\"%s\"} %llu\n", fam[k].name, ms[i].name, v[k]);
         }
     }

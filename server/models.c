@@ -510,6 +510,7 @@ int models_start(models_registry *r, char *err, size_t errlen) {
             .kv_budget = (int)mc->kv_budget,
             .kv_block_size = (int)mc->kv_block_size,
             .queue_size = (int)mc->queue_size,
+            .prefix_cache = (int)mc->prefix_cache,
             .n_ctx = sm->n_ctx,
             .model_lock = &sm->model_lock,
         };

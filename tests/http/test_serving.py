@@ -76,9 +76,12 @@ class Serving(unittest.TestCase):
             c = b["choices"][0]
             self.assertEqual(c["text"], case["greedy_text_32"])
             self.assertEqual(c["finish_reason"], "length")
-            self.assertEqual(b["usage"], {"prompt_tokens": len(case["token_ids"]),
-                                          "completion_tokens": 32,
-                                          "total_tokens": len(case["token_ids"]) + 32})
+            usage = dict(b["usage"])
+            cached = usage.pop("prompt_tokens_details")["cached_tokens"]
+            self.assertEqual(usage, {"prompt_tokens": len(case["token_ids"]),
+                                     "completion_tokens": 32,
+                                     "total_tokens": len(case["token_ids"]) + 32})
+            self.assertTrue(0 <= cached < len(case["token_ids"]))
             self.assertTrue(b["id"].startswith("cmpl-"))
             self.assertEqual(b["object"], "text_completion")
 
@@ -123,6 +126,27 @@ class Serving(unittest.TestCase):
         self.assertEqual(together, alone)
         _, _, m = self.d.request("GET", "/metrics")
         self.assertGreater(metric(m.decode(), "alignd_generated_tokens_total"), 0)
+
+    def test_prefix_cache(self):
+        # the same long prompt twice: the second reuses the first's KV
+        # blocks (whole blocks of 16, never the last position), reports
+        # them in usage, and answers the same
+        prompt = ("Once upon a time, there was a little girl named Lily. She loved to play "
+                  "outside in the park with her friends. One day, she saw a big red ball "
+                  "under a tree and wanted to play with it. ") * 2
+        _, _, m0 = self.d.request("GET", "/metrics")
+        s1, _, a = self.complete(prompt=prompt, max_tokens=12, temperature=0)
+        s2, _, b = self.complete(prompt=prompt, max_tokens=12, temperature=0)
+        self.assertEqual((s1, s2), (200, 200))
+        self.assertEqual(a["choices"][0]["text"], b["choices"][0]["text"])
+        n = b["usage"]["prompt_tokens"]
+        cached = b["usage"]["prompt_tokens_details"]["cached_tokens"]
+        self.assertGreater(n, 64)
+        self.assertTrue(cached % 16 == 0 and n - 16 <= cached < n, (cached, n))
+        _, _, m1 = self.d.request("GET", "/metrics")
+        hits = [metric(t.decode(), "alignd_prefix_cache_hits_total") for t in (m0, m1)]
+        self.assertGreaterEqual(hits[1] - hits[0], 1)
+        self.assertGreaterEqual(metric(m1.decode(), "alignd_prefix_cache_entries"), 1)
 
     def test_stop_strings_across_tokens(self):
         # greedy text: ", there was a little girl named Lily." where "girl"

@@ -328,6 +328,28 @@ static void test_fork_divergent_writes(void **state) {
     kv_free(kv);
 }
 
+/* kv_blocks_held counts distinct blocks: forked (shared) blocks once. */
+static void test_blocks_held(void **state) {
+    (void)state;
+    kv_cache *kv = NULL;
+    char err[128];
+    assert_int_equal(kv_create(&kv, 1, 4, 4, 16, 4, 64, err, sizeof err), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, 12), 0); /* 3 blocks */
+    kv_seq_set_len(kv, 0, 12);
+    assert_int_equal(kv_seq_fork(kv, 2, 0, 8), 0);  /* shares 2 */
+    assert_int_equal(kv_seq_reserve(kv, 1, 5), 0);  /* 2 of its own */
+    assert_int_equal(kv_blocks_held(kv, 0, 1), 3);
+    assert_int_equal(kv_blocks_held(kv, 0, 2), 5);
+    assert_int_equal(kv_blocks_held(kv, 0, 3), 5); /* slot 2's are slot 0's */
+    assert_int_equal(kv_blocks_held(kv, 2, 1), 2);
+    assert_int_equal(kv_blocks_held(kv, 2, 2), 2); /* slot 3 is empty */
+    assert_int_equal(kv_blocks_held(kv, 3, 2), -EINVAL);
+    assert_int_equal(kv_blocks_held(kv, 0, 3), 5); /* the scratch was reset */
+    kv_seq_clear(kv, 0);
+    assert_int_equal(kv_blocks_held(kv, 0, 4), 4);
+    kv_free(kv);
+}
+
 /* ---- paged attention ------------------------------------------------------- */
 
 static void check_paged_attention(int NH, int NKV, int HS, int BS, int TK) {
@@ -586,14 +608,76 @@ static void test_model_paged(void **state) {
     model_free(m);
 }
 
+/* A batch as the scheduler builds them: one sequence's decode token, then
+ * another's prompt chunk of 40 positions (attended through GEMMs), then a
+ * third's chunk of 36 that continues an earlier one: every logits row as
+ * when each sequence runs alone. */
+static void test_model_mixed_runs(void **state) {
+    (void)state;
+    char *path = tu_shared_path("conformance/llama-tiny/model-f32.gguf");
+    if (!path) skip();
+    char err[256] = "";
+    model *m = NULL;
+    if (model_load(&m, path, err, sizeof err) != 0) fail_msg("load %s: %s", path, err);
+    free(path);
+    int V = model_hp(m)->n_vocab;
+    enum { NA = 12, NB = 40, NC0 = 20, NC = 36, NT = 1 + NB + NC };
+    int32_t a[NA + 1], bt[NB], c[NC0 + NC];
+    for (int i = 0; i < NA + 1; i++) a[i] = (int32_t)((i * 31 + 5) % V);
+    for (int i = 0; i < NB; i++) bt[i] = (int32_t)((i * 17 + 2) % V);
+    for (int i = 0; i < NC0 + NC; i++) c[i] = (int32_t)((i * 13 + 7) % V);
+    float *alone = malloc((size_t)3 * V * sizeof(float)), *got = malloc((size_t)3 * V * sizeof(float));
+    float *scratch = malloc((size_t)(NC0 + NC) * V * sizeof(float));
+    assert_true(alone && got && scratch);
+    /* alone: each in its own pool, token by token past 32 so nothing
+     * batched-long is involved */
+    kv_cache *kv = NULL;
+    assert_int_equal(model_kv_create(m, 1, 0, 0, &kv, err, sizeof err), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, NA + 1), 0);
+    for (int i = 0; i <= NA; i++) forward_ok(m, kv, 0, &a[i], 1, i, alone);
+    kv_seq_clear(kv, 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, NB), 0);
+    for (int i = 0; i < NB; i++) forward_ok(m, kv, 0, &bt[i], 1, i, alone + V);
+    kv_seq_clear(kv, 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, NC0 + NC), 0);
+    for (int i = 0; i < NC0 + NC; i++) forward_ok(m, kv, 0, &c[i], 1, i, alone + 2 * V);
+    kv_free(kv);
+    /* together: a's prompt and c's first 20 positions first, then the batch */
+    assert_int_equal(model_kv_create(m, 3, 0, 8, &kv, err, sizeof err), 0);
+    assert_int_equal(kv_seq_reserve(kv, 0, NA + 1), 0);
+    assert_int_equal(kv_seq_reserve(kv, 1, NB), 0);
+    assert_int_equal(kv_seq_reserve(kv, 2, NC0 + NC), 0);
+    forward_ok(m, kv, 0, a, NA, 0, scratch);
+    forward_ok(m, kv, 2, c, NC0, 0, scratch);
+    int32_t tok[NT], pos[NT], sid[NT];
+    int8_t want[NT] = {0};
+    tok[0] = a[NA], pos[0] = NA, sid[0] = 0, want[0] = 1;
+    for (int i = 0; i < NB; i++) tok[1 + i] = bt[i], pos[1 + i] = i, sid[1 + i] = 1;
+    want[NB] = 1;
+    for (int i = 0; i < NC; i++)
+        tok[1 + NB + i] = c[NC0 + i], pos[1 + NB + i] = NC0 + i, sid[1 + NB + i] = 2;
+    want[NT - 1] = 1;
+    model_batch b = {.n_tokens = NT, .token = tok, .pos = pos, .seq_id = sid, .logits = want};
+    if (model_forward(m, kv, &b, got, err, sizeof err) != 0) fail_msg("mixed batch: %s", err);
+    for (int r = 0; r < 3; r++) {
+        double d = max_diff(got + (size_t)r * V, alone + (size_t)r * V, V);
+        if (d > 1e-4) fail_msg("mixed batch row %d: %g from the sequence alone", r, d);
+    }
+    kv_free(kv);
+    free(alone), free(got), free(scratch);
+    model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reserve_accounting),
         cmocka_unit_test(test_fork_refcounts),
         cmocka_unit_test(test_fork_divergent_writes),
+        cmocka_unit_test(test_blocks_held),
         cmocka_unit_test(test_paged_attention),
         cmocka_unit_test(test_prefill_attention),
         cmocka_unit_test(test_model_paged),
+        cmocka_unit_test(test_model_mixed_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

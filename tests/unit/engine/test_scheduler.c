@@ -1,6 +1,8 @@
 /* test_scheduler.c - the continuous-batching scheduler without HTTP, on
  * stories260K: greedy output equals llama.cpp's, submit errors, EOS,
- * cancellation freeing blocks, queue limit, and batched == alone. */
+ * cancellation freeing blocks, queue limit, batched == alone, and the
+ * prefix cache (reused positions, llama.cpp's tokens still, eviction when
+ * blocks are short). */
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -19,12 +21,14 @@ typedef struct got {
     sched_finish finish;
     bool done;
     int cancel_after; /* is_cancelled says yes once n reaches this (0: never) */
+    int n_cached;     /* the last event's */
 } got;
 
 static sched_reply on_event(void *ud, const sched_event *ev) {
     got *g = ud;
     pthread_mutex_lock(&g->mu);
     if (ev->token >= 0) g->tokens[g->n++] = ev->token;
+    g->n_cached = ev->n_cached;
     if (ev->finish != SCHED_FINISH_NONE) {
         g->finish = ev->finish;
         g->done = true;
@@ -93,13 +97,18 @@ static int teardown(void **st) {
     return 0;
 }
 
-static sched *start(int max_seqs, int queue, int budget) {
+static sched *start_cached(int max_seqs, int queue, int budget, int prefix_cache) {
     sched_opts o = {.max_seqs = max_seqs, .max_batch_tokens = 64, .kv_budget = budget,
-                    .kv_block_size = 8, .queue_size = queue, .n_ctx = 256};
+                    .kv_block_size = 8, .queue_size = queue, .n_ctx = 256,
+                    .prefix_cache = prefix_cache};
     sched *s;
     char err[256];
     if (sched_create(&s, m, &o, err, sizeof err) != 0) fail_msg("%s", err);
     return s;
+}
+
+static sched *start(int max_seqs, int queue, int budget) {
+    return start_cached(max_seqs, queue, budget, 0);
 }
 
 static void test_greedy_equals_llama_cpp(void **st) {
@@ -222,10 +231,74 @@ static void test_batched_equals_alone_and_queue(void **st) {
     sched_free(s);
 }
 
+/* Greedy from "<s> Once upon a time" + the first k reference tokens, n
+ * more: the reference's tokens k..k+n (llama.cpp's greedy continuation of
+ * its own output), whatever the prefix cache supplied. */
+static void run_greedy_from(sched *s, int k, int n, int want_cached) {
+    json_t *want = json_object_get(json_array_get(ref, 0), "greedy_token_ids_32");
+    int32_t p[64];
+    memcpy(p, prompt, sizeof prompt);
+    for (int i = 0; i < k; i++) p[5 + i] = (int32_t)json_integer_value(json_array_get(want, i));
+    got g;
+    got_init(&g);
+    sched_req r = req_for(&g, n, 0, 0);
+    r.prompt = p;
+    r.n_prompt = 5 + k;
+    char err[256];
+    assert_int_equal(sched_submit(s, &r, err, sizeof err), 0);
+    got_wait(&g);
+    assert_int_equal(g.n, n);
+    for (int i = 0; i < n; i++)
+        if (g.tokens[i] != json_integer_value(json_array_get(want, k + i)))
+            fail_msg("prefix %d, token %d: %d, llama.cpp %d (cached %d)", k, i, g.tokens[i],
+                     (int)json_integer_value(json_array_get(want, k + i)), g.n_cached);
+    assert_int_equal(g.n_cached, want_cached);
+    got_free(&g);
+}
+
+static void test_prefix_cache(void **st) {
+    (void)st;
+    if (!m) skip();
+    sched *s = start_cached(2, 8, 0, 4); /* blocks of 8 positions */
+    run_greedy_from(s, 20, 12, 0);  /* 25 + 11 computed: 32 positions kept */
+    run_greedy_from(s, 20, 12, 24); /* its prompt's 24 first positions (the 25th is computed) */
+    run_greedy_from(s, 28, 4, 32);  /* prompt 33 = the kept 32 + 1 */
+    run_greedy_from(s, 2, 8, 0);    /* 7 tokens: less than a block to share */
+    sched_stats stats;
+    sched_stats_get(s, &stats);
+    assert_int_equal(stats.prefix_hits, 2);
+    assert_int_equal(stats.prefix_tokens, 56);
+    assert_true(stats.prefix_entries >= 1 && stats.prefix_entries <= 4);
+    sched_free(s);
+
+    /* a pool of 8 blocks: what is kept must make way for a prompt that
+     * needs the blocks, and nothing then waits */
+    s = start_cached(1, 8, 64, 4);
+    run_greedy_from(s, 20, 12, 0); /* keeps 4 of the 8 blocks */
+    got g;
+    got_init(&g);
+    int32_t other[48];
+    for (int i = 0; i < 48; i++) other[i] = 300 + i;
+    sched_req r = req_for(&g, 8, 0, 0);
+    r.prompt = other;
+    r.n_prompt = 48; /* 48 + 8 positions: 7 blocks */
+    char err[256];
+    assert_int_equal(sched_submit(s, &r, err, sizeof err), 0);
+    got_wait(&g);
+    assert_int_equal(g.finish, SCHED_FINISH_LENGTH);
+    assert_int_equal(g.n, 8);
+    assert_int_equal(g.n_cached, 0);
+    got_free(&g);
+    sched_stats_get(s, &stats);
+    assert_int_equal(stats.preemptions, 0);
+    sched_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_equals_llama_cpp), cmocka_unit_test(test_submit_errors),
         cmocka_unit_test(test_eos_and_cancel), cmocka_unit_test(test_batched_equals_alone_and_queue),
+        cmocka_unit_test(test_prefix_cache),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
