@@ -1,7 +1,7 @@
 /* bench_decode.c - prefill (pp) and decode (tg) throughput of model_forward.
  *
  *   bench_decode [-m MODEL] [-p N] [-n M] [-s SEQS] [-r REPS] [-t THREADS]
- *                [--small-t TMAX]
+ *                [--small-t TMAX] [--kv-f16]
  *   bench_decode --gen OUT.gguf [--q8]      write a random llama GGUF
  *
  * Without -m a random-weight llama-shaped GGUF (dim 768, 12 layers, 12 heads,
@@ -13,7 +13,8 @@
  * -t sets OpenBLAS's threads and installs a matmul pool of as many threads
  * (default: both as configured by the environment). --small-t sets the
  * largest T that ops_matmul gives its small-T kernel (0: OpenBLAS for every
- * matmul, the behaviour before that kernel existed).
+ * matmul, the behaviour before that kernel existed). --kv-f16 keeps the KV
+ * cache in half floats (model.NAME.kv_type = f16).
  * The numbers are figures, not pass/fail. The GGUF is written with
  * bench_util.h's bench_gen (engine/gguf_writer.h) from random tensors (a
  * constant plus uniform noise from a fixed-seed rng), so every run
@@ -73,7 +74,7 @@ static double bench_read_bw(void)
 
 
 static const char bd_usage[] =
-    "bench_decode [-m MODEL] [-p N] [-n M] [-s SEQS] [-r REPS] [-t THREADS] [--small-t TMAX]\n"
+    "bench_decode [-m MODEL] [-p N] [-n M] [-s SEQS] [-r REPS] [-t THREADS] [--small-t TMAX] [--kv-f16]\n"
     "       bench_decode --gen OUT.gguf [--q8]";
 
 /* ---- the random llama GGUF (engine/gguf_writer.h) ---------------------- */
@@ -256,11 +257,12 @@ fail:
 int main(int argc, char **argv)
 {
     const char *path = NULL, *gen = NULL;
-    int n_pp = 128, n_tg = 32, n_seq = 8, reps = 2, q8 = 0, threads = 0, small_t = -1;
+    int n_pp = 128, n_tg = 32, n_seq = 8, reps = 2, q8 = 0, threads = 0, small_t = -1, kv_f16 = 0;
     const bench_opt opts[] = {
         {"-m", .str = &path}, {"--gen", .str = &gen}, {"--q8", .flag = &q8},
         {"-p", .num = &n_pp}, {"-n", .num = &n_tg}, {"-s", .num = &n_seq},
         {"-r", .num = &reps}, {"-t", .num = &threads}, {"--small-t", .num = &small_t},
+        {"--kv-f16", .flag = &kv_f16},
     };
     if (bench_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), bd_usage) != 0)
         return 2;
@@ -270,7 +272,8 @@ int main(int argc, char **argv)
     }
     if (gen)
         return bench_gen_file(gen, q8, bd_fill) == 0 ? 0 : 1;
-    model_opts o = {.n_batch = n_pp > n_seq ? n_pp : n_seq, .n_ctx = n_pp + n_tg + 1};
+    model_opts o = {.n_batch = n_pp > n_seq ? n_pp : n_seq, .n_ctx = n_pp + n_tg + 1,
+                    .kv_f16 = kv_f16 != 0};
     const char *what = q8 ? "a random llama GGUF (768 x 12, vocab 32000, q8_0)"
                           : "a random llama GGUF (768 x 12, vocab 32000)";
     double load_s;

@@ -124,6 +124,8 @@
       "Requests waiting for a sequence slot before new ones get 429") \
     X(model, request_timeout, INT, "600", 1, 86400, NULL, 0, \
       "Seconds a request may wait and run before it is ended") \
+    X(model, kv_type, ENUM, "f32", 0, 0, "f32|f16", 0, \
+      "KV-cache element type: f16 halves the cache's memory and the bytes attention reads (llama.cpp's default; logits move by half-float rounding)") \
     X(model, weights, ENUM, "auto", 0, 0, "auto|f32", 0, \
       "Weight storage: auto = a llama GGUF's Q8_0 / Q4_0 matrices stay quantized (int8 kernels); f32 = convert every weight to F32 at load (merge_adapter implies it)") \
     X(model, threads, INT, "0", 0, 1024, NULL, 0, \

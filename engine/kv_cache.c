@@ -8,6 +8,14 @@
  */
 #include "kv_cache.h"
 
+#include "cpu_features.h"
+#include "weights.h" /* wt_f16_from_f32 */
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define KV__X86 1
+#endif
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -23,7 +31,10 @@ struct kv_cache {
     int max_tbl;              /* table entries per slot: ceil(n_ctx / bs) */
     size_t layer_stride;      /* floats: 2 * bs * kv_dim */
     size_t block_stride;      /* floats: n_layer * layer_stride */
-    float *pool;              /* [n_blocks][n_layer][2][bs][kv_dim] */
+    float *pool;              /* [n_blocks][n_layer][2][bs][kv_dim]; NULL when f16 */
+    uint16_t *pool16;         /* the same in IEEE half floats; NULL when not f16 */
+    bool f16;
+    size_t es;                /* bytes per element: 4 or 2 */
     int32_t *refs;            /* [n_blocks] holders; 0 = free */
     int32_t *free_ids;        /* [n_blocks] stack of free block ids */
     int n_free;               /* entries on the stack */
@@ -50,6 +61,14 @@ static void kv__msg(char *err, size_t errlen, const char *fmt, ...)
 int kv_create(kv_cache **out, int n_layer, int kv_dim, int block_size,
               int n_blocks, int n_seq_max, int n_ctx_max, char *err,
               size_t errlen)
+{
+    return kv_create_typed(out, n_layer, kv_dim, block_size, n_blocks, n_seq_max, n_ctx_max,
+                           false, err, errlen);
+}
+
+int kv_create_typed(kv_cache **out, int n_layer, int kv_dim, int block_size,
+                    int n_blocks, int n_seq_max, int n_ctx_max, bool f16, char *err,
+                    size_t errlen)
 {
     *out = NULL;
     if (n_layer <= 0 || kv_dim <= 0 || block_size <= 0 || n_blocks <= 0 ||
@@ -86,13 +105,18 @@ int kv_create(kv_cache **out, int n_layer, int kv_dim, int block_size,
     kv->max_tbl = max_tbl;
     kv->layer_stride = ls;
     kv->block_stride = bstride;
-    kv->pool = calloc(nfl, sizeof(float));
+    kv->f16 = f16;
+    kv->es = f16 ? sizeof(uint16_t) : sizeof(float);
+    if (f16)
+        kv->pool16 = calloc(nfl, sizeof(uint16_t));
+    else
+        kv->pool = calloc(nfl, sizeof(float));
     kv->refs = calloc((size_t)n_blocks, sizeof(int32_t));
     kv->free_ids = malloc((size_t)n_blocks * sizeof(int32_t));
     kv->table = malloc((size_t)n_seq_max * (size_t)max_tbl * sizeof(int32_t));
     kv->n_tbl = calloc((size_t)n_seq_max, sizeof(int));
     kv->len = calloc((size_t)n_seq_max, sizeof(int));
-    if (!kv->pool || !kv->refs || !kv->free_ids || !kv->table || !kv->n_tbl ||
+    if ((!kv->pool && !kv->pool16) || !kv->refs || !kv->free_ids || !kv->table || !kv->n_tbl ||
         !kv->len) {
         kv_free(kv);
         goto nomem;
@@ -114,7 +138,7 @@ toobig:
 nomem:
     kv__msg(err, errlen,
             "kv: cannot allocate the pool (%zu bytes: %d blocks of %d positions, "
-            "%d layers, kv_dim %d)", nfl * sizeof(float), n_blocks, block_size,
+            "%d layers, kv_dim %d)", nfl * (f16 ? sizeof(uint16_t) : sizeof(float)), n_blocks, block_size,
             n_layer, kv_dim);
     return -ENOMEM;
 }
@@ -124,6 +148,7 @@ void kv_free(kv_cache *kv)
     if (!kv)
         return;
     free(kv->pool);
+    free(kv->pool16);
     free(kv->refs);
     free(kv->free_ids);
     free(kv->table);
@@ -143,7 +168,7 @@ int kv_block_size(const kv_cache *kv) { return kv->bs; }
 
 size_t kv_bytes(const kv_cache *kv)
 {
-    return (size_t)kv->n_blocks * kv->block_stride * sizeof(float) +
+    return (size_t)kv->n_blocks * kv->block_stride * kv->es +
            kv->meta_bytes;
 }
 
@@ -154,9 +179,12 @@ static int32_t *kv__tbl(const kv_cache *kv, int seq)
     return kv->table + (size_t)seq * (size_t)kv->max_tbl;
 }
 
-static float *kv__block(const kv_cache *kv, int32_t b)
+/* Block dst becomes a copy of block src (every layer, keys and values). */
+static void kv__copy_block(kv_cache *kv, int32_t dst, int32_t src)
 {
-    return kv->pool + (size_t)b * kv->block_stride;
+    char *base = kv->f16 ? (char *)kv->pool16 : (char *)kv->pool;
+    size_t bytes = kv->block_stride * kv->es;
+    memcpy(base + (size_t)dst * bytes, base + (size_t)src * bytes, bytes);
 }
 
 /* Takes a free block (the caller checked n_free); one holder. */
@@ -227,8 +255,7 @@ int kv_seq_reserve(kv_cache *kv, int seq, int len)
             continue;
         /* copy-on-write: the other holders keep the original */
         int32_t nb = kv__take(kv);
-        memcpy(kv__block(kv, nb), kv__block(kv, tbl[i]),
-               kv->block_stride * sizeof(float));
+        kv__copy_block(kv, nb, tbl[i]);
         kv__release(kv, tbl[i]);
         tbl[i] = nb;
     }
@@ -281,8 +308,7 @@ int kv_seq_fork(kv_cache *kv, int dst, int src, int n_tokens)
     kv->n_tbl[dst] = full;
     if (partial) {
         int32_t nb = kv__take(kv);
-        memcpy(kv__block(kv, nb), kv__block(kv, stbl[full]),
-               kv->block_stride * sizeof(float));
+        kv__copy_block(kv, nb, stbl[full]);
         dtbl[kv->n_tbl[dst]++] = nb;
     }
     kv->len[dst] = n_tokens;
@@ -379,23 +405,74 @@ static size_t kv__row(const kv_cache *kv, int layer, int seq, int pos)
 
 float *kv_k(kv_cache *kv, int layer, int seq, int pos)
 {
-    return kv->pool + kv__row(kv, layer, seq, pos);
+    return kv->f16 ? NULL : kv->pool + kv__row(kv, layer, seq, pos);
 }
 
 float *kv_v(kv_cache *kv, int layer, int seq, int pos)
 {
-    return kv->pool + kv__row(kv, layer, seq, pos) +
-           (size_t)kv->bs * (size_t)kv->kv_dim;
+    return kv->f16 ? NULL
+                   : kv->pool + kv__row(kv, layer, seq, pos) + (size_t)kv->bs * (size_t)kv->kv_dim;
 }
+
+#ifdef KV__X86
+__attribute__((target("avx,f16c"))) static void kv__to_f16_f16c(uint16_t *dst, const float *src,
+                                                                size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        dst[i] = wt_f16_from_f32(src[i]);
+}
+#endif
+
+/* Round to nearest even, as wt_f16_from_f32 (the F16C instruction where
+ * the CPU has it: the same results, faster). */
+static void kv__to_f16(uint16_t *dst, const float *src, size_t n)
+{
+#ifdef KV__X86
+    if (cpu_features_get()->f16c) {
+        kv__to_f16_f16c(dst, src, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++)
+        dst[i] = wt_f16_from_f32(src[i]);
+}
+
+void kv_write(kv_cache *kv, int layer, int seq, int pos, const float *k, const float *v)
+{
+    size_t r = kv__row(kv, layer, seq, pos), vo = (size_t)kv->bs * (size_t)kv->kv_dim;
+    if (!kv->f16) {
+        memcpy(kv->pool + r, k, (size_t)kv->kv_dim * sizeof(float));
+        memcpy(kv->pool + r + vo, v, (size_t)kv->kv_dim * sizeof(float));
+        return;
+    }
+    kv__to_f16(kv->pool16 + r, k, (size_t)kv->kv_dim);
+    kv__to_f16(kv->pool16 + r + vo, v, (size_t)kv->kv_dim);
+}
+
+bool kv_is_f16(const kv_cache *kv) { return kv->f16; }
 
 const float *kv_pool_k(const kv_cache *kv, int layer)
 {
-    return kv->pool + (size_t)layer * kv->layer_stride;
+    return kv->f16 ? NULL : kv->pool + (size_t)layer * kv->layer_stride;
 }
 
 const float *kv_pool_v(const kv_cache *kv, int layer)
 {
-    return kv_pool_k(kv, layer) + (size_t)kv->bs * (size_t)kv->kv_dim;
+    return kv->f16 ? NULL : kv_pool_k(kv, layer) + (size_t)kv->bs * (size_t)kv->kv_dim;
+}
+
+const uint16_t *kv_pool_k16(const kv_cache *kv, int layer)
+{
+    return kv->f16 ? kv->pool16 + (size_t)layer * kv->layer_stride : NULL;
+}
+
+const uint16_t *kv_pool_v16(const kv_cache *kv, int layer)
+{
+    return kv->f16 ? kv_pool_k16(kv, layer) + (size_t)kv->bs * (size_t)kv->kv_dim : NULL;
 }
 
 size_t kv_block_stride(const kv_cache *kv) { return kv->block_stride; }

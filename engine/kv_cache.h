@@ -41,6 +41,7 @@
 #ifndef KV_CACHE_H
 #define KV_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,11 @@ typedef struct kv_cache kv_cache;
 int kv_create(kv_cache **out, int n_layer, int kv_dim, int block_size,
               int n_blocks, int n_seq_max, int n_ctx_max, char *err,
               size_t errlen);
+/* kv_create with the pool in IEEE half floats when f16 (half the memory and
+ * the bytes attention reads; values rounded to nearest even on writing). */
+int kv_create_typed(kv_cache **out, int n_layer, int kv_dim, int block_size,
+                    int n_blocks, int n_seq_max, int n_ctx_max, bool f16, char *err,
+                    size_t errlen);
 /* Accepts NULL. */
 void kv_free(kv_cache *kv);
 
@@ -131,17 +137,25 @@ int kv_check(const kv_cache *kv, int seq, int pos, char *err, size_t errlen);
 int kv_check_write(const kv_cache *kv, int seq, int pos, char *err,
                    size_t errlen);
 
-/* Row of kv_dim floats for (layer, seq, pos), through the block table. No
- * checks: callers validate once per batch (kv_check_write for rows they
- * write; rows they read must be covered). */
+/* Row of kv_dim floats for (layer, seq, pos), through the block table; NULL
+ * for an F16 cache. No checks: callers validate once per batch
+ * (kv_check_write for rows they write; rows they read must be covered). */
 float *kv_k(kv_cache *kv, int layer, int seq, int pos);
 float *kv_v(kv_cache *kv, int layer, int seq, int pos);
+/* Stores the key and value rows (kv_dim floats each) of (layer, seq, pos),
+ * converted for an F16 cache. Same checks as kv_k. */
+void kv_write(kv_cache *kv, int layer, int seq, int pos, const float *k, const float *v);
+/* Whether the pool holds half floats (kv_create_typed). */
+bool kv_is_f16(const kv_cache *kv);
 
 /* For attention kernels: the keys of block b at layer l are the rows
  * [block_size, kv_dim] at kv_pool_k(kv, l) + b * kv_block_stride(kv); the
  * values likewise from kv_pool_v. */
 const float *kv_pool_k(const kv_cache *kv, int layer);
 const float *kv_pool_v(const kv_cache *kv, int layer);
+/* The same for an F16 cache (NULL for an F32 one, as kv_pool_k for F16). */
+const uint16_t *kv_pool_k16(const kv_cache *kv, int layer);
+const uint16_t *kv_pool_v16(const kv_cache *kv, int layer);
 size_t kv_block_stride(const kv_cache *kv);
 
 #endif

@@ -133,6 +133,7 @@ int model_load_opts(model **out, const char *path, const model_opts *opts,
     m->n_batch = opts && opts->n_batch > 0 ? opts->n_batch : MODEL_DEFAULT_BATCH;
     m->n_ctx = opts && opts->n_ctx > 0 ? opts->n_ctx : 0;
     m->f32_weights = opts && opts->f32_weights;
+    m->kv_f16 = opts && opts->kv_f16;
     m->hp.bos_id = m->hp.eos_id = -1;
     m->hp.rope_freq_scale = 1.0f;
     rc = m->ops->load(m, &src, err, errlen);
@@ -191,8 +192,8 @@ int model_kv_create(const model *m, int n_seq_max, int budget_tokens,
     if (n_blocks > INT32_MAX)
         return model__fail(err, errlen, -EINVAL,
                            "kv: %lld blocks of %d positions is too many", n_blocks, bs);
-    return kv_create(out, m->hp.n_layer, m->hp.n_head_kv * m->hp.head_dim, bs,
-                     (int)n_blocks, n_seq_max, m->n_ctx, err, errlen);
+    return kv_create_typed(out, m->hp.n_layer, m->hp.n_head_kv * m->hp.head_dim, bs,
+                           (int)n_blocks, n_seq_max, m->n_ctx, m->kv_f16, err, errlen);
 }
 
 /* ---- source lookups (for the architectures) ------------------------------ */
@@ -249,13 +250,31 @@ typedef struct model__attn_job {
     model *m;
     kv_cache *kv;
     const model_batch *b;
-    const float *q, *kp, *vp;
+    const float *q;
+    const void *kp, *vp;  /* the layer's keys and values: floats, or halves when f16 */
+    bool f16;
     float *out, *ws;
     size_t ldq, ldo, bstride, kvd;
     const int *toks;   /* the batch tokens this job attends, n_toks of them */
     int bs;
     float scale;
 } model__attn_job;
+
+/* Heads [h0, h0 + nh) of batch token t (kv head offsets already applied
+ * to k and v when nh == 1: see model__attn_run), over its keys. */
+static void model__attend_token(const model__attn_job *j, int t, const float *q, const void *k,
+                                const void *v, int nh, int nkv, float *out, float *att)
+{
+    const model_hparams *hp = &j->m->hp;
+    const int32_t *table = kv_seq_table(j->kv, j->b->seq_id[t]);
+    int tk = j->b->pos[t] + 1;
+    if (j->f16)
+        ops_attention_paged_f16(out, q, k, v, j->bstride, table, j->bs, j->kvd, tk, nh, nkv,
+                                hp->head_dim, j->scale, att);
+    else
+        ops_attention_paged(out, q, k, v, j->bstride, table, j->bs, j->kvd, tk, nh, nkv,
+                            hp->head_dim, j->scale, att);
+}
 
 /* Items [i0, i1) of (token, head) pairs: one head of one token each, with
  * the worker's own scores (the same arithmetic as all heads at once). */
@@ -267,10 +286,10 @@ static void model__attn_run(void *ctx, size_t i0, size_t i1, int worker)
     float *att = j->ws + (size_t)worker * j->m->n_ctx;
     for (size_t i = i0; i < i1; i++) {
         int t = j->toks[i / NH], h = (int)(i % NH), g = h / group;
-        ops_attention_paged(j->out + t * j->ldo + (size_t)h * HS, j->q + t * j->ldq + (size_t)h * HS,
-                            j->kp + (size_t)g * HS, j->vp + (size_t)g * HS, j->bstride,
-                            kv_seq_table(j->kv, j->b->seq_id[t]), j->bs, j->kvd,
-                            j->b->pos[t] + 1, 1, 1, HS, j->scale, att);
+        size_t off = (size_t)g * HS * (j->f16 ? sizeof(uint16_t) : sizeof(float));
+        model__attend_token(j, t, j->q + t * j->ldq + (size_t)h * HS,
+                            (const char *)j->kp + off, (const char *)j->vp + off, 1, 1,
+                            j->out + t * j->ldo + (size_t)h * HS, att);
     }
 }
 
@@ -290,7 +309,7 @@ static bool model__attend_run(model *m, kv_cache *kv, const model_batch *b,
     if (!ws)
         return false;
     int rc = ops_attention_prefill(j->out + (size_t)t0 * j->ldo, j->ldo, j->q + (size_t)t0 * j->ldq,
-                                   j->ldq, n, p0, j->kp, j->vp, j->bstride,
+                                   j->ldq, n, p0, j->kp, j->vp, j->f16, j->bstride,
                                    kv_seq_table(kv, b->seq_id[t0]), j->bs, j->kvd, hp->n_head,
                                    hp->n_head_kv, hp->head_dim, j->scale, ws);
     free(ws);
@@ -303,16 +322,15 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
 {
     const model_hparams *hp = &m->hp;
     size_t kvd = (size_t)hp->n_head_kv * hp->head_dim;
-    for (int t = 0; t < b->n_tokens; t++) {
-        memcpy(kv_k(kv, layer, b->seq_id[t], b->pos[t]), k + t * ldq,
-               kvd * sizeof(float));
-        memcpy(kv_v(kv, layer, b->seq_id[t], b->pos[t]), v + t * ldq,
-               kvd * sizeof(float));
-    }
+    for (int t = 0; t < b->n_tokens; t++)
+        kv_write(kv, layer, b->seq_id[t], b->pos[t], k + t * ldq, v + t * ldq);
+    bool f16 = kv_is_f16(kv);
     model__attn_job j = {
-        .m = m, .kv = kv, .b = b, .q = q, .ldq = ldq, .out = out, .ldo = ldo,
-        .kp = kv_pool_k(kv, layer), .vp = kv_pool_v(kv, layer), .bstride = kv_block_stride(kv),
-        .bs = kv_block_size(kv), .kvd = kvd, .scale = 1.0f / sqrtf((float)hp->head_dim),
+        .m = m, .kv = kv, .b = b, .q = q, .ldq = ldq, .out = out, .ldo = ldo, .f16 = f16,
+        .kp = f16 ? (const void *)kv_pool_k16(kv, layer) : (const void *)kv_pool_k(kv, layer),
+        .vp = f16 ? (const void *)kv_pool_v16(kv, layer) : (const void *)kv_pool_v(kv, layer),
+        .bstride = kv_block_stride(kv), .bs = kv_block_size(kv), .kvd = kvd,
+        .scale = 1.0f / sqrtf((float)hp->head_dim),
     };
     /* long runs of one sequence (prompt chunks) as GEMMs; the other tokens
      * (decode steps, short chunks) in `rest` for the per-token kernel */
@@ -329,9 +347,8 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
             rest[n_rest++] = t;
         if (!rest) /* no memory for the list: these tokens one by one, here */
             for (int t = t0; t < t1; t++)
-                ops_attention_paged(out + t * ldo, q + t * ldq, j.kp, j.vp, j.bstride,
-                                    kv_seq_table(kv, b->seq_id[t]), j.bs, kvd, b->pos[t] + 1,
-                                    hp->n_head, hp->n_head_kv, hp->head_dim, j.scale, att);
+                model__attend_token(&j, t, q + t * ldq, j.kp, j.vp, hp->n_head, hp->n_head_kv,
+                                    out + t * ldo, att);
     }
     tp_pool *pool = ops_matmul_pool();
     size_t keys = 0;
@@ -345,9 +362,8 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
     } else {
         for (int i = 0; i < n_rest; i++) { /* all heads of a token at once */
             int t = rest[i];
-            ops_attention_paged(out + t * ldo, q + t * ldq, j.kp, j.vp, j.bstride,
-                                kv_seq_table(kv, b->seq_id[t]), j.bs, kvd, b->pos[t] + 1,
-                                hp->n_head, hp->n_head_kv, hp->head_dim, j.scale, att);
+            model__attend_token(&j, t, q + t * ldq, j.kp, j.vp, hp->n_head, hp->n_head_kv,
+                                out + t * ldo, att);
         }
     }
     if (rest != stack_rest)

@@ -108,6 +108,8 @@ typedef struct model_opts {
     bool f32_weights; /* convert Q8_0 / Q4_0 matrices to F32 at load (what
                      training and merging adapters need); default: a llama
                      GGUF's quantized matrices stay quantized (qmat.h) */
+    bool kv_f16;  /* model_kv_create makes F16 pools (kv_create_typed):
+                     half the KV memory and attention reads; default F32 */
 } model_opts;
 
 #define MODEL_DEFAULT_BATCH 512
@@ -173,7 +175,8 @@ size_t model_decode_bytes(const model *m);
  * positions in all (0: n_seq_max whole contexts of model_n_ctx each),
  * shared by n_seq_max sequence slots of at most model_n_ctx positions.
  * New reference; free with kv_free. Callers reserve blocks
- * (kv_seq_reserve) before model_forward writes a position. */
+ * (kv_seq_reserve) before model_forward writes a position. Half floats
+ * when the model was loaded with model_opts.kv_f16. */
 int model_kv_create(const model *m, int n_seq_max, int budget_tokens,
                     int block_size, kv_cache **out, char *err, size_t errlen);
 
@@ -323,6 +326,7 @@ struct model {
     int n_ctx;            /* positions per sequence */
     wt_arena warena;      /* every weight, F32 */
     bool f32_weights;     /* model_opts.f32_weights */
+    bool kv_f16;          /* model_opts.kv_f16 */
     size_t qbytes;        /* bytes of weights kept quantized (llama) */
     size_t embd_bytes;    /* bytes of an untied token-embedding table (llama) */
     void *impl;           /* the architecture's weights and scratch */

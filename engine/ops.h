@@ -150,9 +150,16 @@ void ops_attention_paged(float *out, const float *q, const float *k,
                          const float *v, size_t bstride, const int32_t *table,
                          int BS, size_t ldk, int TK, int NH, int NKV, int HS,
                          float scale, float *att);
+/* ops_attention_paged over keys and values stored as IEEE half floats (an
+ * F16 KV cache, kv_create_typed): the same layout in elements, each
+ * converted to float as it is read; float sums as the F32 kernel. */
+void ops_attention_paged_f16(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                             size_t bstride, const int32_t *table, int BS, size_t ldk, int TK,
+                             int NH, int NKV, int HS, float scale, float *att);
 /* Causal attention for the nq consecutive positions p0..p0+nq-1 of one
  * sequence (prefill), through sgemm: query i attends keys 0..p0+i, read
- * through the block table as in ops_attention_paged (TK = p0 + nq keys).
+ * through the block table as in ops_attention_paged (TK = p0 + nq keys);
+ * k and v are floats, or half floats when kv_f16 (an F16 KV cache).
  *   out[i * ldo + h*HS], q[i * ldq + h*HS]   for i < nq, head h < NH
  *   ws   ops_attention_prefill_ws(nq, p0, HS) bytes of scratch
  * The same result as ops_attention_paged per query up to float rounding
@@ -162,7 +169,7 @@ void ops_attention_paged(float *out, const float *q, const float *k,
  * written). */
 size_t ops_attention_prefill_ws(int nq, int p0, int HS);
 int ops_attention_prefill(float *out, size_t ldo, const float *q, size_t ldq, int nq, int p0,
-                          const float *k, const float *v, size_t bstride,
+                          const void *k, const void *v, bool kv_f16, size_t bstride,
                           const int32_t *table, int BS, size_t ldk, int NH, int NKV, int HS,
                           float scale, float *ws);
 /* The reference over a whole block of queries with an explicit mask:

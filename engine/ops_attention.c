@@ -12,23 +12,30 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
+
+#include "safetensors.h" /* st_f16_to_f32 */
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define AT__X86 1
 #endif
 
-typedef float (*at__dot_fn)(const float *a, const float *b, int n);
-typedef void (*at__axpy_fn)(float *y, float a, const float *x, int n);
+typedef float (*at__dot_fn)(const float *a, const void *b, int n);
+typedef void (*at__axpy_fn)(float *y, float a, const void *x, int n);
 
+/* The kernels for keys and values of one element type (float or IEEE half,
+ * es bytes each). */
 typedef struct at__kernels {
-    at__dot_fn dot;   /* a . b over n floats */
+    at__dot_fn dot;   /* a . b over n elements */
     at__axpy_fn axpy; /* y[0, n) += a * x */
+    size_t es;
 } at__kernels;
 
-static float at__dot_scalar(const float *a, const float *b, int n)
+static float at__dot_scalar(const float *a, const void *bv, int n)
 {
+    const float *b = bv;
     float s[8] = {0};
     int d = 0;
     for (; d + 8 <= n; d += 8)
@@ -39,10 +46,27 @@ static float at__dot_scalar(const float *a, const float *b, int n)
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 
-static void at__axpy_scalar(float *y, float a, const float *x, int n)
+static void at__axpy_scalar(float *y, float a, const void *xv, int n)
 {
+    const float *x = xv;
     for (int d = 0; d < n; d++)
         y[d] += a * x[d];
+}
+
+static float at__dot_f16_scalar(const float *a, const void *bv, int n)
+{
+    const uint16_t *b = bv;
+    float s[8] = {0};
+    for (int d = 0; d < n; d++)
+        s[d & 7] += a[d] * st_f16_to_f32(b[d]);
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+static void at__axpy_f16_scalar(float *y, float a, const void *xv, int n)
+{
+    const uint16_t *x = xv;
+    for (int d = 0; d < n; d++)
+        y[d] += a * st_f16_to_f32(x[d]);
 }
 
 #ifdef AT__X86
@@ -51,8 +75,9 @@ static void at__axpy_scalar(float *y, float a, const float *x, int n)
 #define AT__AVX2 __attribute__((target("avx2,fma")))
 
 /* Two 16-lane partial sums, the tail under a mask. */
-AT__AVX512 static float at__dot_avx512(const float *a, const float *b, int n)
+AT__AVX512 static float at__dot_avx512(const float *a, const void *bv, int n)
 {
+    const float *b = bv;
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     int d = 0;
     for (; d + 32 <= n; d += 32) {
@@ -66,8 +91,9 @@ AT__AVX512 static float at__dot_avx512(const float *a, const float *b, int n)
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
-AT__AVX512 static void at__axpy_avx512(float *y, float a, const float *x, int n)
+AT__AVX512 static void at__axpy_avx512(float *y, float a, const void *xv, int n)
 {
+    const float *x = xv;
     __m512 va = _mm512_set1_ps(a);
     for (int d = 0; d < n; d += 16) {
         __mmask16 m = n - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - d)) - 1);
@@ -76,8 +102,9 @@ AT__AVX512 static void at__axpy_avx512(float *y, float a, const float *x, int n)
     }
 }
 
-AT__AVX2 static float at__dot_avx2(const float *a, const float *b, int n)
+AT__AVX2 static float at__dot_avx2(const float *a, const void *bv, int n)
 {
+    const float *b = bv;
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int d = 0;
     for (; d + 16 <= n; d += 16) {
@@ -96,8 +123,9 @@ AT__AVX2 static float at__dot_avx2(const float *a, const float *b, int n)
     return r;
 }
 
-AT__AVX2 static void at__axpy_avx2(float *y, float a, const float *x, int n)
+AT__AVX2 static void at__axpy_avx2(float *y, float a, const void *xv, int n)
 {
+    const float *x = xv;
     __m256 va = _mm256_set1_ps(a);
     int d = 0;
     for (; d + 8 <= n; d += 8)
@@ -106,28 +134,105 @@ AT__AVX2 static void at__axpy_avx2(float *y, float a, const float *x, int n)
         y[d] += a * x[d];
 }
 
+/* Half-float keys and values, converted 16 (8) at a time (F16C). */
+#define AT__AVX512_F16 __attribute__((target("avx512f,fma,f16c")))
+#define AT__AVX2_F16 __attribute__((target("avx2,fma,f16c")))
+
+AT__AVX512_F16 static float at__dot_f16_avx512(const float *a, const void *bv, int n)
+{
+    const uint16_t *b = bv;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int d = 0;
+    for (; d + 32 <= n; d += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d),
+                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + d))), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d + 16),
+                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + d + 16))), s1);
+    }
+    for (; d + 16 <= n; d += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d),
+                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + d))), s0);
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; d < n; d++)
+        r += a[d] * st_f16_to_f32(b[d]);
+    return r;
+}
+
+AT__AVX512_F16 static void at__axpy_f16_avx512(float *y, float a, const void *xv, int n)
+{
+    const uint16_t *x = xv;
+    __m512 va = _mm512_set1_ps(a);
+    int d = 0;
+    for (; d + 16 <= n; d += 16)
+        _mm512_storeu_ps(y + d, _mm512_fmadd_ps(va, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                                        (const __m256i *)(x + d))),
+                                                _mm512_loadu_ps(y + d)));
+    for (; d < n; d++)
+        y[d] += a * st_f16_to_f32(x[d]);
+}
+
+AT__AVX2_F16 static float at__dot_f16_avx2(const float *a, const void *bv, int n)
+{
+    const uint16_t *b = bv;
+    __m256 s0 = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + d))), s0);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float r = _mm_cvtss_f32(h);
+    for (; d < n; d++)
+        r += a[d] * st_f16_to_f32(b[d]);
+    return r;
+}
+
+AT__AVX2_F16 static void at__axpy_f16_avx2(float *y, float a, const void *xv, int n)
+{
+    const uint16_t *x = xv;
+    __m256 va = _mm256_set1_ps(a);
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        _mm256_storeu_ps(y + d, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128(
+                                                        (const __m128i *)(x + d))),
+                                                _mm256_loadu_ps(y + d)));
+    for (; d < n; d++)
+        y[d] += a * st_f16_to_f32(x[d]);
+}
+
 #endif /* AT__X86 */
 
-static at__kernels at__pick(void)
+static at__kernels at__pick(bool f16)
 {
 #ifdef AT__X86
+    bool f16c = cpu_features_get()->f16c;
     switch (cpu_isa_best()) {
     case CPU_ISA_AVX512:
-        return (at__kernels){at__dot_avx512, at__axpy_avx512};
+        if (!f16)
+            return (at__kernels){at__dot_avx512, at__axpy_avx512, sizeof(float)};
+        if (f16c)
+            return (at__kernels){at__dot_f16_avx512, at__axpy_f16_avx512, sizeof(uint16_t)};
+        break;
     case CPU_ISA_AVX2:
-        return (at__kernels){at__dot_avx2, at__axpy_avx2};
+        if (!f16)
+            return (at__kernels){at__dot_avx2, at__axpy_avx2, sizeof(float)};
+        if (f16c)
+            return (at__kernels){at__dot_f16_avx2, at__axpy_f16_avx2, sizeof(uint16_t)};
+        break;
     default:
         break;
     }
 #endif
-    return (at__kernels){at__dot_scalar, at__axpy_scalar};
+    return f16 ? (at__kernels){at__dot_f16_scalar, at__axpy_f16_scalar, sizeof(uint16_t)}
+               : (at__kernels){at__dot_scalar, at__axpy_scalar, sizeof(float)};
 }
 
 void ops_attention(float *out, const float *q, const float *k, const float *v,
                    size_t ldk, int TK, int NH, int NKV, int HS, float scale,
                    float *att)
 {
-    at__kernels K = at__pick();
+    at__kernels K = at__pick(false);
     int group = NH / NKV;
     for (int h = 0; h < NH; h++) {
         const float *qh = q + (size_t)h * HS;
@@ -142,32 +247,50 @@ void ops_attention(float *out, const float *q, const float *k, const float *v,
     }
 }
 
-void ops_attention_paged(float *out, const float *q, const float *k,
-                         const float *v, size_t bstride, const int32_t *table,
-                         int BS, size_t ldk, int TK, int NH, int NKV, int HS,
-                         float scale, float *att)
+/* The paged kernel for keys and values of K's element type: offsets are
+ * counted in elements and turned into bytes here. */
+static void at__paged(const at__kernels *K, float *out, const float *q, const void *k,
+                      const void *v, size_t bstride, const int32_t *table, int BS, size_t ldk,
+                      int TK, int NH, int NKV, int HS, float scale, float *att)
 {
-    at__kernels K = at__pick();
+    const char *kc = k, *vc = v;
     int group = NH / NKV;
     for (int h = 0; h < NH; h++) {
         const float *qh = q + (size_t)h * HS;
         size_t koff = (size_t)(h / group) * HS;
         for (int j0 = 0, bi = 0; j0 < TK; j0 += BS, bi++) {
-            const float *kb = k + (size_t)table[bi] * bstride + koff;
+            const char *kb = kc + ((size_t)table[bi] * bstride + koff) * K->es;
             int n = TK - j0 < BS ? TK - j0 : BS;
             for (int r = 0; r < n; r++)
-                att[j0 + r] = K.dot(qh, kb + (size_t)r * ldk, HS) * scale;
+                att[j0 + r] = K->dot(qh, kb + (size_t)r * ldk * K->es, HS) * scale;
         }
         ops_softmax(att, TK);
         float *oh = out + (size_t)h * HS;
         memset(oh, 0, (size_t)HS * sizeof(float));
         for (int j0 = 0, bi = 0; j0 < TK; j0 += BS, bi++) {
-            const float *vb = v + (size_t)table[bi] * bstride + koff;
+            const char *vb = vc + ((size_t)table[bi] * bstride + koff) * K->es;
             int n = TK - j0 < BS ? TK - j0 : BS;
             for (int r = 0; r < n; r++)
-                K.axpy(oh, att[j0 + r], vb + (size_t)r * ldk, HS);
+                K->axpy(oh, att[j0 + r], vb + (size_t)r * ldk * K->es, HS);
         }
     }
+}
+
+void ops_attention_paged(float *out, const float *q, const float *k,
+                         const float *v, size_t bstride, const int32_t *table,
+                         int BS, size_t ldk, int TK, int NH, int NKV, int HS,
+                         float scale, float *att)
+{
+    at__kernels K = at__pick(false);
+    at__paged(&K, out, q, k, v, bstride, table, BS, ldk, TK, NH, NKV, HS, scale, att);
+}
+
+void ops_attention_paged_f16(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                             size_t bstride, const int32_t *table, int BS, size_t ldk, int TK,
+                             int NH, int NKV, int HS, float scale, float *att)
+{
+    at__kernels K = at__pick(true);
+    at__paged(&K, out, q, k, v, bstride, table, BS, ldk, TK, NH, NKV, HS, scale, att);
 }
 
 void ops_attention_naive(float *out, const float *q, const float *k,

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "safetensors.h" /* st_f16_to_f32 */
 
 #define OPS__QCHUNK 64
 
@@ -30,14 +31,32 @@ size_t ops_attention_prefill_ws(int nq, int p0, int HS)
     return (2 * tk * (size_t)HS + qc * tk) * sizeof(float);
 }
 
-/* Rows [0, n) of kv head g (HS floats at + g * HS) out of the paged pool:
- * as rows dst[j * HS + d], or transposed dst[d * n + j]. */
-static void ops__gather(float *dst, const float *pool, size_t bstride, const int32_t *table,
-                        int BS, size_t ldk, int g, int HS, int n, bool transposed)
+/* Rows [0, n) of kv head g (HS elements at + g * HS) out of the paged pool
+ * (floats, or half floats when f16) as floats: rows dst[j * HS + d], or
+ * transposed dst[d * n + j]. */
+static void ops__gather(float *dst, const void *pool, bool f16, size_t bstride,
+                        const int32_t *table, int BS, size_t ldk, int g, int HS, int n,
+                        bool transposed)
 {
+    float row[1024];
     for (int j = 0; j < n; j++) {
-        const float *src =
-            pool + (size_t)table[j / BS] * bstride + (size_t)(j % BS) * ldk + (size_t)g * HS;
+        size_t off = (size_t)table[j / BS] * bstride + (size_t)(j % BS) * ldk + (size_t)g * HS;
+        const float *src = (const float *)pool + off;
+        if (f16) { /* converted in pieces of the row buffer */
+            const uint16_t *h = (const uint16_t *)pool + off;
+            for (int d0 = 0; d0 < HS; d0 += 1024) {
+                int m = HS - d0 < 1024 ? HS - d0 : 1024;
+                for (int d = 0; d < m; d++)
+                    row[d] = st_f16_to_f32(h[d0 + d]);
+                for (int d = 0; d < m; d++) {
+                    if (transposed)
+                        dst[(size_t)(d0 + d) * n + j] = row[d];
+                    else
+                        dst[(size_t)j * HS + d0 + d] = row[d];
+                }
+            }
+            continue;
+        }
         if (!transposed) {
             memcpy(dst + (size_t)j * HS, src, (size_t)HS * sizeof(float));
             continue;
@@ -48,7 +67,7 @@ static void ops__gather(float *dst, const float *pool, size_t bstride, const int
 }
 
 int ops_attention_prefill(float *out, size_t ldo, const float *q, size_t ldq, int nq, int p0,
-                          const float *k, const float *v, size_t bstride,
+                          const void *k, const void *v, bool kv_f16, size_t bstride,
                           const int32_t *table, int BS, size_t ldk, int NH, int NKV, int HS,
                           float scale, float *ws)
 {
@@ -63,8 +82,8 @@ int ops_attention_prefill(float *out, size_t ldo, const float *q, size_t ldq, in
         tp_park(pool);
     float *kg = ws, *vg = kg + (size_t)TK * HS, *s = vg + (size_t)TK * HS;
     for (int g = 0; g < NKV; g++) {
-        ops__gather(kg, k, bstride, table, BS, ldk, g, HS, TK, false);
-        ops__gather(vg, v, bstride, table, BS, ldk, g, HS, TK, ours); /* ours: V^T [HS, TK] */
+        ops__gather(kg, k, kv_f16, bstride, table, BS, ldk, g, HS, TK, false);
+        ops__gather(vg, v, kv_f16, bstride, table, BS, ldk, g, HS, TK, ours); /* ours: V^T */
         for (int h = g * group; h < (g + 1) * group; h++)
             for (int c0 = 0; c0 < nq; c0 += OPS__QCHUNK) {
                 int nc = nq - c0 < OPS__QCHUNK ? nq - c0 : OPS__QCHUNK;

@@ -376,7 +376,8 @@ static int models__load_one(served_model *sm, const cfg_model *mc, char *err, si
     int n_batch = (int)(mc->max_batch_tokens > mc->embed_batch_tokens ? mc->max_batch_tokens : mc->embed_batch_tokens);
     /* merging an adapter writes the weights: they must be F32 */
     bool f32 = !strcmp(mc->weights, "f32") || (mc->merge_adapter && mc->merge_adapter[0]);
-    model_opts mo = {.n_batch = n_batch, .n_ctx = (int)mc->n_ctx, .f32_weights = f32};
+    model_opts mo = {.n_batch = n_batch, .n_ctx = (int)mc->n_ctx, .f32_weights = f32,
+                     .kv_f16 = !strcmp(mc->kv_type, "f16")};
     if (model_load_opts(&sm->m, mc->path, &mo, msg, sizeof msg) != 0) {
         snprintf(err, errlen, "model '%s' (%s): %s", mc->name, mc->path, msg);
         return -1;

@@ -17,6 +17,8 @@
 #include "kv_cache.h"
 #include "model.h"
 #include "ops.h"
+#include "safetensors.h"
+#include "weights.h"
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
 
@@ -429,7 +431,7 @@ static void check_prefill_attention(int NH, int NKV, int HS, int BS, int p0, int
     for (size_t i = 0; i < (size_t)nq * ldo; i++) got[i] = -7.0f;
     float scale = 1.0f / sqrtf((float)HS);
     const float *kp = pool, *vp = pool + (size_t)BS * kd;
-    assert_int_equal(ops_attention_prefill(got, ldo, q, ldq, nq, p0, kp, vp, bstride, table, BS,
+    assert_int_equal(ops_attention_prefill(got, ldo, q, ldq, nq, p0, kp, vp, false, bstride, table, BS,
                                            (size_t)kd, NH, NKV, HS, scale, ws), 0);
     for (int i = 0; i < nq; i++) {
         ops_attention_paged(want, q + (size_t)i * ldq, kp, vp, bstride, table, BS, (size_t)kd,
@@ -442,8 +444,36 @@ static void check_prefill_attention(int NH, int NKV, int HS, int BS, int p0, int
         for (size_t c = (size_t)qd; c < ldo; c++) /* past the heads: untouched */
             assert_true(got[(size_t)i * ldo + c] == -7.0f);
     }
-    assert_int_equal(ops_attention_prefill(got, ldo, q, ldq, 0, p0, kp, vp, bstride, table, BS,
+    assert_int_equal(ops_attention_prefill(got, ldo, q, ldq, 0, p0, kp, vp, false, bstride, table, BS,
                                            (size_t)kd, NH, NKV, HS, scale, ws), -EINVAL);
+    /* the pool in half floats: the F16 prefill against the F16 per-token
+     * kernel, and that against the F32 one on the same (rounded) values */
+    size_t npool = (size_t)(nb + 2) * bstride;
+    uint16_t *pool16 = malloc(npool * sizeof(uint16_t));
+    float *want32 = malloc((size_t)qd * sizeof(float));
+    assert_true(pool16 && want32);
+    for (size_t i = 0; i < npool; i++) {
+        pool16[i] = wt_f16_from_f32(pool[i]);
+        pool[i] = st_f16_to_f32(pool16[i]);
+    }
+    const uint16_t *kp16 = pool16, *vp16 = pool16 + (size_t)BS * kd;
+    assert_int_equal(ops_attention_prefill(got, ldo, q, ldq, nq, p0, kp16, vp16, true, bstride,
+                                           table, BS, (size_t)kd, NH, NKV, HS, scale, ws), 0);
+    for (int i = 0; i < nq; i++) {
+        ops_attention_paged_f16(want, q + (size_t)i * ldq, kp16, vp16, bstride, table, BS,
+                                (size_t)kd, p0 + i + 1, NH, NKV, HS, scale, att);
+        ops_attention_paged(want32, q + (size_t)i * ldq, kp, vp, bstride, table, BS, (size_t)kd,
+                            p0 + i + 1, NH, NKV, HS, scale, att);
+        for (int c = 0; c < qd; c++) {
+            if (fabsf(got[(size_t)i * ldo + c] - want[c]) > 1e-5f * (1 + fabsf(want[c])))
+                fail_msg("f16 prefill HS %d query %d [%d] %.7f, per-token %.7f", HS, i, c,
+                         got[(size_t)i * ldo + c], want[c]);
+            if (fabsf(want32[c] - want[c]) > 1e-5f * (1 + fabsf(want[c])))
+                fail_msg("f16 per-token HS %d query %d [%d] %.7f, F32 kernel %.7f", HS, i, c,
+                         want[c], want32[c]);
+        }
+    }
+    free(pool16), free(want32);
     free(pool), free(table), free(q), free(got), free(want), free(att), free(ws);
 }
 
@@ -668,6 +698,79 @@ static void test_model_mixed_runs(void **state) {
     model_free(m);
 }
 
+/* An F16 pool (model_opts.kv_f16): rows written through kv_write read back
+ * rounded to half, copy-on-write copies them; and llama-tiny's logits over
+ * a prompt and a greedy continuation stay within half-float rounding of the
+ * F32 cache's, with the same tokens. */
+static void test_f16_pool(void **state) {
+    (void)state;
+    kv_cache *kv = NULL;
+    char err[256] = "";
+    assert_int_equal(kv_create_typed(&kv, 2, 4, 4, 8, 2, 32, true, err, sizeof err), 0);
+    assert_true(kv_is_f16(kv));
+    assert_null(kv_k(kv, 0, 0, 0));
+    assert_null(kv_pool_k(kv, 0));
+    assert_int_equal(kv_seq_reserve(kv, 0, 6), 0);
+    float k[4] = {1.0f, -2.5f, 0.1f, 65504.0f}, v[4] = {3.0f, 1e-3f, -0.333f, 7.0f};
+    kv_write(kv, 1, 0, 5, k, v);
+    kv_seq_set_len(kv, 0, 6);
+    const uint16_t *k16 = kv_pool_k16(kv, 1), *v16 = kv_pool_v16(kv, 1);
+    int32_t blk = kv_seq_table(kv, 0)[1];
+    size_t row = (size_t)blk * kv_block_stride(kv) + 1 * 4; /* position 5: row 1 of block 1 */
+    for (int i = 0; i < 4; i++) {
+        assert_true(k16[row + i] == wt_f16_from_f32(k[i]));
+        assert_true(v16[row + i] == wt_f16_from_f32(v[i]));
+    }
+    assert_int_equal(kv_seq_fork(kv, 1, 0, 6), 0); /* the partial block is copied */
+    int32_t blk1 = kv_seq_table(kv, 1)[1];
+    assert_true(blk1 != blk);
+    assert_memory_equal(k16 + (size_t)blk1 * kv_block_stride(kv), k16 + (size_t)blk * kv_block_stride(kv),
+                        kv_block_stride(kv) / 2 * sizeof(uint16_t));
+    kv_free(kv);
+
+    char *path = tu_shared_path("conformance/llama-tiny/model-f32.gguf");
+    if (!path) skip();
+    model *m32 = NULL, *m16 = NULL;
+    model_opts o16 = {.kv_f16 = true};
+    if (model_load(&m32, path, err, sizeof err) != 0 ||
+        model_load_opts(&m16, path, &o16, err, sizeof err) != 0)
+        fail_msg("load %s: %s", path, err);
+    free(path);
+    int V = model_hp(m32)->n_vocab;
+    int32_t ids[N_PROMPT + N_GEN];
+    for (int i = 0; i < N_PROMPT; i++) ids[i] = (int32_t)((i * 7919 + 3) % V);
+    float *a = malloc((size_t)V * sizeof(float)), *b = malloc((size_t)V * sizeof(float));
+    kv_cache *k32 = NULL, *kh = NULL;
+    assert_int_equal(model_kv_create(m32, 1, 0, 0, &k32, err, sizeof err), 0);
+    assert_int_equal(model_kv_create(m16, 1, 0, 0, &kh, err, sizeof err), 0);
+    assert_false(kv_is_f16(k32));
+    assert_true(kv_is_f16(kh));
+    assert_int_equal(kv_bytes(kh) * 2 - kv_bytes(k32) < kv_bytes(k32) / 4, 1); /* about half */
+    assert_int_equal(kv_seq_reserve(k32, 0, N_PROMPT + N_GEN), 0);
+    assert_int_equal(kv_seq_reserve(kh, 0, N_PROMPT + N_GEN), 0);
+    double worst = 0;
+    for (int j = 0; j <= N_GEN; j++) {
+        const int32_t *in = j ? &ids[N_PROMPT + j - 1] : ids;
+        int n = j ? 1 : N_PROMPT, p0 = j ? N_PROMPT + j - 1 : 0;
+        forward_ok(m32, k32, 0, in, n, p0, a);
+        forward_ok(m16, kh, 0, in, n, p0, b);
+        worst = fmax(worst, max_diff(a, b, V));
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (a[i] > a[best]) best = i;
+        int best16 = 0;
+        for (int i = 1; i < V; i++)
+            if (b[i] > b[best16]) best16 = i;
+        assert_int_equal(best16, best);
+        if (j < N_GEN) ids[N_PROMPT + j] = best;
+    }
+    print_message("  llama-tiny, F16 KV against F32 KV: largest logit difference %.2g\n", worst);
+    assert_true(worst > 0 && worst < 1e-2);
+    kv_free(k32), kv_free(kh);
+    free(a), free(b);
+    model_free(m32), model_free(m16);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reserve_accounting),
@@ -678,6 +781,7 @@ int main(void) {
         cmocka_unit_test(test_prefill_attention),
         cmocka_unit_test(test_model_paged),
         cmocka_unit_test(test_model_mixed_runs),
+        cmocka_unit_test(test_f16_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

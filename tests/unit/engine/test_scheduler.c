@@ -129,6 +129,34 @@ static void test_greedy_equals_llama_cpp(void **st) {
     sched_free(s);
 }
 
+/* An F16 KV cache (as llama.cpp keeps it by default): still llama.cpp's
+ * greedy tokens. */
+static void test_greedy_f16_kv(void **st) {
+    (void)st;
+    if (!m) skip();
+    char *path = tu_shared_path("models/stories260K.gguf");
+    char err[256];
+    model *m16 = NULL;
+    model_opts o16 = {.kv_f16 = true};
+    if (model_load_opts(&m16, path, &o16, err, sizeof err) != 0) fail_msg("%s", err);
+    free(path);
+    sched_opts o = {.max_seqs = 2, .max_batch_tokens = 64, .kv_block_size = 8, .queue_size = 4,
+                    .n_ctx = 256};
+    sched *s;
+    if (sched_create(&s, m16, &o, err, sizeof err) != 0) fail_msg("%s", err);
+    got g;
+    got_init(&g);
+    sched_req r = req_for(&g, 32, 0, 0);
+    assert_int_equal(sched_submit(s, &r, err, sizeof err), 0);
+    got_wait(&g);
+    json_t *want = json_object_get(json_array_get(ref, 0), "greedy_token_ids_32");
+    assert_int_equal(g.n, 32);
+    for (int i = 0; i < 32; i++) assert_int_equal(g.tokens[i], json_integer_value(json_array_get(want, i)));
+    got_free(&g);
+    sched_free(s);
+    model_free(m16);
+}
+
 static void test_submit_errors(void **st) {
     (void)st;
     if (!m) skip();
@@ -298,7 +326,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_equals_llama_cpp), cmocka_unit_test(test_submit_errors),
         cmocka_unit_test(test_eos_and_cancel), cmocka_unit_test(test_batched_equals_alone_and_queue),
-        cmocka_unit_test(test_prefix_cache),
+        cmocka_unit_test(test_prefix_cache), cmocka_unit_test(test_greedy_f16_kv),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
