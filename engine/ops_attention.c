@@ -23,13 +23,19 @@
 #endif
 
 typedef float (*at__dot_fn)(const float *a, const void *b, int n);
+typedef void (*at__dot4_fn)(const float *a, const void *const b[4], int n, float out[4]);
 typedef void (*at__axpy_fn)(float *y, float a, const void *x, int n);
+typedef void (*at__axpy4_fn)(float *y, const float a[4], const void *const x[4], int n);
 
 /* The kernels for keys and values of one element type (float or IEEE half,
- * es bytes each). */
+ * es bytes each). The 4-row forms give bitwise the results of 4 calls of
+ * the 1-row ones (the same operations per row, only batched: 4 dot
+ * products share their horizontal sums, 4 weighted rows one pass over y). */
 typedef struct at__kernels {
-    at__dot_fn dot;   /* a . b over n elements */
-    at__axpy_fn axpy; /* y[0, n) += a * x */
+    at__dot_fn dot;     /* a . b over n elements */
+    at__dot4_fn dot4;   /* out[i] = a . b[i], i < 4; NULL: 4 dots */
+    at__axpy_fn axpy;   /* y[0, n) += a * x */
+    at__axpy4_fn axpy4; /* y += a[0] x[0], then a[1] x[1] ...; NULL: 4 axpys */
     size_t es;
 } at__kernels;
 
@@ -74,6 +80,41 @@ static void at__axpy_f16_scalar(float *y, float a, const void *xv, int n)
 #define AT__AVX512 __attribute__((target("avx512f,fma")))
 #define AT__AVX2 __attribute__((target("avx2,fma")))
 
+/* The sum of v's 16 lanes in a fixed order (halves added: 16 -> 8 -> 4
+ * -> 2 -> 1), which at__reduce4 repeats lane for lane on 4 vectors. */
+AT__AVX512 static inline float at__reduce(__m512 v)
+{
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* at__reduce of v[0..3] into out[0..3]: the same additions, 4 at a time. */
+AT__AVX512 static inline void at__reduce4(const __m512 v[4], float out[4])
+{
+    __m256 a[4];
+    for (int i = 0; i < 4; i++)
+        a[i] = _mm256_add_ps(_mm512_castps512_ps256(v[i]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[i]), 1)));
+    /* [x.lo4 + x.hi4 | y.lo4 + y.hi4] for (x, y) = (0, 1), (2, 3) */
+    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a[0], a[1], 0x20),
+                              _mm256_permute2f128_ps(a[0], a[1], 0x31));
+    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(a[2], a[3], 0x20),
+                              _mm256_permute2f128_ps(a[2], a[3], 0x31));
+    /* per 128-bit lane: [x0 + x2, x1 + x3, z0 + z2, z1 + z3] */
+    __m256 w = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* per 128-bit lane: [x01, z01, ., .] */
+    __m256 r = _mm256_add_ps(_mm256_shuffle_ps(w, w, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm256_shuffle_ps(w, w, _MM_SHUFFLE(3, 1, 3, 1)));
+    out[0] = _mm256_cvtss_f32(r);
+    out[2] = _mm_cvtss_f32(_mm_shuffle_ps(_mm256_castps256_ps128(r), _mm256_castps256_ps128(r), 1));
+    __m128 hi = _mm256_extractf128_ps(r, 1);
+    out[1] = _mm_cvtss_f32(hi);
+    out[3] = _mm_cvtss_f32(_mm_shuffle_ps(hi, hi, 1));
+}
+
 /* Two 16-lane partial sums, the tail under a mask. */
 AT__AVX512 static float at__dot_avx512(const float *a, const void *bv, int n)
 {
@@ -88,7 +129,32 @@ AT__AVX512 static float at__dot_avx512(const float *a, const void *bv, int n)
         __mmask16 m = n - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - d)) - 1);
         s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + d), _mm512_maskz_loadu_ps(m, b + d), s0);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    return at__reduce(_mm512_add_ps(s0, s1));
+}
+
+AT__AVX512 static void at__dot4_avx512(const float *a, const void *const bv[4], int n, float out[4])
+{
+    const float *b[4] = {bv[0], bv[1], bv[2], bv[3]};
+    __m512 s0[4], s1[4];
+    for (int i = 0; i < 4; i++)
+        s0[i] = s1[i] = _mm512_setzero_ps();
+    int d = 0;
+    for (; d + 32 <= n; d += 32) {
+        __m512 a0 = _mm512_loadu_ps(a + d), a1 = _mm512_loadu_ps(a + d + 16);
+        for (int i = 0; i < 4; i++) {
+            s0[i] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(b[i] + d), s0[i]);
+            s1[i] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(b[i] + d + 16), s1[i]);
+        }
+    }
+    for (; d < n; d += 16) {
+        __mmask16 m = n - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - d)) - 1);
+        __m512 a0 = _mm512_maskz_loadu_ps(m, a + d);
+        for (int i = 0; i < 4; i++)
+            s0[i] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(m, b[i] + d), s0[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        s0[i] = _mm512_add_ps(s0[i], s1[i]);
+    at__reduce4(s0, out);
 }
 
 AT__AVX512 static void at__axpy_avx512(float *y, float a, const void *xv, int n)
@@ -98,6 +164,18 @@ AT__AVX512 static void at__axpy_avx512(float *y, float a, const void *xv, int n)
     for (int d = 0; d < n; d += 16) {
         __mmask16 m = n - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - d)) - 1);
         __m512 v = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + d), _mm512_maskz_loadu_ps(m, y + d));
+        _mm512_mask_storeu_ps(y + d, m, v);
+    }
+}
+
+AT__AVX512 static void at__axpy4_avx512(float *y, const float a[4], const void *const xv[4], int n)
+{
+    for (int d = 0; d < n; d += 16) {
+        __mmask16 m = n - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - d)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, y + d);
+        for (int i = 0; i < 4; i++)
+            v = _mm512_fmadd_ps(_mm512_set1_ps(a[i]),
+                                _mm512_maskz_loadu_ps(m, (const float *)xv[i] + d), v);
         _mm512_mask_storeu_ps(y + d, m, v);
     }
 }
@@ -152,10 +230,59 @@ AT__AVX512_F16 static float at__dot_f16_avx512(const float *a, const void *bv, i
     for (; d + 16 <= n; d += 16)
         s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d),
                              _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + d))), s0);
-    float r = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    float r = at__reduce(_mm512_add_ps(s0, s1));
     for (; d < n; d++)
         r += a[d] * st_f16_to_f32(b[d]);
     return r;
+}
+
+AT__AVX512_F16 static void at__dot4_f16_avx512(const float *a, const void *const bv[4], int n,
+                                               float out[4])
+{
+    const uint16_t *b[4] = {bv[0], bv[1], bv[2], bv[3]};
+    __m512 s0[4], s1[4];
+    for (int i = 0; i < 4; i++)
+        s0[i] = s1[i] = _mm512_setzero_ps();
+    int d = 0;
+    for (; d + 32 <= n; d += 32) {
+        __m512 a0 = _mm512_loadu_ps(a + d), a1 = _mm512_loadu_ps(a + d + 16);
+        for (int i = 0; i < 4; i++) {
+            s0[i] = _mm512_fmadd_ps(a0, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b[i] + d))),
+                                    s0[i]);
+            s1[i] = _mm512_fmadd_ps(
+                a1, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b[i] + d + 16))), s1[i]);
+        }
+    }
+    for (; d + 16 <= n; d += 16) {
+        __m512 a0 = _mm512_loadu_ps(a + d);
+        for (int i = 0; i < 4; i++)
+            s0[i] = _mm512_fmadd_ps(a0, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b[i] + d))),
+                                    s0[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        s0[i] = _mm512_add_ps(s0[i], s1[i]);
+    at__reduce4(s0, out);
+    for (int i = 0; i < 4; i++)
+        for (int e = d; e < n; e++)
+            out[i] += a[e] * st_f16_to_f32(b[i][e]);
+}
+
+AT__AVX512_F16 static void at__axpy4_f16_avx512(float *y, const float a[4], const void *const xv[4],
+                                                int n)
+{
+    int d = 0;
+    for (; d + 16 <= n; d += 16) {
+        __m512 v = _mm512_loadu_ps(y + d);
+        for (int i = 0; i < 4; i++)
+            v = _mm512_fmadd_ps(_mm512_set1_ps(a[i]),
+                                _mm512_cvtph_ps(_mm256_loadu_si256(
+                                    (const __m256i *)((const uint16_t *)xv[i] + d))),
+                                v);
+        _mm512_storeu_ps(y + d, v);
+    }
+    for (; d < n; d++)
+        for (int i = 0; i < 4; i++)
+            y[d] += a[i] * st_f16_to_f32(((const uint16_t *)xv[i])[d]);
 }
 
 AT__AVX512_F16 static void at__axpy_f16_avx512(float *y, float a, const void *xv, int n)
@@ -210,22 +337,57 @@ static at__kernels at__pick(bool f16)
     switch (cpu_isa_best()) {
     case CPU_ISA_AVX512:
         if (!f16)
-            return (at__kernels){at__dot_avx512, at__axpy_avx512, sizeof(float)};
+            return (at__kernels){at__dot_avx512, at__dot4_avx512, at__axpy_avx512,
+                                 at__axpy4_avx512, sizeof(float)};
         if (f16c)
-            return (at__kernels){at__dot_f16_avx512, at__axpy_f16_avx512, sizeof(uint16_t)};
+            return (at__kernels){at__dot_f16_avx512, at__dot4_f16_avx512, at__axpy_f16_avx512,
+                                 at__axpy4_f16_avx512, sizeof(uint16_t)};
         break;
     case CPU_ISA_AVX2:
         if (!f16)
-            return (at__kernels){at__dot_avx2, at__axpy_avx2, sizeof(float)};
+            return (at__kernels){at__dot_avx2, NULL, at__axpy_avx2, NULL, sizeof(float)};
         if (f16c)
-            return (at__kernels){at__dot_f16_avx2, at__axpy_f16_avx2, sizeof(uint16_t)};
+            return (at__kernels){at__dot_f16_avx2, NULL, at__axpy_f16_avx2, NULL, sizeof(uint16_t)};
         break;
     default:
         break;
     }
 #endif
-    return f16 ? (at__kernels){at__dot_f16_scalar, at__axpy_f16_scalar, sizeof(uint16_t)}
-               : (at__kernels){at__dot_scalar, at__axpy_scalar, sizeof(float)};
+    return f16 ? (at__kernels){at__dot_f16_scalar, NULL, at__axpy_f16_scalar, NULL, sizeof(uint16_t)}
+               : (at__kernels){at__dot_scalar, NULL, at__axpy_scalar, NULL, sizeof(float)};
+}
+
+/* scores att[0, n) = scale * q . row r (row r at rows + r * ld bytes), 4
+ * rows at a time where the kernels have it. */
+static void at__scores(const at__kernels *K, float *att, const float *q, const char *rows,
+                       size_t ld, int n, int HS, float scale)
+{
+    int r = 0;
+    if (K->dot4)
+        for (; r + 4 <= n; r += 4) {
+            const void *b[4] = {rows + r * ld, rows + (r + 1) * ld, rows + (r + 2) * ld,
+                                rows + (r + 3) * ld};
+            K->dot4(q, b, HS, att + r);
+            for (int i = 0; i < 4; i++)
+                att[r + i] *= scale;
+        }
+    for (; r < n; r++)
+        att[r] = K->dot(q, rows + r * ld, HS) * scale;
+}
+
+/* y += sum over rows r < n of w[r] * row r, in row order. */
+static void at__weighted(const at__kernels *K, float *y, const float *w, const char *rows,
+                         size_t ld, int n, int HS)
+{
+    int r = 0;
+    if (K->axpy4)
+        for (; r + 4 <= n; r += 4) {
+            const void *x[4] = {rows + r * ld, rows + (r + 1) * ld, rows + (r + 2) * ld,
+                                rows + (r + 3) * ld};
+            K->axpy4(y, w + r, x, HS);
+        }
+    for (; r < n; r++)
+        K->axpy(y, w[r], rows + r * ld, HS);
 }
 
 void ops_attention(float *out, const float *q, const float *k, const float *v,
@@ -237,13 +399,11 @@ void ops_attention(float *out, const float *q, const float *k, const float *v,
     for (int h = 0; h < NH; h++) {
         const float *qh = q + (size_t)h * HS;
         size_t koff = (size_t)(h / group) * HS;
-        for (int j = 0; j < TK; j++)
-            att[j] = K.dot(qh, k + (size_t)j * ldk + koff, HS) * scale;
+        at__scores(&K, att, qh, (const char *)(k + koff), ldk * sizeof(float), TK, HS, scale);
         ops_softmax(att, TK);
         float *oh = out + (size_t)h * HS;
         memset(oh, 0, (size_t)HS * sizeof(float));
-        for (int j = 0; j < TK; j++)
-            K.axpy(oh, att[j], v + (size_t)j * ldk + koff, HS);
+        at__weighted(&K, oh, att, (const char *)(v + koff), ldk * sizeof(float), TK, HS);
     }
 }
 
@@ -261,8 +421,7 @@ static void at__paged(const at__kernels *K, float *out, const float *q, const vo
         for (int j0 = 0, bi = 0; j0 < TK; j0 += BS, bi++) {
             const char *kb = kc + ((size_t)table[bi] * bstride + koff) * K->es;
             int n = TK - j0 < BS ? TK - j0 : BS;
-            for (int r = 0; r < n; r++)
-                att[j0 + r] = K->dot(qh, kb + (size_t)r * ldk * K->es, HS) * scale;
+            at__scores(K, att + j0, qh, kb, ldk * K->es, n, HS, scale);
         }
         ops_softmax(att, TK);
         float *oh = out + (size_t)h * HS;
@@ -270,8 +429,7 @@ static void at__paged(const at__kernels *K, float *out, const float *q, const vo
         for (int j0 = 0, bi = 0; j0 < TK; j0 += BS, bi++) {
             const char *vb = vc + ((size_t)table[bi] * bstride + koff) * K->es;
             int n = TK - j0 < BS ? TK - j0 : BS;
-            for (int r = 0; r < n; r++)
-                K->axpy(oh, att[j0 + r], vb + (size_t)r * ldk * K->es, HS);
+            at__weighted(K, oh, att + j0, vb, ldk * K->es, n, HS);
         }
     }
 }
