@@ -232,7 +232,17 @@ static int bd_run(model *m, int n_pp, int n_tg, int n_seq, int reps)
     printf("model: %s, C %d, layers %d, heads %d/%d, FF %d, vocab %d, weights %.1f MiB as "
            "loaded\n", model_arch_name(model_arch(m)), hp->n_embd, hp->n_layer, hp->n_head,
            hp->n_head_kv, hp->n_ff, V, wbytes / (1024.0 * 1024.0));
-    printf("pp%-4d %10.1f tokens/s\n", n_pp, best_pp);
+    /* prefill's matrix products: 2 FLOPs per weight of every matrix (the
+     * llama's shapes: q, k, v, o, gate, up, down and the output) a token */
+    double qd = (double)hp->n_head * hp->head_dim, kd = (double)hp->n_head_kv * hp->head_dim;
+    double mm = (double)hp->n_layer * ((double)hp->n_embd * (2 * qd + 2 * kd) +
+                                       3.0 * hp->n_embd * hp->n_ff) +
+                (double)V * hp->n_embd;
+    double gf = 2.0 * mm * best_pp * 1e-9;
+    double peak = ops_gemm_available() ? bench_gemm_peak(1024, 3) : bench_sgemm_peak(1024, 3);
+    printf("pp%-4d %10.1f tokens/s = %.0f GFLOP/s of matrix products, %.0f%% of the %.0f GFLOP/s "
+           "of a 1024^3 %s\n", n_pp, best_pp, gf, peak > 0 ? 100.0 * gf / peak : 0.0, peak,
+           ops_gemm_available() ? "ops_gemm" : "sgemm");
     double bw = bench_read_bw(), rbytes = (double)model_decode_bytes(m);
     /* a decode step reads every weight once, the embedding table aside */
     printf("tg%-4d %10.1f tokens/s = %.1f GB/s of the %.1f MiB read per token, %.0f%% of the "

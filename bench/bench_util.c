@@ -56,6 +56,29 @@ double bench_sgemm_peak(int n, int reps)
     return isinf(best) ? 0.0 : 2.0 * n * (double)nn / best * 1e-9;
 }
 
+double bench_gemm_peak(int n, int reps)
+{
+    size_t nn = (size_t)n * n;
+    float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
+    double best = INFINITY;
+    if (a && b && c) {
+        for (size_t i = 0; i < nn; i++) {
+            a[i] = (float)((i * 7919u) % 1000u) * 1e-3f - 0.5f;
+            b[i] = (float)((i * 104729u) % 1000u) * 1e-3f - 0.5f;
+        }
+        for (int r = 0; r <= reps; r++) { /* the first: warm-up */
+            double t0 = bench_now();
+            ops_gemm(c, (size_t)n, a, (size_t)n, b, (size_t)n, NULL, n, n, n, ops_matmul_pool());
+            if (r)
+                best = fmin(best, bench_now() - t0);
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return isinf(best) ? 0.0 : 2.0 * n * (double)nn / best * 1e-9;
+}
+
 /* ---- random-weight GGUF models --------------------------------------------- */
 
 int bench_gen_init(bench_gen *g, uint64_t seed, int q8)

@@ -28,6 +28,9 @@ double bench_now(void);
 /* Best GFLOP/s (2 n^3 FLOPs a call) of reps n x n x n cblas_sgemm calls,
  * after one untimed warm-up call; 0 when the buffers cannot be allocated. */
 double bench_sgemm_peak(int n, int reps);
+/* The same for ops_gemm (the engine's prefill GEMM) on the engine's pool;
+ * 0 as above. */
+double bench_gemm_peak(int n, int reps);
 
 /* ---- random-weight GGUF models (engine/gguf_writer.h) -------------------- */
 
