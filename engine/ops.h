@@ -150,6 +150,10 @@ void ops_attention_paged(float *out, const float *q, const float *k,
                          const float *v, size_t bstride, const int32_t *table,
                          int BS, size_t ldk, int TK, int NH, int NKV, int HS,
                          float scale, float *att);
+/* Runs the attention kernels at level isa (a cpu_isa; a level the CPU lacks,
+ * or -1, the initial value: the CPU's best), for every thread. For tests,
+ * which check each level's kernels against the others. */
+void ops_attention_force_isa(int isa);
 /* ops_attention_paged over keys and values stored as IEEE half floats (an
  * F16 KV cache, kv_create_typed): the same layout in elements, each
  * converted to float as it is read; float sums as the F32 kernel. */

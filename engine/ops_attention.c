@@ -12,6 +12,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -39,52 +40,70 @@ typedef struct at__kernels {
     size_t es;
 } at__kernels;
 
-static float at__dot_scalar(const float *a, const void *bv, int n)
+/* Element e of a row of keys or values: a float, or (f16) a half float. */
+static inline float at__elem(const void *row, int e, bool f16)
 {
-    const float *b = bv;
+    return f16 ? st_f16_to_f32(((const uint16_t *)row)[e]) : ((const float *)row)[e];
+}
+
+/* Each kernel below is one body for both element types (f16 a constant
+ * once inlined), instantiated by AT__BOTH. */
+
+/* Portable: 8 interleaved partial sums (one running sum would wait on
+ * every add's latency), added pairwise at the end. */
+static inline __attribute__((always_inline)) float at__dot_scalar_t(const float *a, const void *b,
+                                                                   int n, bool f16)
+{
     float s[8] = {0};
-    int d = 0;
-    for (; d + 8 <= n; d += 8)
-        for (int i = 0; i < 8; i++)
-            s[i] += a[d + i] * b[d + i];
-    for (; d < n; d++)
-        s[d & 7] += a[d] * b[d];
+    for (int d = 0; d < n; d++)
+        s[d & 7] += a[d] * at__elem(b, d, f16);
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 
-static void at__axpy_scalar(float *y, float a, const void *xv, int n)
+static inline __attribute__((always_inline)) void at__axpy_scalar_t(float *y, float a,
+                                                                   const void *x, int n, bool f16)
 {
-    const float *x = xv;
     for (int d = 0; d < n; d++)
-        y[d] += a * x[d];
+        y[d] += a * at__elem(x, d, f16);
 }
 
-static float at__dot_f16_scalar(const float *a, const void *bv, int n)
-{
-    const uint16_t *b = bv;
-    float s[8] = {0};
-    for (int d = 0; d < n; d++)
-        s[d & 7] += a[d] * st_f16_to_f32(b[d]);
-    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-}
+#define AT__UNPAREN(...) __VA_ARGS__
+#define AT__BOTH(ATTR, NAME, RET, PARAMS, ARGS)                                             \
+    ATTR static RET NAME##_f32 PARAMS { return NAME##_t(AT__UNPAREN ARGS, false); }         \
+    ATTR static RET NAME##_f16 PARAMS { return NAME##_t(AT__UNPAREN ARGS, true); }
+#define AT__BOTH_VOID(ATTR, NAME, PARAMS, ARGS)                                             \
+    ATTR static void NAME##_f32 PARAMS { NAME##_t(AT__UNPAREN ARGS, false); }               \
+    ATTR static void NAME##_f16 PARAMS { NAME##_t(AT__UNPAREN ARGS, true); }
 
-static void at__axpy_f16_scalar(float *y, float a, const void *xv, int n)
-{
-    const uint16_t *x = xv;
-    for (int d = 0; d < n; d++)
-        y[d] += a * st_f16_to_f32(x[d]);
-}
+AT__BOTH(, at__dot_scalar, float, (const float *a, const void *b, int n), (a, b, n))
+AT__BOTH_VOID(, at__axpy_scalar, (float *y, float a, const void *x, int n), (y, a, x, n))
 
 #ifdef AT__X86
 
-#define AT__AVX512 __attribute__((target("avx512f,fma")))
-#define AT__AVX2 __attribute__((target("avx2,fma")))
+/* f16c for the half-float instances; the float ones never execute it */
+#define AT__AVX512 __attribute__((target("avx512f,fma,f16c")))
+#define AT__AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AT__INLINE inline __attribute__((always_inline))
+
+/* 16 (8) elements of a row from element d, as floats. */
+AT__AVX512 static AT__INLINE __m512 at__load16(const void *row, int d, bool f16)
+{
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + d)))
+               : _mm512_loadu_ps((const float *)row + d);
+}
+
+AT__AVX2 static AT__INLINE __m256 at__load8(const void *row, int d, bool f16)
+{
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + d)))
+               : _mm256_loadu_ps((const float *)row + d);
+}
 
 /* The sum of v's 16 lanes in a fixed order (halves added: 16 -> 8 -> 4
  * -> 2 -> 1), which at__reduce4 repeats lane for lane on 4 vectors. */
-AT__AVX512 static inline float at__reduce(__m512 v)
+AT__AVX512 static AT__INLINE float at__reduce(__m512 v)
 {
-    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
@@ -92,11 +111,12 @@ AT__AVX512 static inline float at__reduce(__m512 v)
 }
 
 /* at__reduce of v[0..3] into out[0..3]: the same additions, 4 at a time. */
-AT__AVX512 static inline void at__reduce4(const __m512 v[4], float out[4])
+AT__AVX512 static AT__INLINE void at__reduce4(const __m512 v[4], float out[4])
 {
     __m256 a[4];
     for (int i = 0; i < 4; i++)
-        a[i] = _mm256_add_ps(_mm512_castps512_ps256(v[i]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[i]), 1)));
+        a[i] = _mm256_add_ps(_mm512_castps512_ps256(v[i]),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[i]), 1)));
     /* [x.lo4 + x.hi4 | y.lo4 + y.hi4] for (x, y) = (0, 1), (2, 3) */
     __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a[0], a[1], 0x20),
                               _mm256_permute2f128_ps(a[0], a[1], 0x31));
@@ -108,138 +128,35 @@ AT__AVX512 static inline void at__reduce4(const __m512 v[4], float out[4])
     /* per 128-bit lane: [x01, z01, ., .] */
     __m256 r = _mm256_add_ps(_mm256_shuffle_ps(w, w, _MM_SHUFFLE(2, 0, 2, 0)),
                              _mm256_shuffle_ps(w, w, _MM_SHUFFLE(3, 1, 3, 1)));
-    out[0] = _mm256_cvtss_f32(r);
-    out[2] = _mm_cvtss_f32(_mm_shuffle_ps(_mm256_castps256_ps128(r), _mm256_castps256_ps128(r), 1));
-    __m128 hi = _mm256_extractf128_ps(r, 1);
+    __m128 lo = _mm256_castps256_ps128(r), hi = _mm256_extractf128_ps(r, 1);
+    out[0] = _mm_cvtss_f32(lo);
+    out[2] = _mm_cvtss_f32(_mm_shuffle_ps(lo, lo, 1));
     out[1] = _mm_cvtss_f32(hi);
     out[3] = _mm_cvtss_f32(_mm_shuffle_ps(hi, hi, 1));
 }
 
-/* Two 16-lane partial sums, the tail under a mask. */
-AT__AVX512 static float at__dot_avx512(const float *a, const void *bv, int n)
+/* Two 16-lane partial sums (even and odd 16-element pieces), a last
+ * piece of 16 into the first, the reduction, then the < 16 left one by
+ * one. at__dot4_avx512_t does exactly this per row. */
+AT__AVX512 static AT__INLINE float at__dot_avx512_t(const float *a, const void *b, int n, bool f16)
 {
-    const float *b = bv;
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     int d = 0;
     for (; d + 32 <= n; d += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d), _mm512_loadu_ps(b + d), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d + 16), _mm512_loadu_ps(b + d + 16), s1);
-    }
-    for (; d < n; d += 16) {
-        __mmask16 m = n - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - d)) - 1);
-        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + d), _mm512_maskz_loadu_ps(m, b + d), s0);
-    }
-    return at__reduce(_mm512_add_ps(s0, s1));
-}
-
-AT__AVX512 static void at__dot4_avx512(const float *a, const void *const bv[4], int n, float out[4])
-{
-    const float *b[4] = {bv[0], bv[1], bv[2], bv[3]};
-    __m512 s0[4], s1[4];
-    for (int i = 0; i < 4; i++)
-        s0[i] = s1[i] = _mm512_setzero_ps();
-    int d = 0;
-    for (; d + 32 <= n; d += 32) {
-        __m512 a0 = _mm512_loadu_ps(a + d), a1 = _mm512_loadu_ps(a + d + 16);
-        for (int i = 0; i < 4; i++) {
-            s0[i] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(b[i] + d), s0[i]);
-            s1[i] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(b[i] + d + 16), s1[i]);
-        }
-    }
-    for (; d < n; d += 16) {
-        __mmask16 m = n - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - d)) - 1);
-        __m512 a0 = _mm512_maskz_loadu_ps(m, a + d);
-        for (int i = 0; i < 4; i++)
-            s0[i] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(m, b[i] + d), s0[i]);
-    }
-    for (int i = 0; i < 4; i++)
-        s0[i] = _mm512_add_ps(s0[i], s1[i]);
-    at__reduce4(s0, out);
-}
-
-AT__AVX512 static void at__axpy_avx512(float *y, float a, const void *xv, int n)
-{
-    const float *x = xv;
-    __m512 va = _mm512_set1_ps(a);
-    for (int d = 0; d < n; d += 16) {
-        __mmask16 m = n - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - d)) - 1);
-        __m512 v = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + d), _mm512_maskz_loadu_ps(m, y + d));
-        _mm512_mask_storeu_ps(y + d, m, v);
-    }
-}
-
-AT__AVX512 static void at__axpy4_avx512(float *y, const float a[4], const void *const xv[4], int n)
-{
-    for (int d = 0; d < n; d += 16) {
-        __mmask16 m = n - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - d)) - 1);
-        __m512 v = _mm512_maskz_loadu_ps(m, y + d);
-        for (int i = 0; i < 4; i++)
-            v = _mm512_fmadd_ps(_mm512_set1_ps(a[i]),
-                                _mm512_maskz_loadu_ps(m, (const float *)xv[i] + d), v);
-        _mm512_mask_storeu_ps(y + d, m, v);
-    }
-}
-
-AT__AVX2 static float at__dot_avx2(const float *a, const void *bv, int n)
-{
-    const float *b = bv;
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int d = 0;
-    for (; d + 16 <= n; d += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d + 8), _mm256_loadu_ps(b + d + 8), s1);
-    }
-    for (; d + 8 <= n; d += 8)
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), s0);
-    __m256 s = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float r = _mm_cvtss_f32(h);
-    for (; d < n; d++)
-        r += a[d] * b[d];
-    return r;
-}
-
-AT__AVX2 static void at__axpy_avx2(float *y, float a, const void *xv, int n)
-{
-    const float *x = xv;
-    __m256 va = _mm256_set1_ps(a);
-    int d = 0;
-    for (; d + 8 <= n; d += 8)
-        _mm256_storeu_ps(y + d, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + d), _mm256_loadu_ps(y + d)));
-    for (; d < n; d++)
-        y[d] += a * x[d];
-}
-
-/* Half-float keys and values, converted 16 (8) at a time (F16C). */
-#define AT__AVX512_F16 __attribute__((target("avx512f,fma,f16c")))
-#define AT__AVX2_F16 __attribute__((target("avx2,fma,f16c")))
-
-AT__AVX512_F16 static float at__dot_f16_avx512(const float *a, const void *bv, int n)
-{
-    const uint16_t *b = bv;
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    int d = 0;
-    for (; d + 32 <= n; d += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d),
-                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + d))), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d + 16),
-                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + d + 16))), s1);
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d), at__load16(b, d, f16), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d + 16), at__load16(b, d + 16, f16), s1);
     }
     for (; d + 16 <= n; d += 16)
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d),
-                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + d))), s0);
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d), at__load16(b, d, f16), s0);
     float r = at__reduce(_mm512_add_ps(s0, s1));
     for (; d < n; d++)
-        r += a[d] * st_f16_to_f32(b[d]);
+        r += a[d] * at__elem(b, d, f16);
     return r;
 }
 
-AT__AVX512_F16 static void at__dot4_f16_avx512(const float *a, const void *const bv[4], int n,
-                                               float out[4])
+AT__AVX512 static AT__INLINE void at__dot4_avx512_t(const float *a, const void *const b[4], int n,
+                                                    float out[4], bool f16)
 {
-    const uint16_t *b[4] = {bv[0], bv[1], bv[2], bv[3]};
     __m512 s0[4], s1[4];
     for (int i = 0; i < 4; i++)
         s0[i] = s1[i] = _mm512_setzero_ps();
@@ -247,114 +164,124 @@ AT__AVX512_F16 static void at__dot4_f16_avx512(const float *a, const void *const
     for (; d + 32 <= n; d += 32) {
         __m512 a0 = _mm512_loadu_ps(a + d), a1 = _mm512_loadu_ps(a + d + 16);
         for (int i = 0; i < 4; i++) {
-            s0[i] = _mm512_fmadd_ps(a0, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b[i] + d))),
-                                    s0[i]);
-            s1[i] = _mm512_fmadd_ps(
-                a1, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b[i] + d + 16))), s1[i]);
+            s0[i] = _mm512_fmadd_ps(a0, at__load16(b[i], d, f16), s0[i]);
+            s1[i] = _mm512_fmadd_ps(a1, at__load16(b[i], d + 16, f16), s1[i]);
         }
     }
     for (; d + 16 <= n; d += 16) {
         __m512 a0 = _mm512_loadu_ps(a + d);
         for (int i = 0; i < 4; i++)
-            s0[i] = _mm512_fmadd_ps(a0, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b[i] + d))),
-                                    s0[i]);
+            s0[i] = _mm512_fmadd_ps(a0, at__load16(b[i], d, f16), s0[i]);
     }
     for (int i = 0; i < 4; i++)
         s0[i] = _mm512_add_ps(s0[i], s1[i]);
     at__reduce4(s0, out);
     for (int i = 0; i < 4; i++)
         for (int e = d; e < n; e++)
-            out[i] += a[e] * st_f16_to_f32(b[i][e]);
+            out[i] += a[e] * at__elem(b[i], e, f16);
 }
 
-AT__AVX512_F16 static void at__axpy4_f16_avx512(float *y, const float a[4], const void *const xv[4],
-                                                int n)
+AT__AVX512 static AT__INLINE void at__axpy_avx512_t(float *y, float a, const void *x, int n,
+                                                    bool f16)
+{
+    __m512 va = _mm512_set1_ps(a);
+    int d = 0;
+    for (; d + 16 <= n; d += 16)
+        _mm512_storeu_ps(y + d, _mm512_fmadd_ps(va, at__load16(x, d, f16), _mm512_loadu_ps(y + d)));
+    for (; d < n; d++)
+        y[d] += a * at__elem(x, d, f16);
+}
+
+/* y += a[0] x[0], then a[1] x[1] ... per element: the order of 4 axpys */
+AT__AVX512 static AT__INLINE void at__axpy4_avx512_t(float *y, const float a[4],
+                                                     const void *const x[4], int n, bool f16)
 {
     int d = 0;
     for (; d + 16 <= n; d += 16) {
         __m512 v = _mm512_loadu_ps(y + d);
         for (int i = 0; i < 4; i++)
-            v = _mm512_fmadd_ps(_mm512_set1_ps(a[i]),
-                                _mm512_cvtph_ps(_mm256_loadu_si256(
-                                    (const __m256i *)((const uint16_t *)xv[i] + d))),
-                                v);
+            v = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), at__load16(x[i], d, f16), v);
         _mm512_storeu_ps(y + d, v);
     }
     for (; d < n; d++)
         for (int i = 0; i < 4; i++)
-            y[d] += a[i] * st_f16_to_f32(((const uint16_t *)xv[i])[d]);
+            y[d] += a[i] * at__elem(x[i], d, f16);
 }
 
-AT__AVX512_F16 static void at__axpy_f16_avx512(float *y, float a, const void *xv, int n)
+AT__AVX2 static AT__INLINE float at__dot_avx2_t(const float *a, const void *b, int n, bool f16)
 {
-    const uint16_t *x = xv;
-    __m512 va = _mm512_set1_ps(a);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int d = 0;
-    for (; d + 16 <= n; d += 16)
-        _mm512_storeu_ps(y + d, _mm512_fmadd_ps(va, _mm512_cvtph_ps(_mm256_loadu_si256(
-                                                        (const __m256i *)(x + d))),
-                                                _mm512_loadu_ps(y + d)));
-    for (; d < n; d++)
-        y[d] += a * st_f16_to_f32(x[d]);
-}
-
-AT__AVX2_F16 static float at__dot_f16_avx2(const float *a, const void *bv, int n)
-{
-    const uint16_t *b = bv;
-    __m256 s0 = _mm256_setzero_ps();
-    int d = 0;
+    for (; d + 16 <= n; d += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), at__load8(b, d, f16), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d + 8), at__load8(b, d + 8, f16), s1);
+    }
     for (; d + 8 <= n; d += 8)
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d),
-                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + d))), s0);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), at__load8(b, d, f16), s0);
+    __m256 s = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
     float r = _mm_cvtss_f32(h);
     for (; d < n; d++)
-        r += a[d] * st_f16_to_f32(b[d]);
+        r += a[d] * at__elem(b, d, f16);
     return r;
 }
 
-AT__AVX2_F16 static void at__axpy_f16_avx2(float *y, float a, const void *xv, int n)
+AT__AVX2 static AT__INLINE void at__axpy_avx2_t(float *y, float a, const void *x, int n, bool f16)
 {
-    const uint16_t *x = xv;
     __m256 va = _mm256_set1_ps(a);
     int d = 0;
     for (; d + 8 <= n; d += 8)
-        _mm256_storeu_ps(y + d, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128(
-                                                        (const __m128i *)(x + d))),
-                                                _mm256_loadu_ps(y + d)));
+        _mm256_storeu_ps(y + d, _mm256_fmadd_ps(va, at__load8(x, d, f16), _mm256_loadu_ps(y + d)));
     for (; d < n; d++)
-        y[d] += a * st_f16_to_f32(x[d]);
+        y[d] += a * at__elem(x, d, f16);
 }
 
+AT__BOTH(AT__AVX512, at__dot_avx512, float, (const float *a, const void *b, int n), (a, b, n))
+AT__BOTH_VOID(AT__AVX512, at__dot4_avx512,
+         (const float *a, const void *const b[4], int n, float out[4]), (a, b, n, out))
+AT__BOTH_VOID(AT__AVX512, at__axpy_avx512, (float *y, float a, const void *x, int n), (y, a, x, n))
+AT__BOTH_VOID(AT__AVX512, at__axpy4_avx512,
+         (float *y, const float a[4], const void *const x[4], int n), (y, a, x, n))
+AT__BOTH(AT__AVX2, at__dot_avx2, float, (const float *a, const void *b, int n), (a, b, n))
+AT__BOTH_VOID(AT__AVX2, at__axpy_avx2, (float *y, float a, const void *x, int n), (y, a, x, n))
+
 #endif /* AT__X86 */
+
+#define AT__KERNELS(DOT, DOT4, AXPY, AXPY4, T) ((at__kernels){DOT, DOT4, AXPY, AXPY4, sizeof(T)})
+
+/* The level ops_attention_force_isa set; -1: the CPU's best. */
+static atomic_int at__forced = -1;
+
+void ops_attention_force_isa(int isa)
+{
+    atomic_store_explicit(&at__forced, isa, memory_order_relaxed);
+}
 
 static at__kernels at__pick(bool f16)
 {
 #ifdef AT__X86
-    bool f16c = cpu_features_get()->f16c;
-    switch (cpu_isa_best()) {
+    int forced = atomic_load_explicit(&at__forced, memory_order_relaxed);
+    cpu_isa isa = forced >= 0 && cpu_isa_supported((cpu_isa)forced) ? (cpu_isa)forced
+                                                                    : cpu_isa_best();
+    /* the half-float kernels convert with F16C */
+    bool ok = !f16 || cpu_features_get()->f16c;
+    switch (ok ? isa : CPU_ISA_SCALAR) {
     case CPU_ISA_AVX512:
-        if (!f16)
-            return (at__kernels){at__dot_avx512, at__dot4_avx512, at__axpy_avx512,
-                                 at__axpy4_avx512, sizeof(float)};
-        if (f16c)
-            return (at__kernels){at__dot_f16_avx512, at__dot4_f16_avx512, at__axpy_f16_avx512,
-                                 at__axpy4_f16_avx512, sizeof(uint16_t)};
-        break;
+        return f16 ? AT__KERNELS(at__dot_avx512_f16, at__dot4_avx512_f16, at__axpy_avx512_f16,
+                                 at__axpy4_avx512_f16, uint16_t)
+                   : AT__KERNELS(at__dot_avx512_f32, at__dot4_avx512_f32, at__axpy_avx512_f32,
+                                 at__axpy4_avx512_f32, float);
     case CPU_ISA_AVX2:
-        if (!f16)
-            return (at__kernels){at__dot_avx2, NULL, at__axpy_avx2, NULL, sizeof(float)};
-        if (f16c)
-            return (at__kernels){at__dot_f16_avx2, NULL, at__axpy_f16_avx2, NULL, sizeof(uint16_t)};
-        break;
+        return f16 ? AT__KERNELS(at__dot_avx2_f16, NULL, at__axpy_avx2_f16, NULL, uint16_t)
+                   : AT__KERNELS(at__dot_avx2_f32, NULL, at__axpy_avx2_f32, NULL, float);
     default:
         break;
     }
 #endif
-    return f16 ? (at__kernels){at__dot_f16_scalar, NULL, at__axpy_f16_scalar, NULL, sizeof(uint16_t)}
-               : (at__kernels){at__dot_scalar, NULL, at__axpy_scalar, NULL, sizeof(float)};
+    return f16 ? AT__KERNELS(at__dot_scalar_f16, NULL, at__axpy_scalar_f16, NULL, uint16_t)
+               : AT__KERNELS(at__dot_scalar_f32, NULL, at__axpy_scalar_f32, NULL, float);
 }
 
 /* scores att[0, n) = scale * q . row r (row r at rows + r * ld bytes), 4

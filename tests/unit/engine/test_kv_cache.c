@@ -638,6 +638,19 @@ static void test_model_paged(void **state) {
     model_free(m);
 }
 
+/* Every ISA level's attention kernels (portable C, AVX2, AVX-512 where the
+ * CPU has them) through the same checks: paged against contiguous and the
+ * naive reference, F32 and F16, per-token against the prefill GEMMs. */
+static void test_paged_attention_levels(void **state) {
+    for (int isa = CPU_ISA_SCALAR; isa < CPU_ISA_COUNT; isa++) {
+        if (!cpu_isa_supported((cpu_isa)isa)) continue;
+        ops_attention_force_isa(isa);
+        test_paged_attention(state);
+        test_prefill_attention(state);
+    }
+    ops_attention_force_isa(-1);
+}
+
 /* A batch as the scheduler builds them: one sequence's decode token, then
  * another's prompt chunk of 40 positions (attended through GEMMs), then a
  * third's chunk of 36 that continues an earlier one: every logits row as
@@ -779,6 +792,7 @@ int main(void) {
         cmocka_unit_test(test_blocks_held),
         cmocka_unit_test(test_paged_attention),
         cmocka_unit_test(test_prefill_attention),
+        cmocka_unit_test(test_paged_attention_levels),
         cmocka_unit_test(test_model_paged),
         cmocka_unit_test(test_model_mixed_runs),
         cmocka_unit_test(test_f16_pool),
