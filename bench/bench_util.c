@@ -34,7 +34,17 @@ static double bench_sgemm_once(int n, const float *a, const float *b, float *c)
     return bench_now() - t0;
 }
 
-double bench_sgemm_peak(int n, int reps)
+/* Seconds of one out = a . b^T of side n through ops_gemm on the engine's pool. */
+static double bench_gemm_once(int n, const float *a, const float *b, float *c)
+{
+    double t0 = bench_now();
+    ops_gemm(c, (size_t)n, a, (size_t)n, b, (size_t)n, NULL, n, n, n, ops_matmul_pool());
+    return bench_now() - t0;
+}
+
+/* Best GFLOP/s of reps calls of once on n x n operands, after an untimed
+ * warm-up (thread start, page faults); 0 without memory. */
+static double bench_peak(int n, int reps, double (*once)(int, const float *, const float *, float *))
 {
     size_t nn = (size_t)n * n;
     float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
@@ -45,10 +55,9 @@ double bench_sgemm_peak(int n, int reps)
             a[i] = (float)((i * 7919u) % 1000u) * 1e-3f - 0.5f;
             b[i] = (float)((i * 104729u) % 1000u) * 1e-3f - 0.5f;
         }
-        /* the warm-up pays for OpenBLAS's thread start and the page faults */
-        bench_sgemm_once(n, a, b, c);
+        once(n, a, b, c);
         for (int r = 0; r < reps; r++)
-            best = fmin(best, bench_sgemm_once(n, a, b, c));
+            best = fmin(best, once(n, a, b, c));
     }
     free(a);
     free(b);
@@ -56,27 +65,14 @@ double bench_sgemm_peak(int n, int reps)
     return isinf(best) ? 0.0 : 2.0 * n * (double)nn / best * 1e-9;
 }
 
+double bench_sgemm_peak(int n, int reps)
+{
+    return bench_peak(n, reps, bench_sgemm_once);
+}
+
 double bench_gemm_peak(int n, int reps)
 {
-    size_t nn = (size_t)n * n;
-    float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
-    double best = INFINITY;
-    if (a && b && c) {
-        for (size_t i = 0; i < nn; i++) {
-            a[i] = (float)((i * 7919u) % 1000u) * 1e-3f - 0.5f;
-            b[i] = (float)((i * 104729u) % 1000u) * 1e-3f - 0.5f;
-        }
-        for (int r = 0; r <= reps; r++) { /* the first: warm-up */
-            double t0 = bench_now();
-            ops_gemm(c, (size_t)n, a, (size_t)n, b, (size_t)n, NULL, n, n, n, ops_matmul_pool());
-            if (r)
-                best = fmin(best, bench_now() - t0);
-        }
-    }
-    free(a);
-    free(b);
-    free(c);
-    return isinf(best) ? 0.0 : 2.0 * n * (double)nn / best * 1e-9;
+    return bench_peak(n, reps, bench_gemm_once);
 }
 
 /* ---- random-weight GGUF models --------------------------------------------- */
