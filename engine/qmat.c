@@ -442,24 +442,50 @@ QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type
         for (int g = 0; g < G; g++)
             for (int t = 0; t < NT; t++)
                 ia[g][t] = ib[g][t] = _mm512_setzero_si512();
-        for (int c = 0; c < 8; c++) {
-            __m512i w[2];
-            for (int g = 0; g < G; g++)
-                w[g] = qm__wchunk512(type, grp + g * gstride + b * gb + 64, c);
-            for (int t = 0; t < NT; t++) {
-                __m512i xb = _mm512_set1_epi32(qm__xchunk(&xs[t][b], c));
+        if (type == QM_Q4_0) {
+            /* one load per 4 chunk positions: the low nibbles as they are,
+             * the high ones masked in place (16 x their value, so their
+             * sums go to ib and are divided by 16 exactly at the end):
+             * no shift per vector */
+            for (int v = 0; v < 4; v++) {
+                __m512i lo[2], hi[2];
                 for (int g = 0; g < G; g++) {
-                    if (S == 2 && (c & 1))
-                        ib[g][t] = _mm512_dpbusd_epi32(ib[g][t], w[g], xb);
-                    else
-                        ia[g][t] = _mm512_dpbusd_epi32(ia[g][t], w[g], xb);
+                    __m512i raw = _mm512_loadu_si512(grp + g * gstride + b * gb + 64 + 64 * v);
+                    lo[g] = _mm512_and_si512(raw, _mm512_set1_epi8(0x0f));
+                    hi[g] = _mm512_and_si512(raw, _mm512_set1_epi8((char)0xf0));
+                }
+                for (int t = 0; t < NT; t++) {
+                    __m512i xl = _mm512_set1_epi32(qm__xchunk(&xs[t][b], v));
+                    __m512i xh = _mm512_set1_epi32(qm__xchunk(&xs[t][b], v + 4));
+                    for (int g = 0; g < G; g++) {
+                        ia[g][t] = _mm512_dpbusd_epi32(ia[g][t], lo[g], xl);
+                        ib[g][t] = _mm512_dpbusd_epi32(ib[g][t], hi[g], xh);
+                    }
                 }
             }
-        }
-        if (S == 2)
             for (int g = 0; g < G; g++)
                 for (int t = 0; t < NT; t++)
-                    ia[g][t] = _mm512_add_epi32(ia[g][t], ib[g][t]);
+                    ia[g][t] = _mm512_add_epi32(ia[g][t], _mm512_srai_epi32(ib[g][t], 4));
+        } else {
+            for (int c = 0; c < 8; c++) {
+                __m512i w[2];
+                for (int g = 0; g < G; g++)
+                    w[g] = qm__wchunk512(type, grp + g * gstride + b * gb + 64, c);
+                for (int t = 0; t < NT; t++) {
+                    __m512i xb = _mm512_set1_epi32(qm__xchunk(&xs[t][b], c));
+                    for (int g = 0; g < G; g++) {
+                        if (S == 2 && (c & 1))
+                            ib[g][t] = _mm512_dpbusd_epi32(ib[g][t], w[g], xb);
+                        else
+                            ia[g][t] = _mm512_dpbusd_epi32(ia[g][t], w[g], xb);
+                    }
+                }
+            }
+            if (S == 2)
+                for (int g = 0; g < G; g++)
+                    for (int t = 0; t < NT; t++)
+                        ia[g][t] = _mm512_add_epi32(ia[g][t], ib[g][t]);
+        }
         for (int t = 0; t < NT; t++) {
             __m512 xd = _mm512_set1_ps(xs[t][b].d);
             __m512i corr = _mm512_set1_epi32(off * xs[t][b].sum);
