@@ -146,6 +146,11 @@ int model_load_opts(model **out, const char *path, const model_opts *opts,
     if (m->ops->forward && nth > 1 && m->n_ctx > 0 &&
         (m->attn_ws = malloc((size_t)nth * (size_t)m->n_ctx * sizeof(float))))
         m->attn_threads = nth;
+    if (m->ops->forward && !(m->attn_rest = malloc((size_t)m->n_batch * sizeof(int)))) {
+        model_free(m);
+        rc = model__fail(err, errlen, -ENOMEM, "%s: out of memory for attention scratch", path);
+        goto done;
+    }
     *out = m;
 done:
     gguf_close(src.gguf);
@@ -162,6 +167,8 @@ void model_free(model *m)
     kv_free(m->enc_kv);
     free(m->views);
     free(m->attn_ws);
+    free(m->attn_rest);
+    free(m->prefill_ws);
     model_lora_free(m);
     wt_arena_free(&m->warena);
     free(m);
@@ -255,13 +262,13 @@ typedef struct model__attn_job {
     bool f16;
     float *out, *ws;
     size_t ldq, ldo, bstride, kvd;
-    const int *toks;   /* the batch tokens this job attends, n_toks of them */
+    const int *toks;   /* model__attn_run's batch tokens (m->attn_rest) */
     int bs;
     float scale;
 } model__attn_job;
 
-/* Heads [h0, h0 + nh) of batch token t (kv head offsets already applied
- * to k and v when nh == 1: see model__attn_run), over its keys. */
+/* nh heads of batch token t over its keys: all of them (nh = NH, nkv =
+ * NKV), or one (nh = nkv = 1, with q, k and v already at that head). */
 static void model__attend_token(const model__attn_job *j, int t, const float *q, const void *k,
                                 const void *v, int nh, int nkv, float *out, float *att)
 {
@@ -298,22 +305,26 @@ static void model__attn_run(void *ctx, size_t i0, size_t i1, int worker)
 #define MODEL__PREFILL_RUN 32
 
 /* Batch tokens [t0, t0 + n): a run of consecutive positions of one
- * sequence, attended by ops_attention_prefill. false: no memory for its
- * scratch (the per-token kernel then serves them). */
+ * sequence, attended by ops_attention_prefill in the model's scratch (kept
+ * between calls: one forward at a time). false: no memory to grow it (the
+ * per-token kernel then serves them). */
 static bool model__attend_run(model *m, kv_cache *kv, const model_batch *b,
                               const model__attn_job *j, int t0, int n)
 {
     const model_hparams *hp = &m->hp;
     int p0 = b->pos[t0];
-    float *ws = malloc(ops_attention_prefill_ws(n, p0, hp->head_dim));
-    if (!ws)
-        return false;
-    int rc = ops_attention_prefill(j->out + (size_t)t0 * j->ldo, j->ldo, j->q + (size_t)t0 * j->ldq,
-                                   j->ldq, n, p0, j->kp, j->vp, j->f16, j->bstride,
-                                   kv_seq_table(kv, b->seq_id[t0]), j->bs, j->kvd, hp->n_head,
-                                   hp->n_head_kv, hp->head_dim, j->scale, ws);
-    free(ws);
-    return rc == 0;
+    size_t need = ops_attention_prefill_ws(n, p0, hp->head_dim);
+    if (need > m->prefill_ws_bytes) {
+        float *ws = realloc(m->prefill_ws, need);
+        if (!ws)
+            return false;
+        m->prefill_ws = ws;
+        m->prefill_ws_bytes = need;
+    }
+    return ops_attention_prefill(j->out + (size_t)t0 * j->ldo, j->ldo, j->q + (size_t)t0 * j->ldq,
+                                 j->ldq, n, p0, j->kp, j->vp, j->f16, j->bstride,
+                                 kv_seq_table(kv, b->seq_id[t0]), j->bs, j->kvd, hp->n_head,
+                                 hp->n_head_kv, hp->head_dim, j->scale, m->prefill_ws) == 0;
 }
 
 void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
@@ -333,9 +344,9 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
         .scale = 1.0f / sqrtf((float)hp->head_dim),
     };
     /* long runs of one sequence (prompt chunks) as GEMMs; the other tokens
-     * (decode steps, short chunks) in `rest` for the per-token kernel */
-    int stack_rest[64], *rest = b->n_tokens <= 64 ? stack_rest : malloc((size_t)b->n_tokens * sizeof(int));
-    int n_rest = 0;
+     * (decode steps, short chunks) in `rest` for the per-token kernel
+     * (model_forward's chunks are at most n_batch tokens) */
+    int *rest = m->attn_rest, n_rest = 0;
     for (int t0 = 0, t1; t0 < b->n_tokens; t0 = t1) {
         for (t1 = t0 + 1; t1 < b->n_tokens && b->seq_id[t1] == b->seq_id[t0] &&
                           b->pos[t1] == b->pos[t1 - 1] + 1;
@@ -343,12 +354,8 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
         }
         if (t1 - t0 >= MODEL__PREFILL_RUN && model__attend_run(m, kv, b, &j, t0, t1 - t0))
             continue;
-        for (int t = t0; t < t1 && rest; t++)
+        for (int t = t0; t < t1; t++)
             rest[n_rest++] = t;
-        if (!rest) /* no memory for the list: these tokens one by one, here */
-            for (int t = t0; t < t1; t++)
-                model__attend_token(&j, t, q + t * ldq, j.kp, j.vp, hp->n_head, hp->n_head_kv,
-                                    out + t * ldo, att);
     }
     tp_pool *pool = ops_matmul_pool();
     size_t keys = 0;
@@ -366,8 +373,6 @@ void model_attend(model *m, kv_cache *kv, int layer, const model_batch *b,
                                 out + t * ldo, att);
         }
     }
-    if (rest != stack_rest)
-        free(rest);
 }
 
 int model_gather_rows(const model_batch *b, float *x, int C)

@@ -40,8 +40,9 @@
  *
  * Threads: a loaded model is read-only; model_forward and model_encode may
  * be called from one thread at a time per model (they use the model's
- * scratch), model_forward with a KV cache owned by that thread. Matmuls run
- * on OpenBLAS's threads.
+ * scratch), model_forward with a KV cache owned by that thread. Matmuls and
+ * attention run on the engine's pool (ops_matmul_pool), or on OpenBLAS's
+ * threads where a product goes to OpenBLAS (no AVX-512).
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -335,6 +336,9 @@ struct model {
     model_lora_ws lora;   /* decoders: adapter workspace (empty until used) */
     float *attn_ws;       /* model_attend's per-thread scores, attn_threads x n_ctx */
     int attn_threads;     /* threads attn_ws has room for (0: attention runs serially) */
+    int *attn_rest;       /* model_attend's per-token list, n_batch entries (decoders) */
+    float *prefill_ws;    /* ops_attention_prefill's scratch, grown as needed */
+    size_t prefill_ws_bytes;
 };
 
 /* Looks up a tensor by name in the source. Absent: -ENOENT naming it and

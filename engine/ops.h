@@ -46,7 +46,8 @@ void ops_matmul_naive(float *out, size_t ldo, const float *x, const float *w,
  * ops_matmul serves T <= ops_matmul_small_t_max() (decode batches and short
  * prompts) with
  * ops_matmul_small on the engine's pool and the widest ISA the CPU has, and
- * larger T (prefill) with ops_matmul_blas after parking the pool. */
+ * larger T (prefill) with ops_gemm on that pool where the CPU has AVX-512,
+ * else with ops_matmul_blas after parking the pool. */
 
 /* Defaults of ops_matmul_small_t_max by the CPU's best ISA: up to there the
  * small-T kernel beat OpenBLAS 0.3.21 sgemm (which uses its Haswell kernels

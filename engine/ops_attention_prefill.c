@@ -38,31 +38,18 @@ static void ops__gather(float *dst, const void *pool, bool f16, size_t bstride,
                         const int32_t *table, int BS, size_t ldk, int g, int HS, int n,
                         bool transposed)
 {
-    float row[1024];
+    const float *p32 = pool;
+    const uint16_t *p16 = pool;
     for (int j = 0; j < n; j++) {
         size_t off = (size_t)table[j / BS] * bstride + (size_t)(j % BS) * ldk + (size_t)g * HS;
-        const float *src = (const float *)pool + off;
-        if (f16) { /* converted in pieces of the row buffer */
-            const uint16_t *h = (const uint16_t *)pool + off;
-            for (int d0 = 0; d0 < HS; d0 += 1024) {
-                int m = HS - d0 < 1024 ? HS - d0 : 1024;
-                for (int d = 0; d < m; d++)
-                    row[d] = st_f16_to_f32(h[d0 + d]);
-                for (int d = 0; d < m; d++) {
-                    if (transposed)
-                        dst[(size_t)(d0 + d) * n + j] = row[d];
-                    else
-                        dst[(size_t)j * HS + d0 + d] = row[d];
-                }
-            }
+        if (!f16 && !transposed) {
+            memcpy(dst + (size_t)j * HS, p32 + off, (size_t)HS * sizeof(float));
             continue;
         }
-        if (!transposed) {
-            memcpy(dst + (size_t)j * HS, src, (size_t)HS * sizeof(float));
-            continue;
+        for (int d = 0; d < HS; d++) {
+            float val = f16 ? st_f16_to_f32(p16[off + d]) : p32[off + d];
+            dst[transposed ? (size_t)d * n + j : (size_t)j * HS + d] = val;
         }
-        for (int d = 0; d < HS; d++)
-            dst[(size_t)d * n + j] = src[d];
     }
 }
 

@@ -1,5 +1,5 @@
 /* ops_matmul.c - out[T, OC] = x[T, C] . w[OC, C]^T (+ bias): the dispatcher
- * (small-T SIMD kernel or OpenBLAS), the small-T kernel for every
+ * (small-T SIMD kernel, ops_gemm or OpenBLAS), the small-T kernel for every
  * instruction-set level, and the naive reference; see ops.h.
  *
  * Why a kernel of our own: a decode step multiplies T = 1..64 token rows
@@ -10,7 +10,8 @@
  * and multiplies it with up to NT token rows held in registers, so a step
  * with T tokens costs about one pass over w until it becomes compute-bound.
  * Rows are split across the thread pool. Above ops_matmul_small_t_max tokens
- * (prefill) OpenBLAS's packed sgemm is faster and is used instead.
+ * (prefill) a packed GEMM is faster and is used instead: ours (ops_gemm.c)
+ * on AVX-512, OpenBLAS's sgemm otherwise.
  *
  * Accumulation is in float32 (per SIMD lane, then a horizontal sum), like
  * sgemm; the reference accumulates in double.

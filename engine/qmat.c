@@ -279,17 +279,26 @@ __attribute__((target("avx2,fma"))) static void qm__quantize_x_avx2(const float 
 }
 #endif
 
+/* One row with the AVX2 quantizer (simd: the caller checked the CPU) or
+ * the scalar one. */
+static void qm__quantize_x(const float *x, int n, qm__xblock *out, bool simd)
+{
+#ifdef QM__X86
+    if (simd) {
+        qm__quantize_x_avx2(x, n, out);
+        return;
+    }
+#endif
+    (void)simd;
+    qm__quantize_x_scalar(x, n, out);
+}
+
 void qm_quantize_acts(const float *x, int n, cpu_isa isa, int8_t *q, float *d, int32_t *sum)
 {
     qm__xblock *xb = malloc((size_t)(n / QM_BLOCK) * sizeof(*xb));
     if (!xb)
         return;
-#ifdef QM__X86
-    if (isa != CPU_ISA_SCALAR && cpu_isa_supported(isa))
-        qm__quantize_x_avx2(x, n, xb);
-    else
-#endif
-        qm__quantize_x_scalar(x, n, xb);
+    qm__quantize_x(x, n, xb, isa >= CPU_ISA_AVX2 && cpu_isa_supported(isa));
     for (int b = 0; b < n / QM_BLOCK; b++) {
         memcpy(q + (size_t)b * QM_BLOCK, xb[b].q, QM_BLOCK);
         d[b] = xb[b].d;
@@ -311,15 +320,8 @@ static void qm__quantize_rows(void *ctx, size_t t0, size_t t1, int worker)
     (void)worker;
     const qm__xjob *j = ctx;
     int nb = j->cols / QM_BLOCK;
-    for (size_t t = t0; t < t1; t++) {
-#ifdef QM__X86
-        if (j->simd) {
-            qm__quantize_x_avx2(j->x + t * j->cols, j->cols, j->xq + t * nb);
-            continue;
-        }
-#endif
-        qm__quantize_x_scalar(j->x + t * j->cols, j->cols, j->xq + t * nb);
-    }
+    for (size_t t = t0; t < t1; t++)
+        qm__quantize_x(j->x + t * j->cols, j->cols, j->xq + t * nb, j->simd);
 }
 
 /* ---- portable kernels -------------------------------------------------------- */
@@ -406,22 +408,17 @@ static QM__INLINE int32_t qm__xchunk(const qm__xblock *x, int c)
     return v;
 }
 
-/* The unsigned weights u of the 8 chunk positions (Q4_0: chunk c & 3's low
- * or high nibbles) for the group-block's 16 rows. */
-QM__V512 static QM__INLINE __m512i qm__wchunk512(qm_type type, const uint8_t *q, int c)
+/* Q8_0's chunk position c of a group-block as the unsigned bytes w + 128
+ * of its 16 rows (Q4_0 has its own loop in qm__tile512_body). */
+QM__V512 static QM__INLINE __m512i qm__q8chunk512(const uint8_t *q, int c)
 {
-    if (type == QM_Q8_0)
-        return _mm512_xor_si512(_mm512_loadu_si512(q + 64 * c), _mm512_set1_epi8((char)0x80));
-    __m512i v = _mm512_loadu_si512(q + 64 * (c & 3));
-    if (c >= 4)
-        v = _mm512_srli_epi16(v, 4);
-    return _mm512_and_si512(v, _mm512_set1_epi8(15));
+    return _mm512_xor_si512(_mm512_loadu_si512(q + 64 * c), _mm512_set1_epi8((char)0x80));
 }
 
 /* G groups (16 rows each) x NT tokens; G and NT constants after inlining.
- * The x chunk of position c covers activations 4c..4c+3 for c < 4 and, for
- * Q4_0's high nibbles (c >= 4), 16 + 4(c - 4)..: in both types position c
- * is x->q[4c..4c+3] (Q8_0 chunks 4..7 are weights 16..31 too). */
+ * Chunk position c pairs with activations x->q[4c..4c+3]: Q8_0's chunk c,
+ * or for Q4_0 the low nibbles of chunk c (c < 4) and the high nibbles of
+ * chunk c - 4 (weights 16 + 4(c - 4)..). */
 QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type type,
                                                   const uint8_t *grp, size_t gstride, int nb,
                                                   int nr, const float *bias,
@@ -470,7 +467,7 @@ QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type
             for (int c = 0; c < 8; c++) {
                 __m512i w[2];
                 for (int g = 0; g < G; g++)
-                    w[g] = qm__wchunk512(type, grp + g * gstride + b * gb + 64, c);
+                    w[g] = qm__q8chunk512(grp + g * gstride + b * gb + 64, c);
                 for (int t = 0; t < NT; t++) {
                     __m512i xb = _mm512_set1_epi32(qm__xchunk(&xs[t][b], c));
                     for (int g = 0; g < G; g++) {

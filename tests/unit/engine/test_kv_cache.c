@@ -524,14 +524,22 @@ static double max_diff(const float *a, const float *b, int n) {
     return mx;
 }
 
-static void test_model_paged(void **state) {
-    (void)state;
+/* The llama-tiny conformance model loaded with o (NULL: defaults); skips
+ * the test when ../shared is absent. */
+static model *tiny_llama(const model_opts *o) {
     char *path = tu_shared_path("conformance/llama-tiny/model-f32.gguf");
     if (!path) skip();
     char err[256] = "";
     model *m = NULL;
-    if (model_load(&m, path, err, sizeof err) != 0) fail_msg("load %s: %s", path, err);
+    if (model_load_opts(&m, path, o, err, sizeof err) != 0) fail_msg("load %s: %s", path, err);
     free(path);
+    return m;
+}
+
+static void test_model_paged(void **state) {
+    (void)state;
+    char err[256] = "";
+    model *m = tiny_llama(NULL);
     int V = model_hp(m)->n_vocab;
     int32_t ids[N_PROMPT + N_GEN];
     for (int i = 0; i < N_PROMPT; i++) ids[i] = (int32_t)((i * 7919 + 3) % V);
@@ -657,12 +665,8 @@ static void test_paged_attention_levels(void **state) {
  * when each sequence runs alone. */
 static void test_model_mixed_runs(void **state) {
     (void)state;
-    char *path = tu_shared_path("conformance/llama-tiny/model-f32.gguf");
-    if (!path) skip();
     char err[256] = "";
-    model *m = NULL;
-    if (model_load(&m, path, err, sizeof err) != 0) fail_msg("load %s: %s", path, err);
-    free(path);
+    model *m = tiny_llama(NULL);
     int V = model_hp(m)->n_vocab;
     enum { NA = 12, NB = 40, NC0 = 20, NC = 36, NT = 1 + NB + NC };
     int32_t a[NA + 1], bt[NB], c[NC0 + NC];
@@ -741,14 +745,8 @@ static void test_f16_pool(void **state) {
                         kv_block_stride(kv) / 2 * sizeof(uint16_t));
     kv_free(kv);
 
-    char *path = tu_shared_path("conformance/llama-tiny/model-f32.gguf");
-    if (!path) skip();
-    model *m32 = NULL, *m16 = NULL;
     model_opts o16 = {.kv_f16 = true};
-    if (model_load(&m32, path, err, sizeof err) != 0 ||
-        model_load_opts(&m16, path, &o16, err, sizeof err) != 0)
-        fail_msg("load %s: %s", path, err);
-    free(path);
+    model *m32 = tiny_llama(NULL), *m16 = tiny_llama(&o16);
     int V = model_hp(m32)->n_vocab;
     int32_t ids[N_PROMPT + N_GEN];
     for (int i = 0; i < N_PROMPT; i++) ids[i] = (int32_t)((i * 7919 + 3) % V);
@@ -758,7 +756,7 @@ static void test_f16_pool(void **state) {
     assert_int_equal(model_kv_create(m16, 1, 0, 0, &kh, err, sizeof err), 0);
     assert_false(kv_is_f16(k32));
     assert_true(kv_is_f16(kh));
-    assert_int_equal(kv_bytes(kh) * 2 - kv_bytes(k32) < kv_bytes(k32) / 4, 1); /* about half */
+    assert_true(kv_bytes(kh) * 10 < kv_bytes(k32) * 6); /* about half: the pool in halves */
     assert_int_equal(kv_seq_reserve(k32, 0, N_PROMPT + N_GEN), 0);
     assert_int_equal(kv_seq_reserve(kh, 0, N_PROMPT + N_GEN), 0);
     double worst = 0;
