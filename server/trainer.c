@@ -248,14 +248,24 @@ int trainer_submit(trainer *t, served_model *sm, const char *kind, const char *t
 
 int trainer_cancel(trainer *t, const char *id, char *err, size_t errlen)
 {
+    store_run r;
     pthread_mutex_lock(&t->mu);
     bool mine = !strcmp(t->current, id);
-    if (mine)
-        atomic_store(&t->cancel, 1);
+    if (mine) {
+        /* the worker records the end before it lets go of the run: a run
+         * already ended there is refused, as from any other daemon */
+        int rc = store_run_get(t->st, id, &r, err, errlen);
+        bool ended = !rc && strcmp(r.status, "queued") && strcmp(r.status, "running");
+        if (ended)
+            snprintf(err, errlen, "training run %s already ended (%s)", id, r.status);
+        if (!rc)
+            store_run_clear(&r);
+        if (!rc && !ended)
+            atomic_store(&t->cancel, 1);
+        pthread_mutex_unlock(&t->mu);
+        return rc ? rc : ended ? -EINVAL : 0;
+    }
     pthread_mutex_unlock(&t->mu);
-    if (mine)
-        return 0;
-    store_run r;
     int rc = store_run_request_cancel(t->st, id, &r, err, errlen);
     if (!rc && !strcmp(r.status, "cancelled"))
         atomic_fetch_add(&t->runs[4], 1);
