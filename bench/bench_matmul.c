@@ -4,6 +4,7 @@
  * streaming read bandwidth to relate them to.
  *
  *   bench_matmul [-t THREADS] [-r REPS] [-M MIB] [-T T,T,...] [-s NxK,...]
+ *                [-q q8_0|q4_0]
  *
  * Each shape cycles through enough copies of w to read MIB MiB (default 512,
  * about the 110M llama's weights) so the weights come from memory, not cache,
@@ -11,6 +12,10 @@
  * path: microseconds per call, GFLOP/s (2 T N K per call) and GB/s of weight
  * reads (4 N K bytes per call). THREADS (default: the CPUs online) sizes both
  * our pool and OpenBLAS's. Figures, not pass/fail.
+ *
+ * -q: the same for a quantized matrix (qm_matmul), packed in 16- and
+ * 32-row panels, with the best kernel and the AVX2 one; GB/s of packed
+ * weights.
  */
 #include <cblas.h>
 #include <stdint.h>
@@ -26,6 +31,7 @@
 #include "bench_util.h"
 #include "cpu_features.h"
 #include "ops.h"
+#include "qmat.h"
 #include "threadpool.h"
 
 /* ---- streaming read bandwidth ------------------------------------------- */
@@ -205,6 +211,83 @@ static int bm_shape(int N, int K, const int *Ts, int nT, tp_pool *pool, int reps
     return 0;
 }
 
+/* ---- quantized matrices (-q) ------------------------------------------------ */
+
+/* qm_matmul on a Q8_0 / Q4_0 matrix packed in 16- and 32-row panels, with
+ * the best kernel and (where it is not the best) the AVX2 one: us per call
+ * and GB/s of packed weights read, the copies cycled as above. */
+static int bm_qshape(qm_type type, int N, int K, const int *Ts, int nT, tp_pool *pool,
+                     int reps, size_t mib)
+{
+    int Tmax = 1;
+    for (int i = 0; i < nT; i++)
+        Tmax = Ts[i] > Tmax ? Ts[i] : Tmax;
+    size_t rb = qm_row_bytes(type, K);
+    uint8_t *raw = malloc((size_t)N * rb);
+    float *row = malloc((size_t)K * sizeof(float)), *x = malloc((size_t)Tmax * K * sizeof(float));
+    float *out = malloc((size_t)Tmax * N * sizeof(float));
+    void *scratch = malloc(qm_scratch_bytes(Tmax, K));
+    if (!raw || !row || !x || !out || !scratch)
+        goto nomem;
+    for (int r = 0; r < N; r++) {
+        for (int c = 0; c < K; c++)
+            row[c] = (float)(((size_t)r * K + c) * 2654435761u % 2001) * 1e-3f - 1.0f;
+        qm_quantize_row(type, row, K, raw + (size_t)r * rb);
+    }
+    for (size_t i = 0; i < (size_t)Tmax * K; i++)
+        x[i] = (float)(i % 17) * 0.1f - 0.8f;
+    qm_mat src = {.type = type, .rows = N, .cols = K, .data = raw};
+    printf("\n%s N x K = %d x %d\n%5s", qm_type_name(type), N, K, "T");
+    cpu_isa isas[2] = {cpu_isa_best(), CPU_ISA_AVX2};
+    int n_isa = cpu_isa_best() > CPU_ISA_AVX2 ? 2 : 1;
+    for (int P = QM_GROUP; P <= QM_PANEL_MAX; P *= 2)
+        for (int i = 0; i < n_isa; i++)
+            printf(" | P%d %-7s %8s %6s", P, cpu_isa_name(isas[i]), "us", "GB/s");
+    printf("\n");
+    for (int ti = 0; ti < nT; ti++) {
+        int T = Ts[ti];
+        printf("%5d", T);
+        for (int P = QM_GROUP; P <= QM_PANEL_MAX; P *= 2) {
+            qm_mat shape = src;
+            shape.packed = P;
+            size_t pbytes = (qm_mat_bytes(&shape) + 63) / 64 * 64;
+            size_t copies = mib * 1024 * 1024 / pbytes + 1;
+            uint8_t *w = aligned_alloc(64, copies * pbytes);
+            qm_mat *mats = malloc(copies * sizeof *mats);
+            if (!w || !mats) {
+                free(w), free(mats);
+                goto nomem;
+            }
+            for (size_t c = 0; c < copies; c++)
+                qm_pack_panel(&src, P, w + c * pbytes, &mats[c]);
+            for (int i = 0; i < n_isa; i++) {
+                size_t runs = (size_t)reps * ((copies + 3) / 4);
+                double best = 1e30;
+                for (size_t r = 0, c = 0; r < runs; r++) {
+                    double t0 = bench_now();
+                    for (int k = 0; k < 4; k++, c++)
+                        qm_matmul(out, (size_t)N, x, &mats[c % copies], NULL, T, isas[i], pool,
+                                  scratch);
+                    double dt = (bench_now() - t0) / 4.0;
+                    best = dt < best ? dt : best;
+                }
+                printf(" | %-10s %8.1f %6.1f", "", best * 1e6,
+                       (double)qm_mat_bytes(&shape) / best * 1e-9);
+            }
+            free(w), free(mats);
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+    free(raw), free(row), free(x), free(out), free(scratch);
+    return 0;
+nomem:
+    fprintf(stderr, "bench_matmul: no memory for the %d x %d %s matrix\n", N, K,
+            qm_type_name(type));
+    free(raw), free(row), free(x), free(out), free(scratch);
+    return -1;
+}
+
 /* "a,b,c" -> ints; returns the count (at most cap), 0 on a bad list */
 static int bm_parse_list(const char *s, int *v, int cap)
 {
@@ -226,6 +309,7 @@ int main(int argc, char **argv)
 {
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 5;
     size_t mib = 512;
+    int qtype = 0; /* -q: quantized matrices instead of F32 */
     int Ts[32] = {1, 2, 4, 8, 16, 32, 64, 128}, nT = 8;
     int shapes[16][2] = {{768, 768}, {2048, 768}, {32000, 768}}, nS = 3;
     for (int i = 1; i < argc; i++) {
@@ -238,6 +322,14 @@ int main(int argc, char **argv)
             reps = atoi(v);
         else if (!strcmp(a, "-M"))
             mib = (size_t)atol(v);
+        else if (!strcmp(a, "-q")) {
+            if (!strcmp(v, "q8_0"))
+                qtype = QM_Q8_0;
+            else if (!strcmp(v, "q4_0"))
+                qtype = QM_Q4_0;
+            else
+                goto usage;
+        }
         else if (!strcmp(a, "-T")) {
             if ((nT = bm_parse_list(v, Ts, 32)) == 0)
                 goto usage;
@@ -271,11 +363,12 @@ int main(int argc, char **argv)
     bm_bandwidth(pool, reps);
     int rc = 0;
     for (int s = 0; s < nS && rc == 0; s++)
-        rc = bm_shape(shapes[s][0], shapes[s][1], Ts, nT, pool, reps, mib);
+        rc = qtype ? bm_qshape((qm_type)qtype, shapes[s][0], shapes[s][1], Ts, nT, pool, reps, mib)
+                   : bm_shape(shapes[s][0], shapes[s][1], Ts, nT, pool, reps, mib);
     tp_free(pool);
     return rc == 0 ? 0 : 1;
 usage:
     fprintf(stderr, "usage: bench_matmul [-t THREADS] [-r REPS] [-M MIB] [-T T,T,...] "
-                    "[-s NxK,...]\n");
+                    "[-s NxK,...] [-q q8_0|q4_0]\n");
     return 2;
 }

@@ -21,7 +21,9 @@
 #include "model.h"
 #include "qmat.h"
 
-#define LLAMA__ALIGN16(n) (((n) + 15) & ~(size_t)15)
+/* packed matrices start on a cache line: the 512-bit kernels' loads are
+ * then aligned */
+#define LLAMA__ALIGN64(n) (((n) + 63) & ~(size_t)63)
 
 /* A matrix: F32 in the arena, or quantized (q.data != NULL, f NULL). */
 typedef struct llama__mat {
@@ -256,8 +258,8 @@ static int llama__mat_bind(model *m, const model_src *src, llama__impl *im, llam
     /* the parts' rows one after the other, then packed into the arena */
     qm_mat raw = {.type = (qm_type)qtype, .rows = (int)total, .cols = (int)cols};
     qm_mat packed = raw;
-    packed.packed = 1;
-    size_t rb = qm_row_bytes(raw.type, raw.cols), bytes = LLAMA__ALIGN16(qm_mat_bytes(&packed));
+    packed.packed = qm_pack_panel_rows();
+    size_t rb = qm_row_bytes(raw.type, raw.cols), bytes = LLAMA__ALIGN64(qm_pack_bytes(&raw));
     uint8_t *tmp = im->qarena ? malloc(qm_mat_bytes(&raw)) : NULL, *dst = tmp;
     if (im->qarena && !tmp) {
         snprintf(err, errlen, "%s: out of memory packing a %lld x %lld matrix", src->path,
@@ -355,7 +357,7 @@ static int llama__load(model *m, const model_src *src, char *err, size_t errlen)
     if ((rc = llama__bind(m, src, im, err, errlen)))
         return rc;
     m->qbytes = im->qused;
-    if (m->qbytes && !(im->qarena = malloc(m->qbytes)))
+    if (m->qbytes && !(im->qarena = aligned_alloc(64, m->qbytes)))
         goto nomem;
     if ((rc = wt_arena_alloc(&m->warena, err, errlen)) ||
         (rc = llama__bind(m, src, im, err, errlen)))

@@ -114,11 +114,29 @@ void qm_dequantize_row(qm_type t, const uint8_t *src, int n, float *dst)
 
 /* ---- the packed layout --------------------------------------------------------- */
 
-/* Bytes of the group-block of QM_GROUP rows: their float scales, then their
- * quants in 4-byte chunks interleaved by row (qmat.h). */
-static size_t qm__gbytes(qm_type t)
+/* Bytes of the quants of a group-block (QM_GROUP rows, one block): 4-byte
+ * chunks interleaved by row (qmat.h). */
+static size_t qm__qbytes(qm_type t)
 {
-    return QM_GROUP * sizeof(float) + QM_GROUP * (qm_block_bytes(t) - 2);
+    return QM_GROUP * (qm_block_bytes(t) - 2);
+}
+
+/* Bytes of a panel-block of P rows: 64 bytes of scales (P = 32: as f16,
+ * as GGUF has them; P = 16: as float, which the AVX2 tile reads faster),
+ * then each group's quants; so the quant vectors keep the arena's 64-byte
+ * alignment. */
+#define QM__SCALE_BYTES 64
+static size_t qm__pbytes(qm_type t, int P)
+{
+    return QM__SCALE_BYTES + (size_t)(P / QM_GROUP) * qm__qbytes(t);
+}
+
+int qm_pack_panel_rows(void)
+{
+    const cpu_features *f = cpu_features_get();
+    return cpu_isa_supported(CPU_ISA_AVX512) && f->avx512bw && f->avx512vl && f->avx512vnni
+               ? QM_PANEL_MAX
+               : QM_GROUP;
 }
 
 /* 4-byte chunks of quants per row and block: 8 (Q8_0), 4 (Q4_0). */
@@ -130,43 +148,65 @@ static int qm__chunks(qm_type t)
 size_t qm_mat_bytes(const qm_mat *m)
 {
     if (m->packed)
-        return (size_t)((m->rows + QM_GROUP - 1) / QM_GROUP) * (size_t)(m->cols / QM_BLOCK) *
-               qm__gbytes(m->type);
+        return (size_t)((m->rows + m->packed - 1) / m->packed) * (size_t)(m->cols / QM_BLOCK) *
+               qm__pbytes(m->type, m->packed);
     return (size_t)m->rows * qm_row_bytes(m->type, m->cols);
+}
+
+size_t qm_pack_bytes(const qm_mat *src)
+{
+    qm_mat m = *src;
+    m.packed = qm_pack_panel_rows();
+    return qm_mat_bytes(&m);
 }
 
 int qm_pack(const qm_mat *src, uint8_t *buf, qm_mat *dst)
 {
-    if (src->packed || src->cols % QM_BLOCK || src->rows <= 0)
+    return qm_pack_panel(src, qm_pack_panel_rows(), buf, dst);
+}
+
+int qm_pack_panel(const qm_mat *src, int P, uint8_t *buf, qm_mat *dst)
+{
+    if (src->packed || src->cols % QM_BLOCK || src->rows <= 0 ||
+        (P != QM_GROUP && P != QM_PANEL_MAX))
         return -EINVAL;
     int nb = src->cols / QM_BLOCK, nc = qm__chunks(src->type);
     size_t rb = qm_row_bytes(src->type, src->cols), bb = qm_block_bytes(src->type);
-    size_t gb = qm__gbytes(src->type);
-    for (int g = 0; g < (src->rows + QM_GROUP - 1) / QM_GROUP; g++)
+    size_t pb = qm__pbytes(src->type, P), qb = qm__qbytes(src->type);
+    for (int p = 0; p < (src->rows + P - 1) / P; p++)
         for (int b = 0; b < nb; b++) {
-            uint8_t *o = buf + ((size_t)g * nb + b) * gb;
-            memset(o, 0, gb); /* rows past the end: scale 0, so products 0 */
-            for (int k = 0; k < QM_GROUP && QM_GROUP * g + k < src->rows; k++) {
+            uint8_t *o = buf + ((size_t)p * nb + b) * pb;
+            memset(o, 0, pb); /* rows past the end: scale 0, so products 0 */
+            for (int k = 0; k < P && P * p + k < src->rows; k++) {
                 const uint8_t *blk =
-                    src->data + (size_t)(QM_GROUP * g + k) * rb + (size_t)b * bb;
-                float d = qm__d(blk);
-                memcpy(o + k * sizeof(float), &d, sizeof(float));
+                    src->data + (size_t)(P * p + k) * rb + (size_t)b * bb;
+                uint8_t *q = o + QM__SCALE_BYTES + (k / QM_GROUP) * qb + 4 * (k % QM_GROUP);
+                if (P == QM_GROUP) {
+                    float d = qm__d(blk);
+                    memcpy(o + sizeof(float) * k, &d, sizeof(float));
+                } else {
+                    memcpy(o + 2 * k, blk, 2); /* the f16 scale as it is */
+                }
                 for (int c = 0; c < nc; c++)
-                    memcpy(o + QM_GROUP * (sizeof(float) + 4 * c) + 4 * k, blk + 2 + 4 * c, 4);
+                    memcpy(q + QM_GROUP * 4 * c, blk + 2 + 4 * c, 4);
             }
         }
     *dst = *src;
-    dst->packed = 1;
+    dst->packed = P;
     dst->data = buf;
     return 0;
 }
 
-/* Row k of a packed group-block as scale and 32 signed weights in order. */
-static float qm__group_row(qm_type t, const uint8_t *g, int k, int8_t *w)
+/* Row k (< P) of a panel-block of P rows as scale and 32 signed weights in
+ * order. */
+static float qm__panel_row(qm_type t, const uint8_t *pblk, int P, int k, int8_t *w)
 {
     float d;
-    memcpy(&d, g + k * sizeof(float), sizeof(float));
-    const uint8_t *q = g + QM_GROUP * sizeof(float) + 4 * k;
+    if (P == QM_GROUP)
+        memcpy(&d, pblk + sizeof(float) * k, sizeof(float));
+    else
+        d = qm__d(pblk + 2 * k);
+    const uint8_t *q = pblk + QM__SCALE_BYTES + (k / QM_GROUP) * qm__qbytes(t) + 4 * (k % QM_GROUP);
     for (int c = 0; c < qm__chunks(t); c++, q += 4 * QM_GROUP)
         for (int i = 0; i < 4; i++) {
             if (t == QM_Q8_0) {
@@ -199,15 +239,16 @@ void qm_mat_row(const qm_mat *m, int r, float *dst)
         return;
     }
     int nb = m->cols / QM_BLOCK;
-    size_t gb = qm__gbytes(m->type);
+    int P = m->packed;
+    size_t pb = qm__pbytes(m->type, P);
+    const uint8_t *panel = m->data + (size_t)(r / P) * nb * pb;
 #ifdef QM__X86
     /* token embeddings and f32 loads dequantize row by row: vectors help */
     int simd = cpu_isa_supported(CPU_ISA_AVX2);
 #endif
     for (int b = 0; b < nb; b++) {
         int8_t w[QM_BLOCK];
-        float d = qm__group_row(m->type, m->data + ((size_t)(r / QM_GROUP) * nb + b) * gb,
-                                r % QM_GROUP, w);
+        float d = qm__panel_row(m->type, panel + (size_t)b * pb, P, r % P, w);
         float *o = dst + (size_t)b * QM_BLOCK;
 #ifdef QM__X86
         if (simd) {
@@ -353,24 +394,23 @@ static void qm__row_scalar(float *acc, qm_type type, const uint8_t *w, int nb,
 }
 
 /* The tile contract, for every level: out[t * ldo + r] (+ bias[r]) for the
- * first nr rows (up to QM_GROUP * groups) of the packed groups starting at
- * grp (gstride bytes apart, nb group-blocks each) and nt tokens. */
-typedef void (*qm__tile_fn)(float *out, size_t ldo, qm_type type, const uint8_t *grp,
-                            size_t gstride, int nb, int nr, const float *bias,
-                            const qm__xblock *const *xs, int nt);
+ * first nr rows (up to P) of the panel of P rows (nb panel-blocks) and nt
+ * tokens. */
+typedef void (*qm__tile_fn)(float *out, size_t ldo, qm_type type, const uint8_t *panel, int P,
+                            int nb, int nr, const float *bias, const qm__xblock *const *xs,
+                            int nt);
 
-static void qm__tile_scalar(float *out, size_t ldo, qm_type type, const uint8_t *grp,
-                            size_t gstride, int nb, int nr, const float *bias,
-                            const qm__xblock *const *xs, int nt)
+static void qm__tile_scalar(float *out, size_t ldo, qm_type type, const uint8_t *panel, int P,
+                            int nb, int nr, const float *bias, const qm__xblock *const *xs,
+                            int nt)
 {
-    size_t gb = qm__gbytes(type);
+    size_t pb = qm__pbytes(type, P);
     for (int r = 0; r < nr; r++) {
-        const uint8_t *g0 = grp + (size_t)(r / QM_GROUP) * gstride;
         for (int t = 0; t < nt; t++) {
             float acc = 0;
             for (int b = 0; b < nb; b++) {
                 int8_t w[QM_BLOCK];
-                float d = qm__group_row(type, g0 + (size_t)b * gb, r % QM_GROUP, w);
+                float d = qm__panel_row(type, panel + (size_t)b * pb, P, r, w);
                 const qm__xblock *x = &xs[t][b];
                 int32_t s = 0;
                 for (int i = 0; i < QM_BLOCK; i++)
@@ -399,6 +439,18 @@ static void qm__tile_scalar(float *out, size_t ldo, qm_type type, const uint8_t 
     __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define QM__AVX2 __attribute__((target("avx2,fma,f16c")))
 #define QM__INLINE inline __attribute__((always_inline))
+/* How far ahead of its loads a tile prefetches. Decode streams the
+ * matrix once, and the hardware prefetcher alone keeps too few lines in
+ * flight for these loops (measured in bench_matmul -q: 20-30% slower
+ * without). */
+#define QM__PREFETCH_BLOCKS 2
+
+/* Prefetches the panel-block QM__PREFETCH_BLOCKS ahead of blk (pb bytes). */
+static QM__INLINE void qm__prefetch_block(const uint8_t *blk, size_t pb)
+{
+    for (size_t l = 0; l < pb; l += 64)
+        _mm_prefetch((const char *)blk + QM__PREFETCH_BLOCKS * pb + l, _MM_HINT_T0);
+}
 
 /* The 4 activation bytes of chunk c of block x, broadcast. */
 static QM__INLINE int32_t qm__xchunk(const qm__xblock *x, int c)
@@ -420,12 +472,12 @@ QM__V512 static QM__INLINE __m512i qm__q8chunk512(const uint8_t *q, int c)
  * or for Q4_0 the low nibbles of chunk c (c < 4) and the high nibbles of
  * chunk c - 4 (weights 16 + 4(c - 4)..). */
 QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type type,
-                                                  const uint8_t *grp, size_t gstride, int nb,
+                                                  const uint8_t *panel, int P, int nb,
                                                   int nr, const float *bias,
                                                   const qm__xblock *const *xs, const int G,
                                                   const int NT)
 {
-    size_t gb = qm__gbytes(type);
+    const size_t qb = qm__qbytes(type), pb = qm__pbytes(type, P);
     const int32_t off = type == QM_Q8_0 ? 128 : 8;
     __m512 fa[2][QM__NT_MAX];
     for (int g = 0; g < G; g++)
@@ -435,6 +487,8 @@ QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type
      * each other's latency; even and odd chunks then go to two sums */
     const int S = NT <= 2 ? 2 : 1;
     for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = panel + (size_t)b * pb, *q = blk + QM__SCALE_BYTES;
+        qm__prefetch_block(blk, pb);
         __m512i ia[2][QM__NT_MAX], ib[2][QM__NT_MAX];
         for (int g = 0; g < G; g++)
             for (int t = 0; t < NT; t++)
@@ -447,7 +501,7 @@ QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type
             for (int v = 0; v < 4; v++) {
                 __m512i lo[2], hi[2];
                 for (int g = 0; g < G; g++) {
-                    __m512i raw = _mm512_loadu_si512(grp + g * gstride + b * gb + 64 + 64 * v);
+                    __m512i raw = _mm512_loadu_si512(q + g * qb + 64 * v);
                     lo[g] = _mm512_and_si512(raw, _mm512_set1_epi8(0x0f));
                     hi[g] = _mm512_and_si512(raw, _mm512_set1_epi8((char)0xf0));
                 }
@@ -467,7 +521,7 @@ QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type
             for (int c = 0; c < 8; c++) {
                 __m512i w[2];
                 for (int g = 0; g < G; g++)
-                    w[g] = qm__q8chunk512(grp + g * gstride + b * gb + 64, c);
+                    w[g] = qm__q8chunk512(q + g * qb, c);
                 for (int t = 0; t < NT; t++) {
                     __m512i xb = _mm512_set1_epi32(qm__xchunk(&xs[t][b], c));
                     for (int g = 0; g < G; g++) {
@@ -487,8 +541,9 @@ QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type
             __m512 xd = _mm512_set1_ps(xs[t][b].d);
             __m512i corr = _mm512_set1_epi32(off * xs[t][b].sum);
             for (int g = 0; g < G; g++) {
-                __m512 wd = _mm512_loadu_ps((const float *)(const void *)(grp + g * gstride +
-                                                                          b * gb));
+                __m512 wd = P == QM_GROUP ? _mm512_loadu_ps((const float *)(const void *)blk)
+                                          : _mm512_cvtph_ps(_mm256_loadu_si256(
+                                                (const __m256i *)(blk + 32 * g)));
                 __m512 s = _mm512_cvtepi32_ps(_mm512_sub_epi32(ia[g][t], corr));
                 fa[g][t] = _mm512_fmadd_ps(_mm512_mul_ps(wd, xd), s, fa[g][t]);
             }
@@ -506,16 +561,18 @@ QM__V512 static QM__INLINE void qm__tile512_body(float *out, size_t ldo, qm_type
     }
 }
 
-/* AVX2: one group as two halves of 8 rows (the chunk's first and last 32
- * bytes), maddubs + madd for the products: Q8_0 as |w| . (x * sign(w))
- * (maddubs's pair sums cannot saturate: |w| <= 128, |x| <= 127), Q4_0 as
- * nibble . x, off 8. */
+/* AVX2: group g of a panel as two halves of 8 rows (the chunk's first and
+ * last 32 bytes), maddubs + madd for the products: Q8_0 as |w| . (x *
+ * sign(w)) (maddubs's pair sums cannot saturate: |w| <= 128, |x| <= 127),
+ * Q4_0 as nibble . x, off 8. out and bias start at the panel's first row.
+ * No software prefetch: this tile is bound by its arithmetic, not memory,
+ * and the prefetches cost it issue slots. */
 QM__AVX2 static QM__INLINE void qm__tile256_body(float *out, size_t ldo, qm_type type,
-                                                  const uint8_t *grp, int nb, int nr,
-                                                  const float *bias,
+                                                  const uint8_t *panel, int P, int nb, int g,
+                                                  int nr, const float *bias,
                                                   const qm__xblock *const *xs, const int NT)
 {
-    size_t gb = qm__gbytes(type);
+    const size_t qb = qm__qbytes(type), pb = qm__pbytes(type, P);
     const int32_t off = type == QM_Q8_0 ? 0 : 8;
     const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15);
     __m256 fa[2][QM__NT_MAX];
@@ -523,7 +580,7 @@ QM__AVX2 static QM__INLINE void qm__tile256_body(float *out, size_t ldo, qm_type
         for (int t = 0; t < NT; t++)
             fa[h][t] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const uint8_t *q = grp + b * gb + 64;
+        const uint8_t *blk = panel + (size_t)b * pb, *q = blk + QM__SCALE_BYTES + g * qb;
         __m256i ia[2][QM__NT_MAX];
         for (int h = 0; h < 2; h++)
             for (int t = 0; t < NT; t++)
@@ -550,7 +607,10 @@ QM__AVX2 static QM__INLINE void qm__tile256_body(float *out, size_t ldo, qm_type
             __m256 xd = _mm256_set1_ps(xs[t][b].d);
             __m256i corr = _mm256_set1_epi32(off * xs[t][b].sum);
             for (int h = 0; h < 2; h++) {
-                __m256 wd = _mm256_loadu_ps((const float *)(const void *)(grp + b * gb) + 8 * h);
+                __m256 wd = P == QM_GROUP
+                                ? _mm256_loadu_ps((const float *)(const void *)blk + 8 * h)
+                                : _mm256_cvtph_ps(_mm_loadu_si128(
+                                      (const __m128i *)(blk + 32 * g + 16 * h)));
                 __m256 s = _mm256_cvtepi32_ps(_mm256_sub_epi32(ia[h][t], corr));
                 fa[h][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, xd), s, fa[h][t]);
             }
@@ -560,34 +620,36 @@ QM__AVX2 static QM__INLINE void qm__tile256_body(float *out, size_t ldo, qm_type
         float v[QM_GROUP];
         _mm256_storeu_ps(v, fa[0][t]);
         _mm256_storeu_ps(v + 8, fa[1][t]);
-        for (int r = 0; r < nr; r++)
-            out[(size_t)t * ldo + r] = v[r] + (bias ? bias[r] : 0.0f);
+        for (int r = QM_GROUP * g; r < nr && r < QM_GROUP * (g + 1); r++)
+            out[(size_t)t * ldo + r] = v[r - QM_GROUP * g] + (bias ? bias[r] : 0.0f);
     }
 }
 
 /* Instances with constant G and NT, so that the accumulators live in
  * registers: 512-bit up to 2 groups x 4 tokens (16 int32 + 16 float
- * accumulators of 32 registers), AVX2 1 group x 2 tokens (8 of 16). */
+ * accumulators of 32 registers), AVX2 a group at a time x 2 tokens (8 of
+ * 16). */
 #define QM__T512(G, NT)                                                                     \
     QM__V512 static void qm__tile512_##G##_##NT(float *out, size_t ldo, qm_type type,        \
-                                                 const uint8_t *grp, size_t gstride, int nb, \
+                                                 const uint8_t *panel, int P, int nb,        \
                                                  int nr, const float *bias,                  \
                                                  const qm__xblock *const *xs, int nt)        \
     {                                                                                       \
         (void)nt;                                                                           \
-        qm__tile512_body(out, ldo, type, grp, gstride, nb, nr, bias, xs, G, NT);            \
+        qm__tile512_body(out, ldo, type, panel, P, nb, nr, bias, xs, G, NT);                \
     }
 QM__T512(1, 1) QM__T512(1, 2) QM__T512(1, 3) QM__T512(1, 4)
 QM__T512(2, 1) QM__T512(2, 2) QM__T512(2, 3) QM__T512(2, 4)
 
 #define QM__T256(NT)                                                                        \
     QM__AVX2 static void qm__tile256_##NT(float *out, size_t ldo, qm_type type,              \
-                                          const uint8_t *grp, size_t gstride, int nb, int nr, \
+                                          const uint8_t *panel, int P, int nb, int nr,       \
                                           const float *bias, const qm__xblock *const *xs,    \
                                           int nt)                                           \
     {                                                                                       \
-        (void)gstride, (void)nt;                                                            \
-        qm__tile256_body(out, ldo, type, grp, nb, nr, bias, xs, NT);                        \
+        (void)nt;                                                                           \
+        for (int g = 0; QM_GROUP * g < nr; g++)                                             \
+            qm__tile256_body(out, ldo, type, panel, P, nb, g, nr, bias, xs, NT);            \
     }
 QM__T256(1) QM__T256(2)
 
@@ -607,18 +669,13 @@ typedef struct qm__job {
     qm__level level;
 } qm__job;
 
-/* Groups and tokens per tile of each level. */
-static int qm__tile_groups(qm__level level)
-{
-    return level == QM__VNNIL ? 2 : 1;
-}
-
+/* Tokens per tile of each level (a tile covers a panel's rows). */
 static int qm__tile_nt(qm__level level)
 {
     return level == QM__VNNIL ? 4 : level == QM__AVX2L ? 2 : QM__NT_MAX;
 }
 
-/* The level's tile for g groups and nt tokens. */
+/* The level's tile for g groups (of a panel's rows in use) and nt tokens. */
 static qm__tile_fn qm__tile_for(qm__level level, int g, int nt)
 {
 #ifdef QM__X86
@@ -639,25 +696,25 @@ static qm__tile_fn qm__tile_for(qm__level level, int g, int nt)
  * block) stay in L2 while the rows stream past. */
 #define QM__TOKEN_CHUNK 64
 
-/* Rows [r0, r1) of a packed matrix (r0 a multiple of the tile's rows: the
- * pool's chunks are multiples of 32). */
+/* Rows [r0, r1) of a packed matrix (r0 a multiple of its panel rows: the
+ * pool's chunks are multiples of QM_PANEL_MAX). */
 static void qm__run_packed(const qm__job *j, size_t r0, size_t r1)
 {
-    int nb = j->w->cols / QM_BLOCK, NT = qm__tile_nt(j->level), G = qm__tile_groups(j->level);
-    size_t gsz = (size_t)nb * qm__gbytes(j->w->type);
+    int nb = j->w->cols / QM_BLOCK, NT = qm__tile_nt(j->level), P = j->w->packed;
+    size_t psz = (size_t)nb * qm__pbytes(j->w->type, P);
     for (int c0 = 0; c0 < j->T; c0 += QM__TOKEN_CHUNK) {
         int c1 = j->T - c0 < QM__TOKEN_CHUNK ? j->T : c0 + QM__TOKEN_CHUNK;
-        for (size_t r = r0; r < r1; r += (size_t)QM_GROUP * G) {
-            int nr = r1 - r < (size_t)QM_GROUP * G ? (int)(r1 - r) : QM_GROUP * G;
+        for (size_t r = r0; r < r1; r += (size_t)P) {
+            int nr = r1 - r < (size_t)P ? (int)(r1 - r) : P;
             int g = (nr + QM_GROUP - 1) / QM_GROUP;
-            const uint8_t *grp = j->w->data + r / QM_GROUP * gsz;
+            const uint8_t *panel = j->w->data + r / (size_t)P * psz;
             for (int t0 = c0; t0 < c1; t0 += NT) {
                 int nt = c1 - t0 < NT ? c1 - t0 : NT;
                 const qm__xblock *xs[QM__NT_MAX];
                 for (int t = 0; t < nt; t++)
                     xs[t] = j->xq + (size_t)(t0 + t) * nb;
                 qm__tile_for(j->level, g, nt)(j->out + (size_t)t0 * j->ldo + r, j->ldo,
-                                              j->w->type, grp, gsz, nb, nr,
+                                              j->w->type, panel, P, nb, nr,
                                               j->bias ? j->bias + r : NULL, xs, nt);
             }
         }
@@ -728,7 +785,7 @@ int qm_matmul(float *out, size_t ldo, const float *x, const qm_mat *w, const flo
     tp_parallel_for(T >= 8 ? pool : NULL, (size_t)T, 1, qm__quantize_rows, &xj);
     qm__job j = {.out = out, .ldo = ldo, .w = w, .bias = bias, .xq = xq, .T = T,
                  .level = level};
-    tp_parallel_for(pool, (size_t)w->rows, 2 * QM_GROUP, qm__run, &j);
+    tp_parallel_for(pool, (size_t)w->rows, QM_PANEL_MAX, qm__run, &j);
     if (!scratch)
         free(xq);
     return 0;

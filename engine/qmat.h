@@ -15,9 +15,10 @@
  * scaled by the two scales and summed in float. Kernels for each ISA level
  * (AVX-512 VNNI, AVX2, portable C) give the same integer sums; only the
  * float summation order differs. Rows are split across the thread pool;
- * a tile of 32 (VNNI; 16 AVX2) packed weight rows is read once for up to 4
- * (2) tokens, with int32 lanes that are rows, so a decode step with T tokens
- * reads the matrix about once, and prefill runs as an int8 GEMM.
+ * a tile, one panel of 32 (VNNI) or 16 packed weight rows, is read once for
+ * up to 4 tokens (AVX2: 2, a group at a time), with int32 lanes that are rows,
+ * so a decode step with T tokens reads the matrix about once, and prefill
+ * runs as an int8 GEMM.
  *
  * Threads: no state; qm_matmul runs on the given pool.
  */
@@ -37,19 +38,25 @@ typedef enum qm_type {
     QM_Q4_0 = 4,
 } qm_type;
 
-/* Rows per group of the packed layout. */
+/* Rows per group of the packed layout (a vector's 32-bit lanes), and the
+ * most rows per panel. */
 #define QM_GROUP 16
+#define QM_PANEL_MAX 32
 
 /* A matrix of rows x cols weights (cols a multiple of 32), in one of two
  * layouts:
  *   row-major (packed 0): GGUF's, each row its blocks one after the other;
- *   packed (1; qm_pack): for each group of 16 rows (the last one padded
- *     with zero rows), block by block, the 16 rows' scales as float, then
- *     the quants as 4-byte chunks interleaved by row: chunk c (of 8 for
+ *   packed (packed = P, the rows per panel, 16 or 32; qm_pack): for each
+ *     panel of P rows (the last one padded with zero rows), block by block,
+ *     a panel-block: 64 bytes of scales (32 rows: f16, as GGUF has them;
+ *     16 rows: float, faster for the AVX2 tile), then for each group of 16 rows
+ *     its quants as 4-byte chunks interleaved by row: chunk c (of 8 for
  *     Q8_0, 4 for Q4_0: the row's bytes 4c..4c+3 of the block) of rows
  *     0..15, then chunk c + 1 ... A chunk position is one 64-byte vector
- *     whose 32-bit lanes are rows, which is what the SIMD kernels multiply;
- *     a row-major matrix runs the portable kernel. */
+ *     whose 32-bit lanes are rows, which is what the SIMD kernels multiply,
+ *     and a tile of P rows reads its panel front to back, one stream. Bytes
+ *     per weight as in GGUF for 32-row panels. A row-major matrix runs the
+ *     portable kernel. */
 typedef struct qm_mat {
     qm_type type;
     int rows, cols;
@@ -59,10 +66,19 @@ typedef struct qm_mat {
 
 /* Bytes of m's data in its layout. */
 size_t qm_mat_bytes(const qm_mat *m);
-/* Packs src (row-major) into buf (qm_mat_bytes of the packed result;
- * 4-byte aligned) and describes it in *dst; -EINVAL for an already packed
- * src or a bad shape. */
+/* The panel rows qm_pack picks on this CPU: 32 where the VNNI kernel runs
+ * (its tile covers 32 rows), 16 otherwise (the AVX2 tile reads 16-row
+ * panels fastest; measured in bench_matmul -q). */
+int qm_pack_panel_rows(void);
+/* Bytes qm_pack needs for src. */
+size_t qm_pack_bytes(const qm_mat *src);
+/* Packs src (row-major) into buf (qm_pack_bytes(src); 4-byte aligned, 64
+ * best) and describes it in *dst; -EINVAL for an already packed src or a
+ * bad shape. qm_pack_panel: with panel_rows (16 or 32) given, for tests;
+ * buf then holds qm_mat_bytes of {src's shape, .packed = panel_rows}. Any
+ * level's kernel runs either. */
 int qm_pack(const qm_mat *src, uint8_t *buf, qm_mat *dst);
+int qm_pack_panel(const qm_mat *src, int panel_rows, uint8_t *buf, qm_mat *dst);
 /* Row r of m dequantized into dst[cols], any layout. */
 void qm_mat_row(const qm_mat *m, int r, float *dst);
 

@@ -151,32 +151,41 @@ static void check_product(qm_type type, int R, int C, int T, tp_pool *pool)
                          qm_type_name(type), T, t, r, scalar[t * ldo + r], ref[t * ldo + r],
                          bound);
         }
-    /* the packed layout (the last group padded when R % 4): the same rows,
-     * and every ISA's kernel gives the row-major scalar products */
-    qm_mat pk;
-    uint8_t *buf = malloc(qm_mat_bytes(&(qm_mat){.type = type, .rows = R, .cols = C, .packed = 1}));
-    assert_int_equal(qm_pack(&m, buf, &pk), 0);
-    assert_int_equal(qm_pack(&pk, buf, &pk), -EINVAL);
+    /* the packed layouts, 16 and 32 rows a panel (the last panel padded):
+     * the same rows, and every ISA's kernel gives the row-major scalar
+     * products on either */
     float *row = malloc((size_t)C * sizeof(float));
-    for (int r = 0; r < R; r++) {
-        qm_mat_row(&pk, r, row);
-        assert_memory_equal(row, wd + (size_t)r * C, (size_t)C * sizeof(float));
+    assert_int_equal(qm_pack_bytes(&m),
+                     qm_mat_bytes(&(qm_mat){.type = type, .rows = R, .cols = C,
+                                            .packed = qm_pack_panel_rows()}));
+    for (int P = QM_GROUP; P <= QM_PANEL_MAX; P *= 2) {
+        qm_mat pk;
+        uint8_t *buf = malloc(qm_mat_bytes(&(qm_mat){.type = type, .rows = R, .cols = C, .packed = P}));
+        assert_int_equal(qm_pack_panel(&m, P, buf, &pk), 0);
+        assert_int_equal(pk.packed, P);
+        assert_int_equal(qm_pack(&pk, buf, &pk), -EINVAL);
+        for (int r = 0; r < R; r++) {
+            qm_mat_row(&pk, r, row);
+            assert_memory_equal(row, wd + (size_t)r * C, (size_t)C * sizeof(float));
+        }
+        for (int isa = CPU_ISA_SCALAR; isa < CPU_ISA_COUNT; isa++) {
+            if (!cpu_isa_supported((cpu_isa)isa))
+                continue;
+            for (size_t i = 0; i < T * ldo; i++)
+                got[i] = -7.0f; /* the columns past R must stay untouched */
+            assert_int_equal(qm_matmul(got, ldo, x, &pk, bias, T, (cpu_isa)isa, pool, NULL), 0);
+            for (int t = 0; t < T; t++)
+                for (size_t r = 0; r < ldo; r++) {
+                    float g = got[t * ldo + r], want = r < (size_t)R ? scalar[t * ldo + r] : -7.0f;
+                    if (fabsf(g - want) > 1e-4f * (1 + fabsf(want)))
+                        fail_msg("%s packed %d %s T %d [%d, %zu]: %.7f, row-major scalar %.7f",
+                                 qm_type_name(type), P, cpu_isa_name((cpu_isa)isa), T, t, r, g,
+                                 want);
+                }
+        }
+        free(buf);
     }
-    for (int isa = CPU_ISA_SCALAR; isa < CPU_ISA_COUNT; isa++) {
-        if (!cpu_isa_supported((cpu_isa)isa))
-            continue;
-        for (size_t i = 0; i < T * ldo; i++)
-            got[i] = -7.0f; /* the columns past R must stay untouched */
-        assert_int_equal(qm_matmul(got, ldo, x, &pk, bias, T, (cpu_isa)isa, pool, NULL), 0);
-        for (int t = 0; t < T; t++)
-            for (size_t r = 0; r < ldo; r++) {
-                float g = got[t * ldo + r], want = r < (size_t)R ? scalar[t * ldo + r] : -7.0f;
-                if (fabsf(g - want) > 1e-4f * (1 + fabsf(want)))
-                    fail_msg("%s packed %s T %d [%d, %zu]: %.7f, row-major scalar %.7f",
-                             qm_type_name(type), cpu_isa_name((cpu_isa)isa), T, t, r, g, want);
-            }
-    }
-    free(row), free(buf);
+    free(row);
     free(w), free(x), free(bias), free(wq), free(wd), free(ref), free(scalar), free(got);
 }
 
@@ -238,7 +247,7 @@ static void test_activation_quantizer(void **state)
 static void test_bad_shapes(void **state)
 {
     (void)state;
-    uint8_t data[64] = {0};
+    uint8_t data[128] = {0}; /* 2 rows of Q8_0 for qm_pack_panel */
     float x[40] = {0}, out[4];
     qm_mat m = {.type = QM_Q8_0, .rows = 1, .cols = 40, .data = data};
     assert_int_equal(qm_matmul(out, 1, x, &m, NULL, 1, CPU_ISA_SCALAR, NULL, NULL), -EINVAL);
@@ -246,6 +255,10 @@ static void test_bad_shapes(void **state)
     m.rows = 2;
     assert_int_equal(qm_matmul(out, 1, x, &m, NULL, 1, CPU_ISA_SCALAR, NULL, NULL), -EINVAL);
     assert_int_equal(qm_matmul(out, 2, x, &m, NULL, 0, CPU_ISA_SCALAR, NULL, NULL), 0);
+    qm_mat pk;
+    uint8_t buf[2 * 1088];
+    assert_int_equal(qm_pack_panel(&m, 8, buf, &pk), -EINVAL); /* panels are 16 or 32 rows */
+    assert_int_equal(qm_pack_panel(&m, QM_PANEL_MAX, buf, &pk), 0);
 }
 
 int main(void)
