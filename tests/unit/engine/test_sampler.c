@@ -599,6 +599,34 @@ static void test_seeds(void **state) {
     samp_free(s3);
 }
 
+/* The whole-vocabulary draw with logprobs asked for (the weights computed
+ * once, in the logprobs pass) picks exactly the tokens of the draw
+ * without, seed for seed; min_p's threshold and banned tokens included. */
+static void test_draw_same_with_logprobs(void **state) {
+    (void)state;
+    const int V = 300, N = 400;
+    float l[300], buf[300];
+    for (int i = 0; i < V; i++) l[i] = (float)sin(i * 1.3) * 3.0f;
+    l[7] = -INFINITY;
+    for (int pass = 0; pass < 2; pass++) {
+        samp_params p = defaults();
+        p.temperature = 0.7f;
+        p.min_p = pass ? 0.05f : 0.0f;
+        p.seed = 99 + (uint64_t)pass;
+        samp *plain = mk(&p, V), *with_lp = mk(&p, V);
+        for (int i = 0; i < N; i++) {
+            int32_t a = draw1(plain, l, V, buf);
+            memcpy(buf, l, sizeof l);
+            samp_output o;
+            assert_int_equal(samp_sample_ex(with_lp, buf, 3, &o), 0);
+            assert_int_equal(a, o.token);
+            assert_int_not_equal(a, 7);
+        }
+        samp_free(plain);
+        samp_free(with_lp);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Logprobs                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -796,6 +824,7 @@ int main(void) {
         cmocka_unit_test(test_temperature_freq),
         cmocka_unit_test(test_truncation_sets_vs_naive),
         cmocka_unit_test(test_seeds),
+        cmocka_unit_test(test_draw_same_with_logprobs),
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_large_vocab),
