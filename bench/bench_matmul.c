@@ -215,18 +215,25 @@ static int bm_shape(int N, int K, const int *Ts, int nT, tp_pool *pool, int reps
 
 /* qm_matmul on a Q8_0 / Q4_0 matrix packed in 16- and 32-row panels, with
  * the best kernel and (where it is not the best) the AVX2 one: us per call
- * and GB/s of packed weights read, the copies cycled as above. */
+ * and GB/s of packed weights read, the copies cycled as above. Both
+ * layouts' copies are packed once, before the timings. */
 static int bm_qshape(qm_type type, int N, int K, const int *Ts, int nT, tp_pool *pool,
                      int reps, size_t mib)
 {
-    int Tmax = 1;
+    enum { NL = 2 }; /* layouts: 16- and 32-row panels */
+    int Tmax = 1, rc = -1;
     for (int i = 0; i < nT; i++)
         Tmax = Ts[i] > Tmax ? Ts[i] : Tmax;
-    size_t rb = qm_row_bytes(type, K);
-    uint8_t *raw = malloc((size_t)N * rb);
+    size_t rb = qm_row_bytes(type, K), copies[NL] = {0}, bytes[NL] = {0};
+    uint8_t *raw = malloc((size_t)N * rb), *w[NL] = {NULL};
+    qm_mat *mats[NL] = {NULL};
     float *row = malloc((size_t)K * sizeof(float)), *x = malloc((size_t)Tmax * K * sizeof(float));
     float *out = malloc((size_t)Tmax * N * sizeof(float));
     void *scratch = malloc(qm_scratch_bytes(Tmax, K));
+    if (K % QM_BLOCK) {
+        fprintf(stderr, "bench_matmul: -q needs K a multiple of %d (got %d)\n", QM_BLOCK, K);
+        goto done;
+    }
     if (!raw || !row || !x || !out || !scratch)
         goto nomem;
     for (int r = 0; r < N; r++) {
@@ -237,55 +244,55 @@ static int bm_qshape(qm_type type, int N, int K, const int *Ts, int nT, tp_pool 
     for (size_t i = 0; i < (size_t)Tmax * K; i++)
         x[i] = (float)(i % 17) * 0.1f - 0.8f;
     qm_mat src = {.type = type, .rows = N, .cols = K, .data = raw};
+    for (int l = 0; l < NL; l++) {
+        int P = l ? QM_PANEL_MAX : QM_GROUP;
+        bytes[l] = qm_mat_bytes(&(qm_mat){.type = type, .rows = N, .cols = K, .packed = P});
+        size_t stride = (bytes[l] + 63) / 64 * 64;
+        copies[l] = mib * 1024 * 1024 / stride + 1;
+        w[l] = aligned_alloc(64, copies[l] * stride);
+        mats[l] = malloc(copies[l] * sizeof *mats[l]);
+        if (!w[l] || !mats[l])
+            goto nomem;
+        for (size_t c = 0; c < copies[l]; c++)
+            qm_pack_panel(&src, P, w[l] + c * stride, &mats[l][c]); /* K checked above */
+    }
     printf("\n%s N x K = %d x %d\n%5s", qm_type_name(type), N, K, "T");
     cpu_isa isas[2] = {cpu_isa_best(), CPU_ISA_AVX2};
     int n_isa = cpu_isa_best() > CPU_ISA_AVX2 ? 2 : 1;
-    for (int P = QM_GROUP; P <= QM_PANEL_MAX; P *= 2)
+    for (int l = 0; l < NL; l++)
         for (int i = 0; i < n_isa; i++)
-            printf(" | P%d %-7s %8s %6s", P, cpu_isa_name(isas[i]), "us", "GB/s");
+            printf(" | P%d %-7s %8s %6s", mats[l][0].packed, cpu_isa_name(isas[i]), "us", "GB/s");
     printf("\n");
     for (int ti = 0; ti < nT; ti++) {
         int T = Ts[ti];
         printf("%5d", T);
-        for (int P = QM_GROUP; P <= QM_PANEL_MAX; P *= 2) {
-            qm_mat shape = src;
-            shape.packed = P;
-            size_t pbytes = (qm_mat_bytes(&shape) + 63) / 64 * 64;
-            size_t copies = mib * 1024 * 1024 / pbytes + 1;
-            uint8_t *w = aligned_alloc(64, copies * pbytes);
-            qm_mat *mats = malloc(copies * sizeof *mats);
-            if (!w || !mats) {
-                free(w), free(mats);
-                goto nomem;
-            }
-            for (size_t c = 0; c < copies; c++)
-                qm_pack_panel(&src, P, w + c * pbytes, &mats[c]);
+        for (int l = 0; l < NL; l++)
             for (int i = 0; i < n_isa; i++) {
-                size_t runs = (size_t)reps * ((copies + 3) / 4);
+                size_t runs = (size_t)reps * ((copies[l] + 3) / 4);
                 double best = 1e30;
                 for (size_t r = 0, c = 0; r < runs; r++) {
                     double t0 = bench_now();
                     for (int k = 0; k < 4; k++, c++)
-                        qm_matmul(out, (size_t)N, x, &mats[c % copies], NULL, T, isas[i], pool,
-                                  scratch);
+                        qm_matmul(out, (size_t)N, x, &mats[l][c % copies[l]], NULL, T, isas[i],
+                                  pool, scratch);
                     double dt = (bench_now() - t0) / 4.0;
                     best = dt < best ? dt : best;
                 }
-                printf(" | %-10s %8.1f %6.1f", "", best * 1e6,
-                       (double)qm_mat_bytes(&shape) / best * 1e-9);
+                printf(" | %-10s %8.1f %6.1f", "", best * 1e6, (double)bytes[l] / best * 1e-9);
             }
-            free(w), free(mats);
-        }
         printf("\n");
         fflush(stdout);
     }
-    free(raw), free(row), free(x), free(out), free(scratch);
-    return 0;
+    rc = 0;
+    goto done;
 nomem:
     fprintf(stderr, "bench_matmul: no memory for the %d x %d %s matrix\n", N, K,
             qm_type_name(type));
+done:
+    for (int l = 0; l < NL; l++)
+        free(w[l]), free(mats[l]);
     free(raw), free(row), free(x), free(out), free(scratch);
-    return -1;
+    return rc;
 }
 
 /* "a,b,c" -> ints; returns the count (at most cap), 0 on a bad list */

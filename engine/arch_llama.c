@@ -259,7 +259,7 @@ static int llama__mat_bind(model *m, const model_src *src, llama__impl *im, llam
     qm_mat raw = {.type = (qm_type)qtype, .rows = (int)total, .cols = (int)cols};
     qm_mat packed = raw;
     packed.packed = qm_pack_panel_rows();
-    size_t rb = qm_row_bytes(raw.type, raw.cols), bytes = LLAMA__ALIGN64(qm_pack_bytes(&raw));
+    size_t rb = qm_row_bytes(raw.type, raw.cols), bytes = LLAMA__ALIGN64(qm_mat_bytes(&packed));
     uint8_t *tmp = im->qarena ? malloc(qm_mat_bytes(&raw)) : NULL, *dst = tmp;
     if (im->qarena && !tmp) {
         snprintf(err, errlen, "%s: out of memory packing a %lld x %lld matrix", src->path,

@@ -112,6 +112,23 @@ void qm_dequantize_row(qm_type t, const uint8_t *src, int n, float *dst)
     }
 }
 
+/* ---- kernel levels ------------------------------------------------------------ */
+
+typedef enum qm__level { QM__SCALAR, QM__AVX2L, QM__VNNIL } qm__level;
+
+/* The kernel that runs for isa on this CPU. */
+static qm__level qm__level_for(cpu_isa isa)
+{
+    if (!cpu_isa_supported(isa) || isa == CPU_ISA_SCALAR)
+        return QM__SCALAR;
+    const cpu_features *f = cpu_features_get();
+    if (!f->f16c)
+        return QM__SCALAR;
+    if (isa >= CPU_ISA_AVX512 && f->avx512bw && f->avx512vl && f->avx512vnni)
+        return QM__VNNIL;
+    return QM__AVX2L;
+}
+
 /* ---- the packed layout --------------------------------------------------------- */
 
 /* Bytes of the quants of a group-block (QM_GROUP rows, one block): 4-byte
@@ -133,10 +150,7 @@ static size_t qm__pbytes(qm_type t, int P)
 
 int qm_pack_panel_rows(void)
 {
-    const cpu_features *f = cpu_features_get();
-    return cpu_isa_supported(CPU_ISA_AVX512) && f->avx512bw && f->avx512vl && f->avx512vnni
-               ? QM_PANEL_MAX
-               : QM_GROUP;
+    return qm__level_for(cpu_isa_best()) == QM__VNNIL ? QM_PANEL_MAX : QM_GROUP;
 }
 
 /* 4-byte chunks of quants per row and block: 8 (Q8_0), 4 (Q4_0). */
@@ -151,13 +165,6 @@ size_t qm_mat_bytes(const qm_mat *m)
         return (size_t)((m->rows + m->packed - 1) / m->packed) * (size_t)(m->cols / QM_BLOCK) *
                qm__pbytes(m->type, m->packed);
     return (size_t)m->rows * qm_row_bytes(m->type, m->cols);
-}
-
-size_t qm_pack_bytes(const qm_mat *src)
-{
-    qm_mat m = *src;
-    m.packed = qm_pack_panel_rows();
-    return qm_mat_bytes(&m);
 }
 
 int qm_pack(const qm_mat *src, uint8_t *buf, qm_mat *dst)
@@ -439,10 +446,11 @@ static void qm__tile_scalar(float *out, size_t ldo, qm_type type, const uint8_t 
     __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define QM__AVX2 __attribute__((target("avx2,fma,f16c")))
 #define QM__INLINE inline __attribute__((always_inline))
-/* How far ahead of its loads a tile prefetches. Decode streams the
+/* How far ahead of its loads the VNNI tile prefetches. Decode streams the
  * matrix once, and the hardware prefetcher alone keeps too few lines in
- * flight for these loops (measured in bench_matmul -q: 20-30% slower
- * without). */
+ * flight for these loops. In scratch builds on bench_matmul -q's shapes,
+ * without the prefetch the 512-bit tile was 20-30% slower, and a distance
+ * of 1 KB (about two Q4_0 panel-blocks) beat 0.5, 2 and 4 KB. */
 #define QM__PREFETCH_BLOCKS 2
 
 /* Prefetches the panel-block QM__PREFETCH_BLOCKS ahead of blk (pb bytes). */
@@ -657,8 +665,6 @@ QM__T256(1) QM__T256(2)
 
 /* ---- the product ------------------------------------------------------------- */
 
-typedef enum qm__level { QM__SCALAR, QM__AVX2L, QM__VNNIL } qm__level;
-
 typedef struct qm__job {
     float *out;
     size_t ldo;
@@ -748,18 +754,6 @@ static void qm__run(void *ctx, size_t r0, size_t r1, int worker)
         qm__run_packed(j, r0, r1);
     else
         qm__run_rows(j, r0, r1);
-}
-
-static qm__level qm__level_for(cpu_isa isa)
-{
-    if (!cpu_isa_supported(isa) || isa == CPU_ISA_SCALAR)
-        return QM__SCALAR;
-    const cpu_features *f = cpu_features_get();
-    if (!f->f16c)
-        return QM__SCALAR;
-    if (isa >= CPU_ISA_AVX512 && f->avx512bw && f->avx512vl && f->avx512vnni)
-        return QM__VNNIL;
-    return QM__AVX2L;
 }
 
 size_t qm_scratch_bytes(int T, int cols)

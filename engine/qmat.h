@@ -70,13 +70,11 @@ size_t qm_mat_bytes(const qm_mat *m);
  * (its tile covers 32 rows), 16 otherwise (the AVX2 tile reads 16-row
  * panels fastest; measured in bench_matmul -q). */
 int qm_pack_panel_rows(void);
-/* Bytes qm_pack needs for src. */
-size_t qm_pack_bytes(const qm_mat *src);
-/* Packs src (row-major) into buf (qm_pack_bytes(src); 4-byte aligned, 64
- * best) and describes it in *dst; -EINVAL for an already packed src or a
- * bad shape. qm_pack_panel: with panel_rows (16 or 32) given, for tests;
- * buf then holds qm_mat_bytes of {src's shape, .packed = panel_rows}. Any
- * level's kernel runs either. */
+/* Packs src (row-major) into buf (qm_mat_bytes of {src's shape, .packed =
+ * qm_pack_panel_rows()}; 4-byte aligned, 64 best) and describes it in
+ * *dst; -EINVAL for an already packed src or a bad shape. qm_pack_panel:
+ * with panel_rows (16 or 32) given, for tests and benchmarks; any level's
+ * kernel runs either layout. */
 int qm_pack(const qm_mat *src, uint8_t *buf, qm_mat *dst);
 int qm_pack_panel(const qm_mat *src, int panel_rows, uint8_t *buf, qm_mat *dst);
 /* Row r of m dequantized into dst[cols], any layout. */

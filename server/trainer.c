@@ -253,7 +253,8 @@ int trainer_cancel(trainer *t, const char *id, char *err, size_t errlen)
     bool mine = !strcmp(t->current, id);
     if (mine) {
         /* the worker records the end before it lets go of the run: a run
-         * already ended there is refused, as from any other daemon */
+         * already ended there is refused, as from any other daemon. Under
+         * mu, so that current cannot move on to another run meanwhile */
         int rc = store_run_get(t->st, id, &r, err, errlen);
         bool ended = !rc && strcmp(r.status, "queued") && strcmp(r.status, "running");
         if (ended)

@@ -155,15 +155,19 @@ static void check_product(qm_type type, int R, int C, int T, tp_pool *pool)
      * the same rows, and every ISA's kernel gives the row-major scalar
      * products on either */
     float *row = malloc((size_t)C * sizeof(float));
-    assert_int_equal(qm_pack_bytes(&m),
-                     qm_mat_bytes(&(qm_mat){.type = type, .rows = R, .cols = C,
-                                            .packed = qm_pack_panel_rows()}));
     for (int P = QM_GROUP; P <= QM_PANEL_MAX; P *= 2) {
-        qm_mat pk;
-        uint8_t *buf = malloc(qm_mat_bytes(&(qm_mat){.type = type, .rows = R, .cols = C, .packed = P}));
+        qm_mat pk, dflt;
+        size_t bytes = qm_mat_bytes(&(qm_mat){.type = type, .rows = R, .cols = C, .packed = P});
+        uint8_t *buf = malloc(bytes), *buf2 = malloc(bytes);
         assert_int_equal(qm_pack_panel(&m, P, buf, &pk), 0);
         assert_int_equal(pk.packed, P);
         assert_int_equal(qm_pack(&pk, buf, &pk), -EINVAL);
+        if (P == qm_pack_panel_rows()) { /* qm_pack: this CPU's layout */
+            assert_int_equal(qm_pack(&m, buf2, &dflt), 0);
+            assert_int_equal(dflt.packed, P);
+            assert_memory_equal(buf, buf2, bytes);
+        }
+        free(buf2);
         for (int r = 0; r < R; r++) {
             qm_mat_row(&pk, r, row);
             assert_memory_equal(row, wd + (size_t)r * C, (size_t)C * sizeof(float));
